@@ -1,0 +1,163 @@
+"""Checkpoints: model weights plus metadata in safetensors, loaded without executing code.
+
+A checkpoint is a safetensors file whose header carries two strings: the kind of file
+("checkpoint", or a training-state file written by `train`) and the JSON metadata. Pickles,
+including PyTorch's zip format, are refused before anything is deserialised.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save
+from torch import nn
+
+from .fileio import atomic_write_bytes, file_sha256
+from .metadata import ModelMetadata
+from .models import ModelSpec, build_model
+
+FORMAT_VERSION = 1
+KIND_KEY = "sunet_deploy.kind"
+META_KEY = "sunet_deploy.meta"
+VERSION_KEY = "sunet_deploy.format_version"
+MAX_HEADER_BYTES = 100 << 20
+
+
+class CheckpointError(ValueError):
+    """A file that cannot be used as a checkpoint; the message names the file and the reason."""
+
+    def __init__(self, path: str | os.PathLike, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = Path(path)
+        self.reason = reason
+
+
+@dataclass
+class Checkpoint:
+    state_dict: dict[str, torch.Tensor]
+    meta: ModelMetadata
+    path: Path
+    sha256: str
+
+    @property
+    def spec(self) -> ModelSpec:
+        return ModelSpec.from_dict(self.meta.model)
+
+
+def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], kind: str, meta_json: str) -> Path:
+    """Write tensors and a JSON string atomically as a safetensors file of the given kind."""
+    tensors = {name: t.detach().cpu().contiguous() for name, t in tensors.items()}
+    header = {KIND_KEY: kind, META_KEY: meta_json, VERSION_KEY: str(FORMAT_VERSION)}
+    try:
+        return atomic_write_bytes(path, save(tensors, metadata=header))
+    except OSError as exc:
+        raise CheckpointError(path, f"cannot be written: {exc.strerror or exc}") from exc
+
+
+def load_tensors(path: str | os.PathLike, kind: str) -> tuple[dict[str, torch.Tensor], str]:
+    """Read a file written by `save_tensors`, checking its structure before loading any data."""
+    header = _read_safetensors_header(Path(path))
+    found_kind = header.get("__metadata__", {}).get(KIND_KEY)
+    if found_kind is None:
+        raise CheckpointError(path, "a safetensors file but not a sunet-deploy file (no sunet_deploy metadata)")
+    if found_kind != kind:
+        raise CheckpointError(path, f"is a sunet-deploy {found_kind!r} file, expected a {kind!r} file")
+    version = header["__metadata__"].get(VERSION_KEY)
+    if version != str(FORMAT_VERSION):
+        raise CheckpointError(path, f"format version {version}, this sunet-deploy reads {FORMAT_VERSION}")
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(path, f"corrupt tensor data ({exc})") from exc
+    return tensors, header["__metadata__"][META_KEY]
+
+
+def _read_safetensors_header(path: Path) -> dict:
+    if not path.is_file():
+        raise CheckpointError(path, "no such file")
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        prefix = f.read(8)
+        if prefix[:1] == b"\x80" or prefix[:2] == b"PK":
+            what = "a Python pickle" if prefix[:1] == b"\x80" else "a zip archive (PyTorch's pickle format)"
+            raise CheckpointError(
+                path, f"is {what}; refusing to unpickle it, since pickles can run code. "
+                "Re-save the weights as safetensors (safetensors.torch.save_file) and load that."
+            )
+        if len(prefix) < 8:
+            raise CheckpointError(path, f"too short to be a checkpoint ({size} bytes)")
+        (header_len,) = struct.unpack("<Q", prefix)
+        if header_len > min(size - 8, MAX_HEADER_BYTES):
+            raise CheckpointError(path, "not a safetensors checkpoint, or truncated inside its header")
+        try:
+            header = json.loads(f.read(header_len))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise CheckpointError(path, f"not a safetensors checkpoint (unreadable header: {exc})") from exc
+    if not isinstance(header, dict):
+        raise CheckpointError(path, "not a safetensors checkpoint (header is not a JSON object)")
+    data_end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
+    if 8 + header_len + data_end > size:
+        raise CheckpointError(path, f"truncated: holds {size} bytes, its header promises {8 + header_len + data_end}")
+    return header
+
+
+def save_checkpoint(path: str | os.PathLike, model: nn.Module, meta: ModelMetadata) -> Path:
+    """Save a model's weights with its metadata; the file is written atomically."""
+    return save_tensors(path, model.state_dict(), "checkpoint", meta.to_json())
+
+
+def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
+    state_dict, meta_json = load_tensors(path, "checkpoint")
+    try:
+        meta = ModelMetadata.from_json(meta_json)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise CheckpointError(path, f"invalid metadata ({exc})") from exc
+    return Checkpoint(state_dict, meta, Path(path), file_sha256(path))
+
+
+def load_model(path: str | os.PathLike, expected_arch: str | None = None) -> tuple[nn.Module, Checkpoint]:
+    """Rebuild the model a checkpoint describes and load its weights (eval mode, CPU)."""
+    ckpt = load_checkpoint(path)
+    if expected_arch is not None and ckpt.meta.arch != expected_arch:
+        raise CheckpointError(path, f"built for {ckpt.meta.arch}, expected {expected_arch}")
+    try:
+        model = build_model(ckpt.spec)
+    except (ValueError, TypeError) as exc:
+        raise CheckpointError(path, f"describes a model that cannot be built ({exc})") from exc
+    load_state_into(model, ckpt.state_dict, path)
+    return model.eval(), ckpt
+
+
+def load_state_into(model: nn.Module, state_dict: dict[str, torch.Tensor], source: str | os.PathLike) -> None:
+    """load_state_dict with one clear line when names or shapes do not match the model."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(expected))
+    wrong_shape = [k for k in expected.keys() & state_dict.keys() if expected[k].shape != state_dict[k].shape]
+    if missing or unexpected or wrong_shape:
+        details = []
+        for label, names in (("missing", missing), ("unexpected", unexpected), ("wrong shape", sorted(wrong_shape))):
+            if names:
+                details.append(f"{len(names)} {label} (e.g. {names[0]})")
+        raise CheckpointError(source, "weights are for another architecture: " + ", ".join(details))
+    model.load_state_dict(state_dict)
+
+
+def load_backbone_weights(model: nn.Module, path: str | os.PathLike) -> int:
+    """Load the backbone of any sunet-deploy checkpoint (e.g. an ImageNet classifier) into `model`.
+
+    Backbone parameter names are the same for every output stride, so classification weights
+    initialise a dilated segmentation model. Returns the number of tensors loaded.
+    """
+    ckpt = load_checkpoint(path)
+    backbone_state = {k[len("backbone."):]: v for k, v in ckpt.state_dict.items() if k.startswith("backbone.")}
+    if not backbone_state:
+        raise CheckpointError(path, "holds no backbone weights")
+    load_state_into(model.backbone, backbone_state, path)
+    return len(backbone_state)

@@ -1,0 +1,40 @@
+import pytest
+import torch
+
+from sunet_deploy.metadata import ModelMetadata
+from sunet_deploy.models import ModelSpec, build_model
+
+
+@pytest.fixture(autouse=True)
+def _single_thread_torch():
+    # Tests run in parallel workers on small CI machines; one thread each avoids oversubscription.
+    torch.set_num_threads(1)
+
+
+def make_meta(spec: ModelSpec) -> ModelMetadata:
+    return ModelMetadata(
+        model=spec.to_dict(),
+        classes=[f"class{i}" for i in range(spec.num_classes)],
+        palette=[[i, 2 * i % 256, 3 * i % 256] for i in range(spec.num_classes)],
+    )
+
+
+def randomize_bn(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Give BatchNorm layers non-trivial statistics so eval outputs depend on every buffer."""
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+    return model
+
+
+@pytest.fixture
+def tiny_spec() -> ModelSpec:
+    return ModelSpec("sunet_tiny", num_classes=5, output_stride=16)
+
+
+@pytest.fixture
+def tiny_model(tiny_spec):
+    torch.manual_seed(0)
+    return randomize_bn(build_model(tiny_spec)).eval()
