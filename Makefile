@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: setup
-	$(PY) -m sunet_deploy.demo
+	$(PY) -m sunet_deploy.models --arch sunet64 --size 512x512
 
 test: setup
 	$(PY) -m pytest -q -n 2 --durations=15
