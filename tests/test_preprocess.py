@@ -1,0 +1,190 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from sunet_deploy.preprocess import (
+    CITYSCAPES_CLASSES,
+    VOC_CLASSES,
+    Geometry,
+    ImageError,
+    Normalization,
+    SizePolicy,
+    cityscapes_palette,
+    colorize,
+    labels_to_mask,
+    logits_to_mask,
+    overlay,
+    read_image,
+    read_label_png,
+    save_palette_png,
+    to_tensor_input,
+    voc_palette,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+@pytest.fixture
+def rgb():
+    return np.random.default_rng(0).integers(0, 256, (10, 14, 3), dtype=np.uint8)
+
+
+# ---------------------------------------------------------------- read_image
+
+
+def test_read_image_color_is_rgb(tmp_path, rgb):
+    cv2.imwrite(str(tmp_path / "a.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    np.testing.assert_array_equal(read_image(tmp_path / "a.png"), rgb)
+
+
+def test_read_image_16bit_gray_bgra(tmp_path, rgb):
+    cv2.imwrite(str(tmp_path / "deep.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR).astype(np.uint16) * 257)
+    np.testing.assert_array_equal(read_image(tmp_path / "deep.png"), rgb)
+
+    gray = rgb[:, :, 0]
+    cv2.imwrite(str(tmp_path / "gray.png"), gray)
+    out = read_image(tmp_path / "gray.png")
+    assert out.shape == (10, 14, 3) and out.dtype == np.uint8
+    for c in range(3):
+        np.testing.assert_array_equal(out[:, :, c], gray)
+
+    bgra = np.dstack([cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), np.full(rgb.shape[:2], 7, np.uint8)])
+    cv2.imwrite(str(tmp_path / "alpha.png"), bgra)
+    np.testing.assert_array_equal(read_image(tmp_path / "alpha.png"), rgb)
+
+
+def test_read_image_errors_name_the_file(tmp_path):
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(b"\xff\xd8\xff not really a jpeg")
+    for path in (corrupt, tmp_path / "missing.png"):
+        with pytest.raises(ImageError, match=path.name):
+            read_image(path)
+    (tmp_path / "empty.png").write_bytes(b"")
+    with pytest.raises(ValueError, match="empty.png"):
+        read_image(tmp_path / "empty.png")
+
+
+# ---------------------------------------------------------------- input tensor and masks
+
+
+def test_to_tensor_input_normalises_nchw(rgb):
+    x, (geometry,) = to_tensor_input(rgb, MEAN, STD)
+    assert x.shape == (1, 3, 10, 14) and x.dtype == np.float32
+    expected = (rgb[3, 5, 1] / 255 - MEAN[1]) / STD[1]
+    assert x[0, 1, 3, 5] == pytest.approx(expected, abs=1e-5)
+    assert geometry == Geometry((10, 14), (10, 14), (10, 14))
+
+
+def test_size_policy_parse_and_errors():
+    assert SizePolicy.parse("none") == SizePolicy()
+    policy = SizePolicy.parse("resize_short:512,pad_to_multiple:32")
+    assert (policy.resize_short, policy.pad_multiple) == (512, 32)
+    assert str(policy) == "resize_short:512,pad_to_multiple:32" and str(SizePolicy()) == "none"
+    for bad in ("resize:5", "pad_to_multiple:0", "resize_short:x"):
+        with pytest.raises(ValueError, match="size policy"):
+            SizePolicy.parse(bad)
+
+
+def test_pad_policy_pads_with_mean_and_masks_come_back_at_original_size(rgb):
+    x, (g,) = to_tensor_input([rgb], MEAN, STD, "pad_to_multiple:8")
+    assert x.shape == (1, 3, 16, 16) and g.padded == (16, 16) and g.resized == (10, 14)
+    assert np.all(x[0, :, 10:, :] == 0) and np.all(x[0, :, :, 14:] == 0)
+    labels = np.random.default_rng(1).integers(0, 5, (16, 16))
+    np.testing.assert_array_equal(labels_to_mask(labels, g), labels[:10, :14])
+    logits = np.eye(5, dtype=np.float32)[labels].transpose(2, 0, 1)
+    mask = logits_to_mask(logits, g)
+    assert mask.dtype == np.uint8
+    np.testing.assert_array_equal(mask, labels[:10, :14])
+
+
+def test_resize_policy_round_trip():
+    image = np.zeros((40, 60, 3), np.uint8)
+    x, geometries = to_tensor_input([image, image], MEAN, STD, "resize_short:20")
+    assert x.shape == (2, 3, 20, 30) and geometries[0].original == (40, 60)
+    labels = np.zeros((2, 20, 30), np.int64)
+    labels[:, :, 15:] = 3  # right half is class 3
+    masks = labels_to_mask(labels, geometries)
+    assert masks.shape == (2, 40, 60)
+    assert np.all(masks[:, :, :30] == 0) and np.all(masks[:, :, 30:] == 3)
+    logits = np.stack([labels == c for c in range(4)], axis=1).astype(np.float32)
+    np.testing.assert_array_equal(logits_to_mask(logits, geometries), masks)
+
+
+def test_batch_of_different_sizes_is_refused():
+    with pytest.raises(ValueError, match="different sizes"):
+        to_tensor_input([np.zeros((8, 8, 3), np.uint8), np.zeros((8, 9, 3), np.uint8)], MEAN, STD)
+
+
+def test_normalization_from_metadata(rgb):
+    from sunet_deploy.metadata import ModelMetadata
+
+    meta = ModelMetadata(model={"arch": "x"}, classes=["a"], palette=[[0, 0, 0]], resize_policy="pad_to_multiple:4")
+    x, _ = Normalization.from_metadata(meta)(rgb)
+    assert x.shape == (1, 3, 12, 16)
+
+
+# ---------------------------------------------------------------- palettes and label PNGs
+
+
+def test_palettes():
+    palette = voc_palette()
+    assert palette.shape == (256, 3) and palette.dtype == np.uint8
+    assert palette[:4].tolist() == [[0, 0, 0], [128, 0, 0], [0, 128, 0], [128, 128, 0]]
+    assert palette[15].tolist() == [192, 128, 128]  # person
+    assert palette[255].tolist() == [224, 224, 192]  # VOC border colour
+    assert len(VOC_CLASSES) == 21 and VOC_CLASSES[15] == "person"
+    assert cityscapes_palette().shape == (19, 3) and len(CITYSCAPES_CLASSES) == 19
+    assert cityscapes_palette()[13].tolist() == [0, 0, 142] and CITYSCAPES_CLASSES[13] == "car"
+
+
+def test_palette_png_round_trip(tmp_path):
+    mask = np.zeros((6, 9), np.uint8)
+    mask[1:4, 2:5] = 15
+    mask[0, :] = 255
+    path = tmp_path / "label.png"
+    save_palette_png(path, mask, voc_palette(21))
+    with Image.open(path) as image:
+        assert image.mode == "P"
+        assert image.getpalette()[15 * 3 : 16 * 3] == [192, 128, 128]
+    np.testing.assert_array_equal(read_label_png(path), mask)
+
+
+def test_read_label_png_gray_and_errors(tmp_path):
+    mask = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    Image.fromarray(mask).save(tmp_path / "gray.png")
+    np.testing.assert_array_equal(read_label_png(tmp_path / "gray.png"), mask)
+    Image.fromarray(np.zeros((3, 4, 3), np.uint8)).save(tmp_path / "rgb.png")
+    with pytest.raises(ImageError, match="rgb.png.*mode 'RGB'"):
+        read_label_png(tmp_path / "rgb.png")
+    (tmp_path / "bad.png").write_bytes(b"junk")
+    with pytest.raises(ImageError, match="bad.png"):
+        read_label_png(tmp_path / "bad.png")
+    with pytest.raises(ImageError, match="missing.png"):
+        read_label_png(tmp_path / "missing.png")
+
+
+def test_colorize_and_overlay():
+    palette = np.array([[0, 0, 0], [200, 100, 50]], np.uint8)
+    mask = np.array([[0, 1], [255, 1]], np.uint8)
+    colours = colorize(mask, palette)
+    assert colours[0, 1].tolist() == [200, 100, 50] and colours[1, 0].tolist() == [0, 0, 0]
+    image = np.full((2, 2, 3), 100, np.uint8)
+    assert overlay(image, mask, palette, alpha=0.5)[0, 1].tolist() == [150, 100, 75]
+
+
+# ---------------------------------------------------------------- torch-free import
+
+
+def test_preprocess_and_metrics_import_without_torch():
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "import sunet_deploy.preprocess, sunet_deploy.metrics\n"
+        "assert 'torch' not in {m.split('.')[0] for m, v in sys.modules.items() if v is not None}\n"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
