@@ -61,3 +61,7 @@ class ModelMetadata:
         data = json.loads(text)
         known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
         return cls(**known)
+
+
+ONNX_METADATA_KEY = "sunet_deploy.metadata"
+"""The key of the ModelMetadata JSON in an ONNX model's metadata_props."""

@@ -1,0 +1,132 @@
+"""The contract every runtime adapter follows (in the manner of Polygraphy's runners).
+
+    with open_runtime("model.onnx") as rt:
+        logits = rt.infer(batch)           # float32 NCHW, normalised as rt.metadata says
+        print(rt.last_timing.total_ms)
+
+Constructing an adapter reads the artifact's metadata (cheap, and fails early on a wrong file);
+`activate()` (or entering the context) allocates the engine, `deactivate()` frees it. Torch-free.
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from sunet_deploy.metadata import ModelMetadata
+
+
+class RuntimeUnavailable(RuntimeError):
+    """The runtime cannot run here (library missing, no GPU); the message says what to install."""
+
+
+class ArtifactError(ValueError):
+    """The model file is missing, of the wrong kind, or lacks sunet-deploy metadata."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    name: str
+    shape: tuple  # ints, or strings for dynamic dimensions
+    dtype: str
+
+
+@dataclass
+class Timing:
+    """Latency of the last `infer` call; the device split is filled in where the runtime measures it."""
+
+    total_ms: float
+    h2d_ms: float | None = None
+    compute_ms: float | None = None
+    d2h_ms: float | None = None
+
+
+class Runtime(abc.ABC):
+    """One engine behind the shared contract: metadata, inputs/outputs, infer, timing, lifetime."""
+
+    name: ClassVar[str]
+    metadata: ModelMetadata
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ArtifactError(self.path, "no such file")
+        self.last_timing: Timing | None = None
+        self.active = False
+
+    def __enter__(self) -> "Runtime":
+        self.activate()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.deactivate()
+
+    def activate(self) -> None:
+        if not self.active:
+            self._activate()
+            self.active = True
+
+    def deactivate(self) -> None:
+        if self.active:
+            self._deactivate()
+            self.active = False
+
+    @property
+    def output_kind(self) -> str:
+        """"logits" (N, C, H, W float32) or "labels" (N, H, W integer class indices)."""
+        return self.metadata.output
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        """Run a normalised float32 NCHW batch; returns logits or labels as `output_kind` says."""
+        if not self.active:
+            raise RuntimeError(f"{self.name} runtime is not active: use `with` or call activate() first")
+        if batch.ndim != 4 or batch.shape[1] != 3:
+            raise ValueError(f"expected an N x 3 x H x W batch, got shape {batch.shape}")
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        start = time.perf_counter()
+        out, timing = self._infer(batch)
+        timing.total_ms = (time.perf_counter() - start) * 1000
+        self.last_timing = timing
+        return out
+
+    def warmup(self, shape: tuple[int, int, int, int] = (1, 3, 512, 512), iterations: int = 3) -> None:
+        batch = np.zeros(shape, dtype=np.float32)
+        for _ in range(iterations):
+            self.infer(batch)
+
+    @abc.abstractmethod
+    def inputs(self) -> list[TensorInfo]: ...
+
+    @abc.abstractmethod
+    def outputs(self) -> list[TensorInfo]: ...
+
+    @abc.abstractmethod
+    def _activate(self) -> None: ...
+
+    @abc.abstractmethod
+    def _deactivate(self) -> None: ...
+
+    @abc.abstractmethod
+    def _infer(self, batch: np.ndarray) -> tuple[np.ndarray, Timing]:
+        """Run the batch; return the output on the host and a Timing (total_ms is set by `infer`)."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.path)!r})"
+
+
+def image_input_info(name: str = "input") -> TensorInfo:
+    return TensorInfo(name, ("batch", 3, "height", "width"), "float32")
+
+
+def output_info(kind: str, num_classes: int) -> TensorInfo:
+    if kind == "labels":
+        return TensorInfo("labels", ("batch", "height", "width"), "int64")
+    return TensorInfo("logits", ("batch", num_classes, "height", "width"), "float32")
