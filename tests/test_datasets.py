@@ -155,6 +155,9 @@ def test_construction_errors_name_the_path(tmp_path):
     (tmp_path / "f" / "masks").mkdir()
     with pytest.raises(DatasetError, match="only_image.png"):
         FolderSegmentation(tmp_path / "f", num_classes=2)
+    write_image(tmp_path / "f" / "images" / "only_image.png")
+    with pytest.raises(DatasetError, match=r"share the stem.*only_image"):
+        FolderSegmentation(tmp_path / "f", num_classes=2)
     with pytest.raises(DatasetError, match="needs a root"):
         build_dataset("voc")
     with pytest.raises(ValueError, match="unknown dataset kind"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
@@ -24,6 +25,9 @@ class FolderSegmentation(SegmentationDataset):
         if len(classes) != num_classes:
             raise DatasetError(f"{root}: {len(classes)} class names for {num_classes} classes")
         images = sorted(p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        duplicates = sorted(stem for stem, n in Counter(p.stem for p in images).items() if n > 1)
+        if duplicates:
+            raise DatasetError(f"{image_dir}: several images share the stem(s) {duplicates[:5]}")
         samples = [Sample(p.stem, p, mask_dir / f"{p.stem}.png") for p in images]
         check_files_exist(samples)
         super().__init__(samples, classes, voc_palette(num_classes), image_dir)

@@ -109,8 +109,6 @@ def _shape_mask(rng: np.random.Generator, shape: str, h: int, w: int) -> np.ndar
     angle = rng.uniform(0, 2 * math.pi)
     c = tuple(int(v) for v in np.round(center))
     mask = np.zeros((h, w), dtype=np.uint8)
-    if shape == "star":  # thin arms: larger stars keep the class's pixel share near the others'
-        r *= 1.4
     if shape == "ellipse":
         axes = (int(r), int(r * rng.uniform(0.5, 0.85)))
         cv2.ellipse(mask, c, axes, math.degrees(angle), 0, 360, 1, -1)
@@ -120,7 +118,8 @@ def _shape_mask(rng: np.random.Generator, shape: str, h: int, w: int) -> np.ndar
     elif shape == "triangle":
         cv2.fillPoly(mask, [_polygon(center, r * rng.uniform(0.85, 1.15, 3), angle)], 1)
     elif shape == "star":
-        radii = np.tile([r, r * rng.uniform(0.35, 0.5)], 5)
+        outer = 1.4 * r  # thin arms: larger stars keep the class's pixel share near the others'
+        radii = np.tile([outer, outer * rng.uniform(0.35, 0.5)], 5)
         cv2.fillPoly(mask, [_polygon(center, radii, angle)], 1)
     elif shape == "ring":
         thickness = max(2, int(r * rng.uniform(0.3, 0.5)))
