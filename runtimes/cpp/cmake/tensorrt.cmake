@@ -1,0 +1,37 @@
+# The optional TensorRT backend: needs NvInfer.h + libnvinfer, the CUDA runtime and nlohmann_json
+# (to read the engine's JSON sidecar). Hints: -DTensorRT_ROOT=/path/to/TensorRT, CUDAToolkit_ROOT.
+if(SUNET_WITH_TENSORRT STREQUAL "OFF")
+  message(STATUS "sunet_runtime: TensorRT backend disabled (SUNET_WITH_TENSORRT=OFF)")
+  return()
+endif()
+
+find_path(TensorRT_INCLUDE_DIR NvInfer.h HINTS ${TensorRT_ROOT} ENV TensorRT_ROOT PATH_SUFFIXES include)
+find_library(TensorRT_LIBRARY nvinfer HINTS ${TensorRT_ROOT} ENV TensorRT_ROOT PATH_SUFFIXES lib lib64)
+find_package(CUDAToolkit QUIET)
+find_package(nlohmann_json 3 QUIET)
+
+set(_sunet_trt_missing "")
+if(NOT TensorRT_INCLUDE_DIR OR NOT TensorRT_LIBRARY)
+  list(APPEND _sunet_trt_missing "TensorRT (NvInfer.h, libnvinfer, hint: TensorRT_ROOT)")
+endif()
+if(NOT CUDAToolkit_FOUND)
+  list(APPEND _sunet_trt_missing "CUDA toolkit")
+endif()
+if(NOT nlohmann_json_FOUND)
+  list(APPEND _sunet_trt_missing "nlohmann_json (apt-get install nlohmann-json3-dev)")
+endif()
+
+if(_sunet_trt_missing)
+  list(JOIN _sunet_trt_missing ", " _sunet_trt_missing)
+  if(SUNET_WITH_TENSORRT STREQUAL "ON")
+    message(FATAL_ERROR "SUNET_WITH_TENSORRT=ON but not found: ${_sunet_trt_missing}")
+  endif()
+  message(STATUS "sunet_runtime: TensorRT backend skipped, not found: ${_sunet_trt_missing}")
+  return()
+endif()
+
+message(STATUS "sunet_runtime: TensorRT backend enabled (${TensorRT_LIBRARY})")
+target_sources(sunet_runtime PRIVATE src/tensorrt_backend.cpp)
+target_include_directories(sunet_runtime PRIVATE ${TensorRT_INCLUDE_DIR})
+target_link_libraries(sunet_runtime PRIVATE ${TensorRT_LIBRARY} CUDA::cudart nlohmann_json::nlohmann_json)
+target_compile_definitions(sunet_runtime PUBLIC SUNET_WITH_TENSORRT)

@@ -1,0 +1,109 @@
+// Pre/post-processing shared by every backend, and the choice of backend for an artifact.
+#include <cctype>
+#include <cstdio>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "backends.hpp"
+#include "sunet/runtime.hpp"
+
+namespace sunet {
+
+std::vector<float> normalize(const Image& image, const ModelInfo& info) {
+  // Same float32 arithmetic as sunet_deploy.preprocess.to_tensor_input, so inputs are bit-identical.
+  std::array<float, 3> offset{};
+  std::array<float, 3> scale{};
+  for (int c = 0; c < 3; ++c) {
+    offset[c] = info.mean[c] * 255.0f;
+    scale[c] = 1.0f / (info.std[c] * 255.0f);
+  }
+  const std::size_t plane = static_cast<std::size_t>(image.height) * image.width;
+  std::vector<float> nchw(3 * plane);
+  for (std::size_t i = 0; i < plane; ++i) {
+    for (int c = 0; c < 3; ++c) {
+      nchw[c * plane + i] = (static_cast<float>(image.rgb[3 * i + c]) - offset[c]) * scale[c];
+    }
+  }
+  return nchw;
+}
+
+Mask argmax(const float* scores, int classes, int height, int width) {
+  if (classes < 1 || classes > 256) throw Error("argmax: " + std::to_string(classes) + " classes do not fit a byte mask");
+  Mask mask{height, width, std::vector<std::uint8_t>(static_cast<std::size_t>(height) * width)};
+  const std::size_t plane = mask.labels.size();
+  for (std::size_t i = 0; i < plane; ++i) {
+    int best = 0;
+    for (int c = 1; c < classes; ++c) {
+      if (scores[c * plane + i] > scores[best * plane + i]) best = c;
+    }
+    mask.labels[i] = static_cast<std::uint8_t>(best);
+  }
+  return mask;
+}
+
+Mask segment(Backend& backend, const Image& image) {
+  const ModelInfo& info = backend.info();
+  if (image.height <= 0 || image.width <= 0 || image.rgb.size() != static_cast<std::size_t>(image.height) * image.width * 3) {
+    throw Error("segment: expected an HxWx3 RGB image, got " + std::to_string(image.rgb.size()) + " bytes for " +
+                std::to_string(image.height) + "x" + std::to_string(image.width));
+  }
+  if (info.resize_policy != "none") {
+    throw Error("the model's resize policy '" + info.resize_policy +
+                "' is not implemented by the C++ runtime; resize the image to the model's input size first");
+  }
+  if (info.input_height && (image.height != info.input_height || image.width != info.input_width)) {
+    throw Error("the model was compiled for " + std::to_string(info.input_height) + "x" + std::to_string(info.input_width) +
+                " images, this one is " + std::to_string(image.height) + "x" + std::to_string(image.width) +
+                " (export again with --size HxW, or resize the image)");
+  }
+  return backend.infer(normalize(image, info), image.height, image.width);
+}
+
+namespace {
+
+std::string suffix_of(const std::string& path) {
+  const auto slash = path.find_last_of('/');
+  const auto dot = path.find_last_of('.');
+  if (dot == std::string::npos || (slash != std::string::npos && dot < slash)) return "";
+  std::string suffix = path.substr(dot);
+  for (char& ch : suffix) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  return suffix;
+}
+
+void check_readable(const std::string& path) {
+  std::ifstream file(path, std::ios::binary);
+  if (!file) throw Error(path + ": no such file or not readable");
+}
+
+}  // namespace
+
+std::vector<std::string> available_backends() {
+  std::vector<std::string> names{"aoti"};
+#ifdef SUNET_WITH_TENSORRT
+  names.emplace_back("tensorrt");
+#endif
+  return names;
+}
+
+std::unique_ptr<Backend> load_backend(const std::string& artifact_path) {
+  check_readable(artifact_path);
+  const std::string suffix = suffix_of(artifact_path);
+  if (suffix == ".pt2") return detail::load_aoti(artifact_path);
+  if (suffix == ".engine" || suffix == ".plan") {
+#ifdef SUNET_WITH_TENSORRT
+    return detail::load_tensorrt(artifact_path);
+#else
+    throw Error(artifact_path + ": a TensorRT engine, but this build of sunet_runtime has no TensorRT backend "
+                                "(rebuild where CMake finds TensorRT and CUDA)");
+#endif
+  }
+  if (suffix == ".onnx") {
+    throw Error(artifact_path + ": ONNX models are not run by the C++ runtime; export an AOTInductor package "
+                                "(python -m export.aoti) or build a TensorRT engine from it");
+  }
+  throw Error(artifact_path + ": unknown model file type '" + suffix +
+              "'; the C++ runtime reads .pt2 (AOTInductor) and .engine/.plan (TensorRT)");
+}
+
+}  // namespace sunet
