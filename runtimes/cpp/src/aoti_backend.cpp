@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <c10/core/InferenceMode.h>
 
+#include <cctype>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -12,6 +13,23 @@
 
 namespace sunet::detail {
 namespace {
+
+// LibTorch's messages span lines; sunet errors are one line.
+std::string one_line(const c10::Error& exc) {
+  std::string text = exc.what_without_backtrace();
+  std::string line;
+  bool space = false;
+  for (char ch : text) {
+    const bool blank = std::isspace(static_cast<unsigned char>(ch));
+    if (blank && !line.empty()) space = true;
+    if (!blank) {
+      if (space) line += ' ';
+      line += ch;
+      space = false;
+    }
+  }
+  return line;
+}
 
 // A .pt2 package is a zip archive; checking its magic first gives a clear error for other files.
 void check_zip(const std::string& path) {
@@ -29,7 +47,7 @@ class AotiBackend final : public Backend {
     try {
       loader_ = std::make_unique<torch::inductor::AOTIModelPackageLoader>(path);
     } catch (const c10::Error& exc) {
-      throw Error(path + ": cannot be loaded as an AOTInductor package (" + exc.what_without_backtrace() + ")");
+      throw Error(path + ": cannot be loaded as an AOTInductor package (" + one_line(exc) + ")");
     }
     const auto metadata = loader_->get_metadata();
     info_ = info_from_strings(std::map<std::string, std::string>(metadata.begin(), metadata.end()), path);
@@ -47,7 +65,7 @@ class AotiBackend final : public Backend {
     try {
       outputs = loader_->run({input.to(device_)});
     } catch (const c10::Error& exc) {
-      throw Error(std::string("AOTInductor inference failed: ") + exc.what_without_backtrace());
+      throw Error("AOTInductor inference failed: " + one_line(exc));
     }
     at::Tensor out = outputs.at(0).to(at::kCPU);
     if (info_.output == "labels") {

@@ -1,0 +1,169 @@
+// TensorRT backend (TensorRT 10+): a serialized engine plus its JSON sidecar `<engine>.json`,
+// both written by `python -m export.tensorrt`. Compiled only when CMake finds TensorRT and CUDA.
+#include <NvInfer.h>
+#include <cuda_runtime_api.h>
+
+#include <cstdio>
+#include <fstream>
+#include <iterator>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "backends.hpp"
+
+namespace sunet::detail {
+namespace {
+
+using nlohmann::json;
+
+class Logger final : public nvinfer1::ILogger {
+  void log(Severity severity, const char* message) noexcept override {
+    if (severity <= Severity::kERROR) std::fprintf(stderr, "TensorRT: %s\n", message);
+  }
+};
+
+void check_cuda(cudaError_t status, const char* what) {
+  if (status != cudaSuccess) throw Error(std::string("CUDA ") + what + " failed: " + cudaGetErrorString(status));
+}
+
+class DeviceBuffer {
+ public:
+  ~DeviceBuffer() { cudaFree(ptr_); }
+  void* ensure(std::size_t bytes) {
+    if (bytes > bytes_) {
+      cudaFree(ptr_);
+      ptr_ = nullptr;
+      bytes_ = 0;
+      check_cuda(cudaMalloc(&ptr_, bytes), "cudaMalloc");
+      bytes_ = bytes;
+    }
+    return ptr_;
+  }
+
+ private:
+  void* ptr_ = nullptr;
+  std::size_t bytes_ = 0;
+};
+
+std::vector<char> read_bytes(const std::string& path) {
+  std::ifstream file(path, std::ios::binary);
+  if (!file) throw Error(path + ": cannot be opened");
+  return {std::istreambuf_iterator<char>(file), std::istreambuf_iterator<char>()};
+}
+
+// The sidecar holds the ModelMetadata under "metadata" (as an object or a JSON string) or at its top level.
+ModelInfo read_sidecar(const std::string& engine_path) {
+  const std::string path = engine_path + ".json";
+  std::ifstream file(path);
+  if (!file) throw Error(engine_path + ": no metadata sidecar " + path + " (written by python -m export.tensorrt)");
+  try {
+    json meta = json::parse(file);
+    if (meta.contains("metadata")) meta = meta["metadata"];
+    if (meta.is_string()) meta = json::parse(meta.get<std::string>());
+    ModelInfo info;
+    for (int c = 0; c < 3; ++c) {
+      info.mean[c] = static_cast<float>(meta.at("mean").at(c).get<double>());
+      info.std[c] = static_cast<float>(meta.at("std").at(c).get<double>());
+    }
+    info.classes = meta.at("classes").get<std::vector<std::string>>();
+    for (const auto& color : meta.at("palette")) {
+      info.palette.push_back({color.at(0).get<std::uint8_t>(), color.at(1).get<std::uint8_t>(), color.at(2).get<std::uint8_t>()});
+    }
+    info.output = meta.value("output", std::string("logits"));
+    info.resize_policy = meta.value("resize_policy", std::string("none"));
+    return info;
+  } catch (const json::exception& exc) {
+    throw Error(path + ": not valid sunet-deploy metadata (" + exc.what() + ")");
+  }
+}
+
+std::size_t element_size(nvinfer1::DataType type) {
+  switch (type) {
+    case nvinfer1::DataType::kFLOAT: return 4;
+    case nvinfer1::DataType::kINT32: return 4;
+    case nvinfer1::DataType::kINT64: return 8;
+    default: throw Error("TensorRT engine output has an unsupported data type (expected float32 logits or int labels)");
+  }
+}
+
+class TensorRTBackend final : public Backend {
+ public:
+  explicit TensorRTBackend(const std::string& path) : info_(read_sidecar(path)) {
+    const std::vector<char> blob = read_bytes(path);
+    runtime_.reset(nvinfer1::createInferRuntime(logger_));
+    if (runtime_) engine_.reset(runtime_->deserializeCudaEngine(blob.data(), blob.size()));
+    if (!engine_) {
+      throw Error(path + ": cannot be deserialized as a TensorRT engine (another kind of file, or built by another "
+                         "TensorRT version or for another GPU)");
+    }
+    context_.reset(engine_->createExecutionContext());
+    if (!context_) throw Error(path + ": cannot create a TensorRT execution context");
+    for (int i = 0; i < engine_->getNbIOTensors(); ++i) {
+      const char* name = engine_->getIOTensorName(i);
+      (engine_->getTensorIOMode(name) == nvinfer1::TensorIOMode::kINPUT ? input_ : output_) = name;
+    }
+    if (input_.empty() || output_.empty()) throw Error(path + ": engine needs one input and one output tensor");
+    check_cuda(cudaStreamCreate(&stream_), "cudaStreamCreate");
+  }
+
+  ~TensorRTBackend() override {
+    if (stream_) cudaStreamDestroy(stream_);
+  }
+
+  std::string name() const override { return "tensorrt"; }
+  const ModelInfo& info() const override { return info_; }
+
+  Mask infer(const std::vector<float>& nchw, int height, int width) override {
+    if (!context_->setInputShape(input_.c_str(), nvinfer1::Dims4{1, 3, height, width})) {
+      throw Error("input 1x3x" + std::to_string(height) + "x" + std::to_string(width) +
+                  " is outside the engine's optimization profile; rebuild it with python -m export.tensorrt --min/--max");
+    }
+    const nvinfer1::Dims dims = context_->getTensorShape(output_.c_str());
+    std::size_t count = 1;
+    for (int i = 0; i < dims.nbDims; ++i) count *= static_cast<std::size_t>(dims.d[i]);
+    const nvinfer1::DataType type = engine_->getTensorDataType(output_.c_str());
+    const std::size_t out_bytes = count * element_size(type);
+
+    void* input = input_buffer_.ensure(nchw.size() * sizeof(float));
+    void* output = output_buffer_.ensure(out_bytes);
+    std::vector<unsigned char> host(out_bytes);
+    check_cuda(cudaMemcpyAsync(input, nchw.data(), nchw.size() * sizeof(float), cudaMemcpyHostToDevice, stream_), "copy to device");
+    context_->setTensorAddress(input_.c_str(), input);
+    context_->setTensorAddress(output_.c_str(), output);
+    if (!context_->enqueueV3(stream_)) throw Error("TensorRT inference failed (enqueueV3)");
+    check_cuda(cudaMemcpyAsync(host.data(), output, out_bytes, cudaMemcpyDeviceToHost, stream_), "copy to host");
+    check_cuda(cudaStreamSynchronize(stream_), "stream synchronize");
+
+    if (type == nvinfer1::DataType::kFLOAT) {
+      if (dims.nbDims != 4) throw Error("TensorRT engine returned logits that are not N x C x H x W");
+      return argmax(reinterpret_cast<const float*>(host.data()), static_cast<int>(dims.d[1]), height, width);
+    }
+    Mask mask{height, width, std::vector<std::uint8_t>(count)};
+    for (std::size_t i = 0; i < count; ++i) {
+      mask.labels[i] = static_cast<std::uint8_t>(type == nvinfer1::DataType::kINT64
+                                                     ? reinterpret_cast<const std::int64_t*>(host.data())[i]
+                                                     : reinterpret_cast<const std::int32_t*>(host.data())[i]);
+    }
+    return mask;
+  }
+
+ private:
+  ModelInfo info_;
+  Logger logger_;
+  std::unique_ptr<nvinfer1::IRuntime> runtime_;
+  std::unique_ptr<nvinfer1::ICudaEngine> engine_;
+  std::unique_ptr<nvinfer1::IExecutionContext> context_;
+  std::string input_;
+  std::string output_;
+  cudaStream_t stream_ = nullptr;
+  DeviceBuffer input_buffer_;
+  DeviceBuffer output_buffer_;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> load_tensorrt(const std::string& path) { return std::make_unique<TensorRTBackend>(path); }
+
+}  // namespace sunet::detail
