@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sunet_deploy.metadata import ONNX_METADATA_KEY, ModelMetadata
+from sunet_deploy.metadata import METADATA_KEY, ModelMetadata
 
 from .base import ArtifactError, Runtime, RuntimeUnavailable, TensorInfo, Timing
 
@@ -81,7 +81,7 @@ class OnnxRuntimeRuntime(Runtime):
             raise ArtifactError(self.path, f"not a loadable ONNX model ({str(exc).splitlines()[0]})") from exc
 
     def _read_metadata(self) -> ModelMetadata:
-        text = self._probe.get_modelmeta().custom_metadata_map.get(ONNX_METADATA_KEY)
+        text = self._probe.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
         if text is None:
             raise ArtifactError(self.path, "has no sunet-deploy metadata; export it with `python -m export.onnx`")
         return ModelMetadata.from_json(text)

@@ -63,5 +63,6 @@ class ModelMetadata:
         return cls(**known)
 
 
-ONNX_METADATA_KEY = "sunet_deploy.metadata"
-"""The key of the ModelMetadata JSON in an ONNX model's metadata_props."""
+METADATA_KEY = "sunet_deploy.metadata"
+"""The key of the ModelMetadata JSON in an artifact's string metadata (ONNX metadata_props,
+AOTInductor package metadata)."""

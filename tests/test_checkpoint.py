@@ -137,3 +137,12 @@ def test_backbone_of_other_architecture_is_refused(tmp_path):
     path = save_checkpoint(tmp_path / "small.safetensors", build_model(spec), make_meta(spec))
     with pytest.raises(CheckpointError, match="another architecture"):
         load_backbone_weights(build_model(ModelSpec("sunet_tiny")), path)
+
+
+def test_written_files_follow_the_umask(tmp_path, tiny_spec, tiny_model):
+    old = os.umask(0o022)
+    try:
+        path = save_checkpoint(tmp_path / "m.safetensors", tiny_model, make_meta(tiny_spec))
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644
