@@ -19,6 +19,7 @@ from PIL import Image
 
 from export.aoti import main as export_main
 from export.aoti import read_package_metadata
+from runtimes import open_runtime
 from runtimes.predict import Predictor
 from runtimes.pytorch import PyTorchRuntime
 from sunet_deploy.checkpoint import load_model, save_checkpoint
@@ -98,11 +99,9 @@ def predict(cpp: Path, artifact, image, mask) -> subprocess.CompletedProcess:
 
 
 def python_aoti_mask(cpp: Path, image_path: Path) -> np.ndarray:
-    """The mask from the same package run by PyTorch in Python, on Python's pre-processing."""
-    package = torch._inductor.aoti_load_package(str(cpp / "model.pt2"))
-    batch, _ = Normalization.from_metadata(read_package_metadata(cpp / "model.pt2"))(read_image(image_path))
-    with torch.inference_mode():
-        return package(torch.from_numpy(batch))[0].argmax(0).numpy().astype(np.uint8)
+    """The mask from the same package run by the Python AOTInductor runtime on Python's pre-processing."""
+    with open_runtime(cpp / "model.pt2") as runtime:
+        return Predictor(runtime).mask(read_image(image_path))
 
 
 def test_package_matches_eager_and_carries_metadata(cpp):
