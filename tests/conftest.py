@@ -38,3 +38,19 @@ def tiny_spec() -> ModelSpec:
 def tiny_model(tiny_spec):
     torch.manual_seed(0)
     return randomize_bn(build_model(tiny_spec)).eval()
+
+
+def spread_classes(model: torch.nn.Module, batch: torch.Tensor, seed: int = 1) -> torch.nn.Module:
+    """Random head weights centred on the features of `batch`: an untrained model that still draws
+    several classes (a random model labels every pixel the same, which would make parity vacuous)."""
+    conv = model.head[-1]
+    features = {}
+    hook = conv.register_forward_hook(lambda mod, inputs, out: features.setdefault("x", inputs[0]))
+    with torch.no_grad():
+        model(batch)
+        hook.remove()
+        mean_feature = features["x"].mean(dim=(0, 2, 3))
+        weight = torch.randn(conv.out_channels, conv.in_channels, generator=torch.Generator().manual_seed(seed))
+        conv.weight.copy_(weight[:, :, None, None])
+        conv.bias.copy_(-(weight @ mean_feature))
+    return model

@@ -26,7 +26,7 @@ from sunet_deploy.checkpoint import load_model, save_checkpoint
 from sunet_deploy.models import ModelSpec, build_model
 from sunet_deploy.preprocess import Normalization, read_image, read_label_png
 
-from conftest import make_meta, randomize_bn
+from conftest import make_meta, randomize_bn, spread_classes
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = (64, 96)
@@ -41,22 +41,6 @@ def scene(rng: np.random.Generator) -> np.ndarray:
         image[:, i * 32 : (i + 1) * 32] = color
     image[32:] //= 2
     return np.clip(image + rng.integers(-20, 21, image.shape), 0, 255).astype(np.uint8)
-
-
-def spread_classes(model: torch.nn.Module, image: np.ndarray) -> None:
-    """Random head weights, centred on this image's features: an untrained model that still draws
-    several classes (a random model labels every pixel the same, which would make parity vacuous)."""
-    x = torch.from_numpy(Normalization.from_metadata(make_meta(ModelSpec("sunet_tiny", num_classes=5)))(image)[0])
-    conv = model.head[-1]
-    features = {}
-    hook = conv.register_forward_hook(lambda mod, inputs, out: features.setdefault("x", inputs[0]))
-    with torch.no_grad():
-        model(x)
-        hook.remove()
-        mean_feature = features["x"][0].mean(dim=(1, 2))
-        weight = torch.randn(conv.out_channels, conv.in_channels, generator=torch.Generator().manual_seed(1))
-        conv.weight.copy_(weight[:, :, None, None])
-        conv.bias.copy_(-(weight @ mean_feature))
 
 
 def build_project(build_dir: Path) -> Path:
@@ -85,7 +69,8 @@ def cpp(tmp_path_factory):
             spec = ModelSpec("sunet_tiny", num_classes=5, output_stride=16)
             torch.manual_seed(0)
             model = randomize_bn(build_model(spec)).eval()
-            spread_classes(model, image)
+            normalize = Normalization.from_metadata(make_meta(spec))
+            spread_classes(model, torch.from_numpy(normalize(image)[0]))
             save_checkpoint(shared / "model.safetensors", model, make_meta(spec))
             build_project(shared / "build")
             assert export_main([str(shared / "model.safetensors"), "-o", str(shared / "model.pt2"),
