@@ -13,6 +13,7 @@ from typing import Callable
 
 from torch import nn
 
+from .resnet import build_resnet, resnet_config
 from .sunet import (
     HEADS,
     OUTPUT_STRIDES,
@@ -76,6 +77,7 @@ def _build_sunet(spec: ModelSpec) -> nn.Module:
 
 for _name in SUNET_CONFIGS:
     register_model(_name, _build_sunet, lambda overrides, _n=_name: resolve_config(_n, **overrides))
+register_model("resnet101", build_resnet, resnet_config)
 
 
 def build_model(spec: ModelSpec) -> nn.Module:
