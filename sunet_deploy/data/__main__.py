@@ -1,0 +1,65 @@
+"""`python -m sunet_deploy.data OUT`: write synthetic samples to disk in the plain folder layout.
+
+OUT/images/<name>.png and OUT/masks/<name>.png (palette PNG of class indices), plus
+OUT/classes.txt. The result is a `folder` dataset (`build_dataset("folder", OUT, num_classes=...)`)
+and a set of real image files for `python -m runtimes.predict`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import cv2
+from tqdm import tqdm
+
+from ..preprocess import save_palette_png
+from .synthetic import SyntheticSegmentation
+
+
+def write_synthetic_folder(dataset: SyntheticSegmentation, root: Path) -> Path:
+    """Write every sample of `dataset` under root/images and root/masks; returns root."""
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "masks").mkdir(parents=True, exist_ok=True)
+    for index in tqdm(range(len(dataset)), desc=f"writing {root}", unit="image"):
+        image, label = dataset[index]
+        name = dataset.name(index)
+        if not cv2.imwrite(str(root / "images" / f"{name}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
+            raise OSError(f"{root / 'images' / name}.png: could not be written")
+        save_palette_png(root / "masks" / f"{name}.png", label, dataset.palette)
+    (root / "classes.txt").write_text("\n".join(dataset.classes) + "\n")
+    return root
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        height, width = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must look like 256x320, got {text!r}") from None
+    return height, width
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sunet_deploy.data", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("output", type=Path, help="folder to write images/ and masks/ into")
+    parser.add_argument("--count", type=int, default=16, help="number of samples (default 16)")
+    parser.add_argument("--split", default="val", choices=("train", "val", "test"), help="synthetic split (default val)")
+    parser.add_argument("--size", type=_size, default=(128, 128), help="image HxW (default 128x128)")
+    parser.add_argument("--classes", type=int, default=7, help="number of classes incl. background (default 7)")
+    parser.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
+    args = parser.parse_args(argv)
+    try:
+        dataset = SyntheticSegmentation(num_samples=args.count, size=args.size, num_classes=args.classes,
+                                        seed=args.seed, split=args.split)
+        write_synthetic_folder(dataset, args.output)
+    except (ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.count} {args.split} samples written to {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
