@@ -119,19 +119,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("inputs", nargs="+", help="image files, folders (searched recursively) or videos")
     parser.add_argument("-o", "--output", required=True, type=Path, help="folder for masks and overlays")
     parser.add_argument("--runtime", choices=sorted(ADAPTERS), help="override the runtime picked from the file type")
-    parser.add_argument("--device", default="cpu", help="pytorch runtime: cpu or cuda (default cpu)")
+    parser.add_argument("--device", default="cpu", help="pytorch and aoti runtimes: cpu or cuda (default cpu)")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"), help="pytorch runtime")
+    parser.add_argument("--channels-last", action="store_true", help="pytorch runtime: channels_last memory format")
+    parser.add_argument("--cuda-graph", action="store_true",
+                        help="pytorch runtime on cuda: capture one CUDA graph per input shape and replay it")
     parser.add_argument("--provider", default="cpu", choices=("cpu", "cuda", "tensorrt"), help="onnxruntime runtime")
     parser.add_argument("--threads", type=int, help="onnxruntime: intra-op threads (default: all cores)")
+    parser.add_argument("--buffers", default="auto", choices=("auto", "torch", "pycuda"),
+                        help="tensorrt runtime: device buffers from torch or pycuda (auto: torch if already imported)")
     return parser.parse_args(argv)
 
 
 def runtime_options(args: argparse.Namespace, runtime: str) -> dict:
     if runtime == "pytorch":
-        return {"device": args.device, "precision": args.precision}
+        return {"device": args.device, "precision": args.precision, "channels_last": args.channels_last,
+                "cuda_graph": args.cuda_graph}
     if runtime == "onnxruntime":
         return {"provider": args.provider, "threads": args.threads}
-    return {}
+    if runtime == "tensorrt":
+        return {"buffers": args.buffers}
+    return {"device": args.device}
 
 
 def main(argv: list[str] | None = None) -> int:
