@@ -112,6 +112,13 @@ class Predictor:
                 writer.release()
 
 
+def _key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, value
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m runtimes.predict", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -125,6 +132,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--cuda-graph", action="store_true",
                         help="pytorch runtime on cuda: capture one CUDA graph per input shape and replay it")
     parser.add_argument("--provider", default="cpu", choices=("cpu", "cuda", "tensorrt"), help="onnxruntime runtime")
+    parser.add_argument("--provider-option", action="append", default=[], metavar="KEY=VALUE", type=_key_value,
+                        help="onnxruntime: an execution-provider option, e.g. trt_fp16_enable=1 (repeatable)")
     parser.add_argument("--threads", type=int, help="onnxruntime: intra-op threads (default: all cores)")
     parser.add_argument("--buffers", default="auto", choices=("auto", "torch", "pycuda"),
                         help="tensorrt runtime: device buffers from torch or pycuda (auto: torch if already imported)")
@@ -136,7 +145,7 @@ def runtime_options(args: argparse.Namespace, runtime: str) -> dict:
         return {"device": args.device, "precision": args.precision, "channels_last": args.channels_last,
                 "cuda_graph": args.cuda_graph}
     if runtime == "onnxruntime":
-        return {"provider": args.provider, "threads": args.threads}
+        return {"provider": args.provider, "threads": args.threads, "provider_options": dict(args.provider_option)}
     if runtime == "tensorrt":
         return {"buffers": args.buffers}
     return {"device": args.device}
