@@ -22,24 +22,13 @@ import time
 from pathlib import Path
 
 import torch
-from torch import nn
 
+from export.common import LabelsHead, parse_size
 from sunet_deploy.checkpoint import CheckpointError, load_model
 from sunet_deploy.metadata import ModelMetadata
 
 METADATA_JSON_KEY = "sunet_deploy.metadata"
 """The package metadata key holding the full ModelMetadata JSON."""
-
-
-class LabelsHead(nn.Module):
-    """The model with its argmax built in: (N, H, W) int64 class indices instead of logits."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x).argmax(1)
 
 
 def package_metadata(meta: ModelMetadata, input_shape: tuple[int, int, int, int]) -> dict[str, str]:
@@ -103,19 +92,12 @@ def read_package_metadata(path: str | os.PathLike) -> ModelMetadata:
     return ModelMetadata.from_json(text)
 
 
-def _parse_size(text: str) -> tuple[int, int]:
-    h, sep, w = text.lower().partition("x")
-    if not sep or not h.isdigit() or not w.isdigit() or int(h) < 1 or int(w) < 1:
-        raise argparse.ArgumentTypeError(f"expected HxW such as 512x512, got {text!r}")
-    return int(h), int(w)
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m export.aoti", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", type=Path, help="sunet-deploy .safetensors checkpoint")
     parser.add_argument("-o", "--output", type=Path, required=True, help="package to write (.pt2)")
-    parser.add_argument("--size", type=_parse_size, default=(512, 512), metavar="HxW",
+    parser.add_argument("--size", type=parse_size, default=(512, 512), metavar="HxW",
                         help="the input height x width compiled in; images must have this size (default 512x512)")
     parser.add_argument("--batch", type=int, default=1, help="batch size compiled in (default 1)")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="device the code is compiled for")
