@@ -1,0 +1,221 @@
+"""`python -m export.onnx CHECKPOINT -o model.onnx`: one self-contained, verified ONNX file.
+
+The graph takes float32 NCHW images (normalised as the metadata says) with dynamic batch, height
+and width, or fixed height and width with `--static HxW`; it outputs float32 logits (N, C, H, W),
+or with `--argmax` int64 labels (N, H, W), which moves C times less data off the device. `--fp16`
+stores an FP16 graph with FP32 inputs and outputs, as TensorRT 11's strongly typed networks need.
+The checkpoint's metadata (classes, palette, mean/std, architecture, output stride, output kind,
+checkpoint sha256) is stored as JSON in the model's metadata_props under "sunet_deploy.metadata".
+
+Nothing is written unless the export passes: onnx.checker (full check), the TensorRT operator
+check (export.opcheck), and ONNX Runtime against PyTorch FP32 on two input shapes (the dynamic
+one odd, non-square, batch 2). Thresholds and results are printed; a failure exits non-zero.
+
+Exporter: the TorchScript-based torch.onnx exporter (dynamo=False). The torch.export-based one
+takes 13 s on SUNet-64 with static shapes and did not finish in minutes with dynamic height/width;
+see docs/export.md for the measurements.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import io
+import os
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+import onnx_ir
+import onnxslim
+import torch
+from onnxruntime.transformers.float16 import convert_float_to_float16
+from torch import nn
+
+from export.common import LabelsHead, parse_size
+from export.opcheck import Issue, check_graph, format_report
+from export.verify import DYNAMIC_SHAPES, Verification, verify_onnx
+from sunet_deploy.checkpoint import CheckpointError, load_model
+from sunet_deploy.fileio import atomic_write_bytes
+from sunet_deploy.metadata import METADATA_KEY, ModelMetadata
+
+OPSET = 17
+INPUT_NAME = "input"
+PRECISION_KEY = "sunet_deploy.precision"
+TRACE_SIZE = (128, 160)
+"""Height x width the model is traced at for a dynamic export (any size works; verification uses others)."""
+
+
+class ExportError(RuntimeError):
+    """The export ran but its result failed a check; the message says which and by how much."""
+
+
+@dataclass(frozen=True)
+class OnnxExport:
+    """What `export_onnx` wrote, and the evidence that it is right."""
+
+    path: Path
+    metadata: ModelMetadata
+    precision: str
+    static_size: tuple[int, int] | None
+    verification: Verification
+    operator_issues: tuple[Issue, ...]
+    node_count: int
+    seconds: float
+
+    def report(self) -> str:
+        size_mb = self.path.stat().st_size / 2**20
+        shape = "dynamic N/H/W" if self.static_size is None else "static {}x{}, dynamic N".format(*self.static_size)
+        return (f"{self.verification.report()}\n{format_report(list(self.operator_issues), self.node_count)}\n"
+                f"wrote {self.path} ({size_mb:.1f} MiB, {self.precision}, {self.metadata.output}, {shape}) "
+                f"in {self.seconds:.1f} s")
+
+
+def export_onnx(
+    checkpoint_path: str | os.PathLike,
+    onnx_path: str | os.PathLike,
+    argmax: bool = False,
+    *,
+    fp16: bool = False,
+    static: tuple[int, int] | None = None,
+    opset: int = OPSET,
+    simplify: bool = True,
+    tensorrt_check: bool = True,
+    progress: Callable[[str], None] = lambda message: None,
+) -> OnnxExport:
+    """Export a checkpoint to `onnx_path`, verify it, and only then write it (atomically).
+
+    Raises CheckpointError for an unusable checkpoint, OSError for an unwritable output and
+    ExportError when the exported graph fails a check (nothing is written then).
+    """
+    start = time.perf_counter()
+    onnx_path = Path(onnx_path)
+    check_writable(onnx_path)
+    model, ckpt = load_model(checkpoint_path)
+    meta = dataclasses.replace(ckpt.meta, output="labels" if argmax else "logits", source_sha256=ckpt.sha256)
+    precision = "fp16" if fp16 else "fp32"
+    progress(f"exporting {ckpt.meta.arch} (OS{ckpt.meta.output_stride}) with the TorchScript exporter, opset {opset}, "
+             + ("dynamic batch/height/width" if static is None else "static {}x{}".format(*static)))
+    proto = trace_to_onnx(LabelsHead(model) if argmax else model, static, opset, meta.output)
+    proto = transform(proto, simplify, fp16, progress)
+    add_metadata(proto, meta, precision)
+    progress("checking the graph (onnx.checker, full check)")
+    onnx.checker.check_model(proto, full_check=True)
+    issues = tuple(check_graph(proto)) if tensorrt_check else ()
+    if issues:
+        raise ExportError(format_report(list(issues), len(proto.graph.node)) +
+                          "\n(pass tensorrt_check=False / --skip-tensorrt-check for an ONNX Runtime-only model)")
+    data = proto.SerializeToString()
+    shapes = DYNAMIC_SHAPES if static is None else ((1, 3, *static), (2, 3, *static))
+    progress(f"verifying with ONNX Runtime against PyTorch FP32 on {', '.join('x'.join(map(str, s)) for s in shapes)}")
+    verification = verify_onnx(data, model, shapes, precision)
+    if not verification.passed:
+        raise ExportError(verification.report() + "\nexport failed verification, nothing written:\n  "
+                          + "\n  ".join(verification.failures))
+    atomic_write_bytes(onnx_path, data)
+    return OnnxExport(onnx_path, meta, precision, static, verification, issues, len(proto.graph.node),
+                      time.perf_counter() - start)
+
+
+def check_writable(path: Path) -> None:
+    """Fail before the slow work when `path` cannot be written."""
+    if path.is_dir():
+        raise IsADirectoryError(f"{path}: is a directory; give the .onnx file to write")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"{path}: directory {path.parent} does not exist")
+    if not os.access(path.parent, os.W_OK):
+        raise PermissionError(f"{path}: directory {path.parent} is not writable")
+
+
+def trace_to_onnx(model: nn.Module, static: tuple[int, int] | None, opset: int, output: str) -> onnx.ModelProto:
+    """torch.onnx.export with the TorchScript exporter, the whole model in one protobuf."""
+    example = torch.randn(1, 3, *(static or TRACE_SIZE))
+    dynamic = {0: "batch"} if static else {0: "batch", 2: "height", 3: "width"}
+    dynamic_out = dict(dynamic)
+    if output == "labels" and not static:  # labels are N, H, W
+        dynamic_out = {0: "batch", 1: "height", 2: "width"}
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter is deprecated, not removed
+        torch.onnx.export(model.eval(), (example,), buffer, dynamo=False, opset_version=opset,
+                          input_names=[INPUT_NAME], output_names=[output],
+                          dynamic_axes={INPUT_NAME: dynamic, output: dynamic_out})
+    return onnx.load_from_string(buffer.getvalue())
+
+
+def transform(proto: onnx.ModelProto, simplify: bool, fp16: bool, progress: Callable[[str], None]) -> onnx.ModelProto:
+    """Optional FP16 conversion (FP32 inputs/outputs, Resize scales kept FP32), then onnxslim."""
+    if fp16:
+        progress("converting to FP16 (inputs and outputs stay FP32)")
+        proto = topologically_sorted(convert_float_to_float16(proto, keep_io_types=True))
+    if simplify:
+        progress("simplifying with onnxslim")
+        proto = onnxslim.slim(proto)
+    return proto
+
+
+def topologically_sorted(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """The FP16 converter appends its input casts at the end of the node list; ONNX wants them first."""
+    model = onnx_ir.from_proto(proto)
+    model.graph.sort()
+    return onnx_ir.to_proto(model)
+
+
+def add_metadata(proto: onnx.ModelProto, meta: ModelMetadata, precision: str) -> None:
+    entries = {METADATA_KEY: meta.to_json(), PRECISION_KEY: precision}
+    kept = [p for p in proto.metadata_props if p.key not in entries]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(kept)
+    for key, value in entries.items():
+        proto.metadata_props.add(key=key, value=value)
+
+
+def read_onnx_metadata(path: str | os.PathLike) -> ModelMetadata:
+    """The ModelMetadata stored by `export_onnx` (reads only the model, not ONNX Runtime)."""
+    props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    if METADATA_KEY not in props:
+        raise ValueError(f"{path}: an ONNX model without sunet-deploy metadata")
+    return ModelMetadata.from_json(props[METADATA_KEY])
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m export.onnx", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint", type=Path, help="sunet-deploy .safetensors checkpoint")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="ONNX file to write")
+    parser.add_argument("--static", type=parse_size, metavar="HxW",
+                        help="fix the input height x width (batch stays dynamic); default: dynamic height and width")
+    parser.add_argument("--argmax", action="store_true",
+                        help="output int64 labels (N,H,W) computed in the graph instead of float32 logits (N,C,H,W)")
+    parser.add_argument("--fp16", action="store_true",
+                        help="FP16 weights and compute with FP32 inputs/outputs (for TensorRT 11 strongly typed FP16)")
+    parser.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset, 17 or newer (default {OPSET})")
+    parser.add_argument("--no-simplify", dest="simplify", action="store_false",
+                        help="skip the onnxslim simplification (constant folding, dead and identity node removal)")
+    parser.add_argument("--skip-tensorrt-check", dest="tensorrt_check", action="store_false",
+                        help="accept a graph that TensorRT's ONNX parser would refuse (for ONNX Runtime-only use)")
+    args = parser.parse_args(argv)
+    if args.opset < 17:
+        parser.error(f"--opset must be 17 or newer, got {args.opset}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        result = export_onnx(args.checkpoint, args.output, args.argmax, fp16=args.fp16, static=args.static,
+                             opset=args.opset, simplify=args.simplify, tensorrt_check=args.tensorrt_check,
+                             progress=lambda message: print(message, flush=True))
+    except (CheckpointError, ExportError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(result.report())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
