@@ -1,0 +1,106 @@
+"""Build the artifacts a benchmark needs from one checkpoint (ONNX, AOTInductor), cached in a work dir.
+
+Artifacts are named after the checkpoint's SHA-256, so a changed checkpoint is never measured
+through a stale export. TensorRT engines are built by `python -m export.tensorrt` and passed in.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import torch
+
+from runtimes import Runtime, open_runtime
+from sunet_deploy.checkpoint import save_checkpoint
+from sunet_deploy.fileio import file_sha256
+from sunet_deploy.metadata import ModelMetadata
+from sunet_deploy.models import ModelSpec, build_model
+from sunet_deploy.preprocess import voc_palette
+
+
+def random_checkpoint(arch: str, workdir: Path, num_classes: int = 21, output_stride: int = 16) -> Path:
+    """A checkpoint of `arch` with random weights (latency does not depend on the weights)."""
+    path = workdir / f"{arch}_os{output_stride}_random.safetensors"
+    if not path.is_file():
+        spec = ModelSpec(arch, num_classes=num_classes, output_stride=output_stride)
+        torch.manual_seed(0)
+        meta = ModelMetadata(model=spec.to_dict(), classes=[f"class{i}" for i in range(num_classes)],
+                             palette=voc_palette(num_classes).tolist())  # fmt: skip
+        workdir.mkdir(parents=True, exist_ok=True)
+        save_checkpoint(path, build_model(spec).eval(), meta)
+    return path
+
+
+def build_onnx(checkpoint: Path, workdir: Path) -> Path:
+    """FP32 ONNX model with dynamic batch/height/width and the checkpoint's metadata."""
+    path = workdir / f"{checkpoint.stem}-{file_sha256(checkpoint)[:12]}.onnx"
+    if not path.is_file():
+        try:
+            from export.onnx import export_onnx
+        except ImportError:  # until export.onnx lands (issue 4)
+            export_onnx = _export_onnx
+        export_onnx(checkpoint, path)
+    return path
+
+
+def _export_onnx(checkpoint: Path, path: Path) -> None:
+    import onnx
+
+    from sunet_deploy.checkpoint import load_model
+    from sunet_deploy.metadata import METADATA_KEY
+
+    model, ckpt = load_model(checkpoint)
+    dynamic = {0: "batch", 2: "height", 3: "width"}
+    torch.onnx.export(model, (torch.randn(1, 3, 64, 64),), str(path), dynamo=False, opset_version=17,
+                      input_names=["input"], output_names=["logits"],
+                      dynamic_axes={"input": dynamic, "logits": dynamic})  # fmt: skip
+    graph = onnx.load(str(path))
+    meta = dataclasses.replace(ckpt.meta, source_sha256=ckpt.sha256)
+    graph.metadata_props.add(key=METADATA_KEY, value=meta.to_json())
+    onnx.save(graph, str(path))
+
+
+def build_aoti(checkpoint: Path, workdir: Path, shape: tuple[int, int, int, int], device: str) -> Path:
+    """AOTInductor package for one input shape, compiled with freezing (weights folded as constants,
+    BatchNorm folded into the convs, oneDNN weight prepacking and channels-last layouts on CPU)."""
+    from export.aoti import export_aoti
+
+    n, _, h, w = shape
+    path = workdir / f"{checkpoint.stem}-{file_sha256(checkpoint)[:12]}-{device}-{n}x{h}x{w}.pt2"
+    if not path.is_file():
+        print(f"compiling {path.name} with AOTInductor (a minute or several on a small CPU)", flush=True)
+        # compile_threads=1: no pool of compile workers left behind to load the CPU while we measure
+        with torch._inductor.config.patch(freezing=True, compile_threads=1):
+            export_aoti(checkpoint, path, size=(h, w), batch=n, device=device)
+    return path
+
+
+def artifact_for(kind: str, checkpoint: Path, workdir: Path, shape: tuple[int, int, int, int],
+                 device: str, engine: Path | None = None) -> Path:  # fmt: skip
+    """The file a variant opens; raises LookupError when it cannot be had here."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    if kind == "checkpoint":
+        return checkpoint
+    if kind == "onnx":
+        return build_onnx(checkpoint, workdir)
+    if kind == "aoti":
+        return build_aoti(checkpoint, workdir, shape, device)
+    if engine is None:
+        raise LookupError("no TensorRT engine given (build one with python -m export.tensorrt, pass --engine)")
+    return engine
+
+
+def open_variant(variant, checkpoint: Path, workdir: Path, shape: tuple[int, int, int, int],
+                 threads: int | None, engine: Path | None = None) -> tuple[Runtime, Path]:  # fmt: skip
+    """Build the variant's artifact if needed, open it with the variant's adapter and activate it."""
+    path = artifact_for(variant.artifact, checkpoint, workdir, shape, variant.device, engine)
+    runtime = open_runtime(path, variant.runtime, **variant.open_options(threads))
+    runtime.activate()
+    return runtime, path
+
+
+def failure_reason(exc: Exception) -> str:
+    """One line for a report's "skipped" list."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"

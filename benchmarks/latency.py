@@ -1,0 +1,178 @@
+"""`python -m benchmarks.latency`: latency, throughput and memory of every available runtime.
+
+    python -m benchmarks.latency --preset cpu                      # SUNet-64 OS16, 512x512, batch 1, CPU
+    python -m benchmarks.latency runs/demo/best.safetensors --device cuda --batch 1 8 --size 512x512
+    python -m benchmarks.latency --model sunet64 --model resnet101 --variants pytorch-fp32,onnxruntime-cpu
+
+Each row warms up for --warmup seconds, then times at least --duration seconds AND --iterations
+iterations. With --rounds R the timed part is split into R rounds that visit every runtime in turn,
+so a load that comes and goes on a shared machine hits every row alike. Speed-ups are the PyTorch
+eager FP32 row's median latency over each row's, for the same model, batch and size, in this run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from export.common import parse_size
+from runtimes import Runtime
+
+from .artifacts import failure_reason, open_variant, random_checkpoint
+from .flops import model_table
+from .measure import DeviceMemory, Samples, host_memory, time_iterations, warm_up
+from .report import nothing_measured, write_reports
+from .variants import Variant, reference_name, split_available, variants_for
+
+PRESETS = {
+    "cpu": {
+        "model": ["sunet64"], "size": [(512, 512)], "batch": [1], "device": "cpu",
+        "variants": "pytorch-fp32,pytorch-fp32-channels-last,onnxruntime-cpu,aoti-cpu",
+        "warmup": 3.0, "duration": 20.0, "iterations": 20, "rounds": 4, "output": Path("runs/bench/cpu"),
+    },
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Case:
+    model: str  # the checkpoint's architecture, or a label
+    checkpoint: Path
+    batch: int
+    size: tuple[int, int]
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return (self.batch, 3, *self.size)
+
+
+@dataclass
+class Row:
+    variant: Variant
+    runtime: Runtime
+    artifact: Path
+    memory: dict
+    samples: Samples
+
+
+def open_rows(case: Case, variants: list[Variant], args: argparse.Namespace, skipped: dict) -> list[Row]:
+    """Build, open, activate and warm up every variant; record why any of them could not run."""
+    batch = np.random.default_rng(0).standard_normal(case.shape, dtype=np.float32)
+    rows = []
+    for variant in variants:
+        memory = DeviceMemory(variant.device)
+        try:
+            memory.start()
+            runtime, path = open_variant(variant, case.checkpoint, args.workdir, case.shape, args.threads, args.engine)
+            warm_up(runtime, batch, args.warmup)
+        except Exception as exc:  # a row that cannot run is reported, not fatal to the others
+            skipped[variant.name] = failure_reason(exc)
+            continue
+        memory_info = {**memory.stop(runtime), **host_memory()}
+        rows.append(Row(variant, runtime, path, memory_info, Samples()))
+        print(f"  warmed up {variant.name}", flush=True)
+    return rows
+
+
+def measure_case(case: Case, variants: list[Variant], args: argparse.Namespace) -> tuple[list[dict], dict]:
+    """All rows of one (model, batch, size), timed in interleaved rounds; returns (rows, skipped)."""
+    available, skipped = split_available(variants)
+    rows = open_rows(case, available, args, skipped)
+    batch = np.random.default_rng(1).standard_normal(case.shape, dtype=np.float32)
+    for _ in range(args.rounds):
+        for row in rows:
+            time_iterations(row.runtime, batch, row.samples, args.duration / args.rounds,
+                            math.ceil(args.iterations / args.rounds))  # fmt: skip
+    for row in rows:
+        row.runtime.deactivate()
+    return with_speedups([row_record(case, row) for row in rows], reference_name(args.device)), skipped
+
+
+def row_record(case: Case, row: Row) -> dict:
+    return {
+        "model": case.model, "batch": case.batch, "size": list(case.size),
+        "variant": row.variant.name, "runtime": row.variant.runtime, "device": row.variant.device,
+        "precision": row.variant.precision, "options": row.variant.options,
+        "artifact": str(row.artifact), "artifact_mib": row.artifact.stat().st_size / 2**20,
+        **row.samples.summary(), "memory": row.memory,
+        "samples_ms": {"total": row.samples.total_ms, **{k: v for k, v in row.samples.split_ms.items() if v}},
+    }  # fmt: skip
+
+
+def with_speedups(rows: list[dict], reference: str) -> list[dict]:
+    """Add `speedup`: the reference row's median latency over each row's (None without a reference)."""
+    ref = next((r for r in rows if r["variant"] == reference), None)
+    for row in rows:
+        row["speedup"] = ref["latency_ms"]["median"] / row["latency_ms"]["median"] if ref else None
+    return rows
+
+
+def cases(args: argparse.Namespace) -> list[Case]:
+    checkpoints = [(Path(c), None) for c in args.checkpoints]
+    checkpoints += [(random_checkpoint(m, args.workdir, output_stride=args.output_stride), m) for m in args.model]
+    return [Case(label or path.stem, path, b, s) for path, label in checkpoints for b in args.batch for s in args.size]
+
+
+def run(args: argparse.Namespace) -> dict:
+    torch.set_num_threads(args.threads)
+    variants = variants_for(args.device, args.variants.split(",") if args.variants else None)
+    rows, skipped = [], {}
+    for case in cases(args):
+        print(f"{case.model}: batch {case.batch}, {case.size[0]}x{case.size[1]}", flush=True)
+        case_rows, case_skipped = measure_case(case, variants, args)
+        rows += case_rows
+        skipped.update(case_skipped)
+    settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    return {"settings": settings, "rows": rows, "skipped": skipped, "models": model_table() if args.flops else []}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.latency", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("checkpoints", nargs="*", help="sunet-deploy .safetensors checkpoints to measure")
+    parser.add_argument("--preset", choices=sorted(PRESETS), help="cpu: SUNet-64 OS16 512x512 batch 1, CPU runtimes")
+    parser.add_argument("--model", action="append", default=[], help="an architecture to measure with random weights")
+    parser.add_argument("--output-stride", type=int, default=16, help="output stride of --model networks")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--variants", help="comma-separated variant names (default: all of the device)")
+    parser.add_argument("--batch", type=int, nargs="+", default=[1])
+    parser.add_argument("--size", type=parse_size, nargs="+", default=[(512, 512)], metavar="HxW")
+    parser.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds per row")
+    parser.add_argument("--duration", type=float, default=10.0, help="timed seconds per row, at least")
+    parser.add_argument("--iterations", type=int, default=10, help="timed iterations per row, at least")
+    parser.add_argument("--rounds", type=int, default=1, help="interleave the rows in this many rounds")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="CPU threads for every runtime")
+    parser.add_argument("--engine", type=Path, help="TensorRT engine for the tensorrt row")
+    parser.add_argument("--workdir", type=Path, default=Path("runs/bench/work"), help="where artifacts are built")
+    parser.add_argument("--output", type=Path, default=Path("runs/bench"), help="report folder")
+    parser.add_argument("--no-flops", dest="flops", action="store_false", help="leave out the FLOPs/params table")
+    args = parser.parse_args(argv)
+    if args.preset:
+        parser.set_defaults(**PRESETS[args.preset])
+        args = parser.parse_args(argv)
+    if not args.checkpoints and not args.model:
+        parser.error("give checkpoints, --model ARCH or --preset")
+    if min(args.batch) < 1 or args.rounds < 1 or args.iterations < 1 or args.threads < 1:
+        parser.error("--batch, --rounds, --iterations and --threads must be positive")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    result = run(args)
+    if not result["rows"]:
+        print(nothing_measured(result["skipped"]), file=sys.stderr)
+        return 2
+    for path in write_reports(result, args.output, title="Latency"):
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

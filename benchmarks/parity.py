@@ -1,0 +1,221 @@
+"""`python -m benchmarks.parity CHECKPOINT`: every runtime's masks against PyTorch eager FP32.
+
+    python -m benchmarks.parity runs/demo/best.safetensors                  # synthetic val split
+    python -m benchmarks.parity ckpt.safetensors --dataset voc --root VOCdevkit/VOC2012
+    python -m benchmarks.parity ckpt.safetensors --device cuda --max-delta-miou fp16=0.2
+
+Per runtime: mIoU against the labels, its delta to PyTorch FP32 (points), per-class IoU deltas,
+pixel-label agreement with the PyTorch FP32 masks, and max/mean |logit difference|. The exit
+status is 1 when any runtime is outside its tolerance (FP32: |delta mIoU| <= 0.05 points and
+agreement >= 99.9 %; FP16/BF16: |delta mIoU| <= 0.3 points), 2 when nothing could be compared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from export.common import parse_size
+from runtimes import Runtime
+from sunet_deploy.checkpoint import load_checkpoint
+from sunet_deploy.data import build_dataset
+from sunet_deploy.metrics import ConfusionMatrix
+from sunet_deploy.preprocess import Normalization, labels_to_mask, logits_to_mask
+
+from .artifacts import failure_reason, open_variant
+from .env import environment, format_environment
+from .report import nothing_measured, skipped_md, write_json
+from .variants import reference_name, split_available, variants_for
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    max_delta_miou: float  # mIoU points (percent)
+    min_agreement: float | None = None  # percent of pixels labelled as PyTorch FP32 labels them
+
+
+TOLERANCES = {"fp32": Tolerance(0.05, 99.9), "fp16": Tolerance(0.3), "bf16": Tolerance(0.3)}
+
+
+@dataclass
+class ParityStats:
+    """What one runtime accumulates over a dataset."""
+
+    confusion: ConfusionMatrix
+    agree: int = 0
+    pixels: int = 0
+    max_abs_logit: float = 0.0
+    sum_abs_logit: float = 0.0
+    logit_count: int = 0
+
+    def update(self, mask: np.ndarray, target: np.ndarray, reference_mask: np.ndarray,
+               logits: np.ndarray | None = None, reference_logits: np.ndarray | None = None) -> None:  # fmt: skip
+        self.confusion.update(mask, target)
+        self.agree += int((mask == reference_mask).sum())
+        self.pixels += mask.size
+        if logits is not None and reference_logits is not None:
+            diff = np.abs(logits.astype(np.float64) - reference_logits)
+            self.max_abs_logit = max(self.max_abs_logit, float(diff.max()))
+            self.sum_abs_logit += float(diff.sum())
+            self.logit_count += diff.size
+
+
+def judge(stats: ParityStats, reference: ParityStats, tolerance: Tolerance, class_names: list[str]) -> dict:
+    """The parity record of one runtime against the reference, with `passed` and the failed checks."""
+    scores, ref_scores = stats.confusion.scores(), reference.confusion.scores()
+    delta = 100 * (scores.miou - ref_scores.miou)
+    agreement = 100 * stats.agree / stats.pixels if stats.pixels else math.nan
+    failures = []
+    if not abs(delta) <= tolerance.max_delta_miou:
+        failures.append(f"|delta mIoU| {abs(delta):.3f} > {tolerance.max_delta_miou} points")
+    if tolerance.min_agreement is not None and not agreement >= tolerance.min_agreement:
+        failures.append(f"agreement {agreement:.3f} % < {tolerance.min_agreement} %")
+    class_deltas = {name: None if math.isnan(d) else 100 * float(d)
+                    for name, d in zip(class_names, scores.iou - ref_scores.iou)}  # fmt: skip
+    return {
+        "miou": 100 * scores.miou, "delta_miou": delta, "class_iou_delta": class_deltas,
+        "agreement": agreement, "max_abs_logit_error": stats.max_abs_logit if stats.logit_count else None,
+        "mean_abs_logit_error": stats.sum_abs_logit / stats.logit_count if stats.logit_count else None,
+        "tolerance": vars(tolerance), "passed": not failures, "failures": failures,
+    }  # fmt: skip
+
+
+def to_mask(runtime: Runtime, out: np.ndarray, geometries) -> np.ndarray:
+    return (labels_to_mask if runtime.output_kind == "labels" else logits_to_mask)(out, geometries)[0]
+
+
+def run_parity(runtimes: dict[str, Runtime], reference: str, dataset, num_classes: int) -> dict[str, ParityStats]:
+    """Run every runtime on every sample, one image at a time; the reference's masks and logits are the gold."""
+    normalize = Normalization.from_metadata(runtimes[reference].metadata)
+    stats = {name: ParityStats(ConfusionMatrix(num_classes)) for name in runtimes}
+    for index in tqdm(range(len(dataset)), desc="parity", unit="image", leave=False):
+        image, target = dataset[index]
+        batch, geometries = normalize(image)
+        outputs = {name: rt.infer(batch) for name, rt in runtimes.items()}
+        ref_out = outputs[reference]
+        ref_mask = to_mask(runtimes[reference], ref_out, geometries)
+        for name, rt in runtimes.items():
+            logits = outputs[name] if rt.output_kind == "logits" and outputs[name].shape == ref_out.shape else None
+            stats[name].update(to_mask(rt, outputs[name], geometries), target, ref_mask, logits, ref_out)
+    return stats
+
+
+def load_dataset(args: argparse.Namespace, num_classes: int):
+    if args.dataset == "synthetic":
+        return build_dataset("synthetic", split=args.split, num_samples=args.num_samples, size=args.size,
+                             num_classes=num_classes, seed=args.seed)  # fmt: skip
+    extra = {"num_classes": num_classes} if args.dataset == "folder" else {}
+    return build_dataset(args.dataset, args.root, split=args.split, **extra)
+
+
+def open_runtimes(args: argparse.Namespace, shape: tuple[int, int, int, int] | None) -> tuple[dict, dict, dict]:
+    """(runtimes by variant name, precision by name, skipped {name: reason})."""
+    available, skipped = split_available(variants_for(args.device, args.variants.split(",") if args.variants else None))
+    opened, precisions = {}, {}
+    for variant in available:
+        if variant.artifact == "aoti" and shape is None:
+            skipped[variant.name] = "an AOTInductor package has one input size; this dataset's images vary"
+            continue
+        try:
+            opened[variant.name], _ = open_variant(variant, args.checkpoint, args.workdir, shape or (1, 3, 512, 512),
+                                                   args.threads, args.engine)  # fmt: skip
+        except Exception as exc:  # a runtime that cannot run is reported, not fatal to the others
+            skipped[variant.name] = failure_reason(exc)
+            continue
+        precisions[variant.name] = variant.precision
+    return opened, precisions, skipped
+
+
+def tolerances(overrides: list[str]) -> dict[str, Tolerance]:
+    """TOLERANCES with `PRECISION=POINTS` overrides of the mIoU delta."""
+    result = dict(TOLERANCES)
+    for item in overrides:
+        precision, _, value = item.partition("=")
+        if precision not in result:
+            raise ValueError(f"unknown precision {precision!r} in {item!r}; known: {', '.join(result)}")
+        result[precision] = Tolerance(float(value), result[precision].min_agreement)
+    return result
+
+
+PARITY_COLUMNS = ("runtime", "precision", "mIoU", "delta mIoU (points)", "agreement (%)", "max abs logit error",
+                  "mean abs logit error", "worst class IoU delta (points)", "pass")  # fmt: skip
+
+
+def _parity_row(name: str, r: dict) -> str:
+    deltas = [d for d in r["class_iou_delta"].values() if d is not None]
+    worst = f"{max(deltas, key=abs):+.4f}" if deltas else "-"
+    logit = [f"{v:.2e}" if v is not None else "-" for v in (r["max_abs_logit_error"], r["mean_abs_logit_error"])]
+    verdict = "yes" if r["passed"] else "NO: " + "; ".join(r["failures"])
+    cells = (name, r["precision"], f"{r['miou']:.3f}", f"{r['delta_miou']:+.4f}", f"{r['agreement']:.4f}", *logit, worst, verdict)
+    return "| " + " | ".join(cells) + " |"
+
+
+def markdown(result: dict) -> str:
+    table = ["| " + " | ".join(PARITY_COLUMNS) + " |", "|" + "---|" * len(PARITY_COLUMNS)]
+    table += [_parity_row(name, r) for name, r in result["runtimes"].items()]
+    return "\n\n".join([
+        "# Parity against PyTorch eager FP32", "## Environment", format_environment(result["environment"]),
+        "## Results", f"checkpoint `{result['checkpoint']}`, dataset {result['dataset']}, {result['samples']} images, "
+        f"PyTorch FP32 mIoU {result['reference_miou']:.3f}", "\n".join(table), "## Skipped", skipped_md(result["skipped"]),
+    ]) + "\n"  # fmt: skip
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.parity", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("checkpoint", type=Path, help="sunet-deploy .safetensors checkpoint (trained)")
+    parser.add_argument("--dataset", default="synthetic", choices=("synthetic", "voc", "cityscapes", "folder"))
+    parser.add_argument("--root", type=Path, help="dataset root (VOC2012, Cityscapes or a folder dataset)")
+    parser.add_argument("--split", default="val")
+    parser.add_argument("--num-samples", type=int, default=50, help="synthetic: number of images")
+    parser.add_argument("--size", type=parse_size, default=(128, 128), metavar="HxW", help="synthetic: image size")
+    parser.add_argument("--seed", type=int, default=0, help="synthetic: dataset seed")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--variants", help="comma-separated variant names (default: all of the device)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--engine", type=Path, help="TensorRT engine for the tensorrt row")
+    parser.add_argument("--max-delta-miou", action="append", default=[], metavar="PRECISION=POINTS",
+                        help="override a tolerance, e.g. fp16=0.2 (repeatable)")  # fmt: skip
+    parser.add_argument("--workdir", type=Path, default=Path("runs/bench/work"))
+    parser.add_argument("--output", type=Path, default=Path("runs/parity"), help="report folder")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    limits = tolerances(args.max_delta_miou)
+    meta = load_checkpoint(args.checkpoint).meta
+    dataset = load_dataset(args, meta.num_classes)
+    shape = (1, 3, *args.size) if args.dataset == "synthetic" else None
+    opened, precisions, skipped = open_runtimes(args, shape)
+    reference = reference_name(args.device)
+    if reference not in opened or len(opened) < 2:
+        print(nothing_measured(skipped) + "\n(parity needs the PyTorch FP32 reference and one more runtime)", file=sys.stderr)
+        return 2
+    stats = run_parity(opened, reference, dataset, meta.num_classes)
+    records = {name: {"precision": precisions[name], **judge(s, stats[reference], limits[precisions[name]], meta.classes)}
+               for name, s in stats.items() if name != reference}  # fmt: skip
+    result = {"environment": environment(args.threads), "checkpoint": str(args.checkpoint), "samples": len(dataset),
+              "dataset": f"{args.dataset} ({args.split})", "reference_miou": 100 * stats[reference].confusion.scores().miou,
+              "runtimes": records, "skipped": skipped}  # fmt: skip
+    args.output.mkdir(parents=True, exist_ok=True)
+    (args.output / "parity.md").write_text(markdown(result))
+    print(markdown(result))
+    print(f"wrote {write_json(result, args.output / 'parity.json')} and {args.output / 'parity.md'}")
+    failed = [name for name, r in records.items() if not r["passed"]]
+    if failed:
+        print(f"outside tolerance: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
