@@ -1,0 +1,169 @@
+"""export.onnx: every variant runs in ONNX Runtime like PyTorch FP32; bad inputs give clear errors."""
+
+import time
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from conftest import make_meta, randomize_bn, spread_classes
+from export.onnx import ExportError, export_onnx, main, read_onnx_metadata
+from export.verify import TOLERANCES, compare
+from sunet_deploy.checkpoint import load_model, save_checkpoint
+from sunet_deploy.metadata import METADATA_KEY
+from sunet_deploy.models import ModelSpec, build_model
+
+STATIC = (72, 104)
+LOGIT_SCALE = 10.0
+# (output stride, static size or None, argmax, fp16): every value of each option, pairwise mixed
+VARIANTS = [
+    (8, None, False, False),
+    (16, None, True, False),
+    (32, None, False, True),
+    (16, None, True, True),
+    (8, STATIC, True, True),
+    (16, STATIC, False, True),
+    (32, STATIC, True, False),
+    (16, STATIC, False, False),
+]
+
+
+def make_checkpoint(path, output_stride, arch="sunet_tiny", num_classes=5):
+    spec = ModelSpec(arch, num_classes=num_classes, output_stride=output_stride)
+    torch.manual_seed(0)
+    model = randomize_bn(build_model(spec)).eval()
+    spread_classes(model, torch.randn(2, 3, 96, 96, generator=torch.Generator().manual_seed(0)))
+    with torch.no_grad():  # logits of a trained model's size (about 10), not a random head's (under 1)
+        model.head[-1].weight.mul_(LOGIT_SCALE)
+        model.head[-1].bias.mul_(LOGIT_SCALE)
+    return save_checkpoint(path, model, make_meta(spec))
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ckpt")
+    return {os_: make_checkpoint(root / f"tiny_os{os_}.safetensors", os_) for os_ in (8, 16, 32)}
+
+
+@pytest.mark.parametrize("output_stride, static, argmax, fp16", VARIANTS,
+                         ids=[f"os{v[0]}-{'static' if v[1] else 'dynamic'}-{'argmax' if v[2] else 'logits'}-"
+                              f"{'fp16' if v[3] else 'fp32'}" for v in VARIANTS])
+def test_export_matches_pytorch(tmp_path, checkpoints, output_stride, static, argmax, fp16):
+    path = tmp_path / "model.onnx"
+    result = export_onnx(checkpoints[output_stride], path, argmax, fp16=fp16, static=static)
+    assert result.verification.passed and result.operator_issues == ()
+    model = onnx.load(str(path))
+    assert model.opset_import[0].version >= 17
+    check_io(model, static, argmax)
+    weight_types = {init.data_type for init in model.graph.initializer if len(init.dims) == 4}
+    assert weight_types == {onnx.TensorProto.FLOAT16 if fp16 else onnx.TensorProto.FLOAT}
+    # An independent run on a shape the export did not verify on.
+    shape = (2, 3, *(static or (89, 121)))
+    x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
+    out = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    torch_model, _ = load_model(checkpoints[output_stride])
+    with torch.no_grad():
+        reference = torch_model(torch.from_numpy(x)).numpy()
+    check = compare(out, reference, TOLERANCES["fp16" if fp16 else "fp32"])
+    print(f"os{output_stride} static={static} argmax={argmax} fp16={fp16}: agreement {check.agreement:.5f}, "
+          f"max |logit error| {check.max_abs_error}")
+    assert check.classes >= 3, "the reference is vacuous: too few classes"
+    assert check.failures(TOLERANCES["fp16" if fp16 else "fp32"]) == []
+
+
+def check_io(model, static, argmax):
+    (inp,), (out,) = model.graph.input, model.graph.output
+    assert inp.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert out.type.tensor_type.elem_type == (onnx.TensorProto.INT64 if argmax else onnx.TensorProto.FLOAT)
+    dims = [d.dim_value or d.dim_param for d in inp.type.tensor_type.shape.dim]
+    assert dims == (["batch", 3, *static] if static else ["batch", 3, "height", "width"])
+    assert len(out.type.tensor_type.shape.dim) == (3 if argmax else 4)
+
+
+def test_metadata_round_trip_in_one_file(tmp_path, checkpoints):
+    path = tmp_path / "model.onnx"
+    result = export_onnx(checkpoints[16], path, argmax=True)
+    _, ckpt = load_model(checkpoints[16])
+    meta = read_onnx_metadata(path)
+    assert meta == result.metadata
+    assert meta.output == "labels" and meta.source_sha256 == ckpt.sha256
+    assert (meta.classes, meta.palette, meta.mean, meta.model) == (ckpt.meta.classes, ckpt.meta.palette,
+                                                                   ckpt.meta.mean, ckpt.meta.model)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert METADATA_KEY in session.get_modelmeta().custom_metadata_map
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]  # no external data, no temporary files
+    assert not any(t.data_location == onnx.TensorProto.EXTERNAL for t in onnx.load(str(path)).graph.initializer)
+
+
+def test_failed_verification_writes_nothing_and_says_by_how_much(tmp_path, checkpoints, monkeypatch):
+    import export.onnx as export_module
+
+    real_transform = export_module.transform
+
+    def corrupt(proto, *args):  # a wrong export: one convolution's weights doubled
+        proto = real_transform(proto, *args)
+        weight = next(t for t in proto.graph.initializer if len(t.dims) == 4)
+        data = onnx.numpy_helper.to_array(weight) * 2
+        weight.CopyFrom(onnx.numpy_helper.from_array(data, weight.name))
+        return proto
+
+    monkeypatch.setattr(export_module, "transform", corrupt)
+    path = tmp_path / "model.onnx"
+    path.write_bytes(b"previous model")
+    with pytest.raises(ExportError, match=r"exceeds [0-9.e-]+ by [0-9.e-]+"):
+        export_onnx(checkpoints[16], path)
+    assert path.read_bytes() == b"previous model"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]
+
+
+def test_cli_reports_thresholds_and_results(tmp_path, checkpoints, capsys):
+    assert main([str(checkpoints[32]), "-o", str(tmp_path / "m.onnx"), "--static", "64x80"]) == 0
+    out = capsys.readouterr().out
+    assert "pixel-label agreement >= 0.999" in out and "2x3x64x80" in out and "all" in out and "wrote" in out
+
+
+@pytest.mark.parametrize("case, message", [
+    ("missing", "no such file"),
+    ("not_checkpoint", "not a safetensors checkpoint"),
+    ("no_directory", "does not exist"),
+    ("output_is_directory", "is a directory"),
+])
+def test_bad_inputs_give_clear_errors(tmp_path, checkpoints, capsys, case, message):
+    checkpoint, output = checkpoints[16], tmp_path / "m.onnx"
+    if case == "missing":
+        checkpoint = tmp_path / "absent.safetensors"
+    elif case == "not_checkpoint":
+        checkpoint = tmp_path / "notes.safetensors"
+        checkpoint.write_text("these are notes, not weights")
+    elif case == "no_directory":
+        output = tmp_path / "missing" / "m.onnx"
+    else:
+        output = tmp_path
+    assert main([str(checkpoint), "-o", str(output)]) == 1
+    assert message in capsys.readouterr().err
+
+
+def test_help_and_option_errors(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    help_text = capsys.readouterr().out
+    for option in ("--static", "--argmax", "--fp16", "--opset", "--no-simplify", "--skip-tensorrt-check"):
+        assert option in help_text
+    for argv in (["c.safetensors", "-o", "m.onnx", "--opset", "16"], ["c.safetensors", "-o", "m.onnx", "--static", "64"]):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2
+
+
+@pytest.mark.slow
+def test_sunet64_exports_in_under_a_minute(tmp_path):
+    checkpoint = make_checkpoint(tmp_path / "sunet64.safetensors", 16, arch="sunet64", num_classes=21)
+    start = time.perf_counter()
+    result = export_onnx(checkpoint, tmp_path / "sunet64.onnx")
+    seconds = time.perf_counter() - start
+    print(f"SUNet-64 OS16 dynamic export: {seconds:.1f} s\n{result.report()}")
+    assert seconds < 60
+    assert result.verification.passed and min(r.classes for r in result.verification.results) >= 3
