@@ -6,7 +6,6 @@ through a stale export. TensorRT engines are built by `python -m export.tensorrt
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import torch
@@ -32,33 +31,15 @@ def random_checkpoint(arch: str, workdir: Path, num_classes: int = 21, output_st
     return path
 
 
-def build_onnx(checkpoint: Path, workdir: Path) -> Path:
-    """FP32 ONNX model with dynamic batch/height/width and the checkpoint's metadata."""
-    path = workdir / f"{checkpoint.stem}-{file_sha256(checkpoint)[:12]}.onnx"
+def build_onnx(checkpoint: Path, workdir: Path, fp16: bool = False) -> Path:
+    """ONNX model (FP32, or FP16 inside with FP32 inputs/outputs) with dynamic batch/height/width."""
+    from export.onnx import export_onnx
+
+    suffix = "-fp16" if fp16 else ""
+    path = workdir / f"{checkpoint.stem}-{file_sha256(checkpoint)[:12]}{suffix}.onnx"
     if not path.is_file():
-        try:
-            from export.onnx import export_onnx
-        except ImportError:  # until export.onnx lands (issue 4)
-            export_onnx = _export_onnx
-        export_onnx(checkpoint, path)
+        export_onnx(checkpoint, path, fp16=fp16)
     return path
-
-
-def _export_onnx(checkpoint: Path, path: Path) -> None:
-    import onnx
-
-    from sunet_deploy.checkpoint import load_model
-    from sunet_deploy.metadata import METADATA_KEY
-
-    model, ckpt = load_model(checkpoint)
-    dynamic = {0: "batch", 2: "height", 3: "width"}
-    torch.onnx.export(model, (torch.randn(1, 3, 64, 64),), str(path), dynamo=False, opset_version=17,
-                      input_names=["input"], output_names=["logits"],
-                      dynamic_axes={"input": dynamic, "logits": dynamic})  # fmt: skip
-    graph = onnx.load(str(path))
-    meta = dataclasses.replace(ckpt.meta, source_sha256=ckpt.sha256)
-    graph.metadata_props.add(key=METADATA_KEY, value=meta.to_json())
-    onnx.save(graph, str(path))
 
 
 def build_aoti(checkpoint: Path, workdir: Path, shape: tuple[int, int, int, int], device: str) -> Path:
@@ -82,8 +63,8 @@ def artifact_for(kind: str, checkpoint: Path, workdir: Path, shape: tuple[int, i
     workdir.mkdir(parents=True, exist_ok=True)
     if kind == "checkpoint":
         return checkpoint
-    if kind == "onnx":
-        return build_onnx(checkpoint, workdir)
+    if kind in ("onnx", "onnx-fp16"):
+        return build_onnx(checkpoint, workdir, fp16=kind == "onnx-fp16")
     if kind == "aoti":
         return build_aoti(checkpoint, workdir, shape, device)
     if engine is None:

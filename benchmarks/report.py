@@ -86,7 +86,7 @@ def plot_latency(rows: list[dict], path: Path) -> Path:
     fig, axes = plt.subplots(len(groups), 1, figsize=(9, 1.2 + 0.6 * max(map(len, groups.values())) * len(groups)),
                              squeeze=False)  # fmt: skip
     for ax, (label, group) in zip(axes[:, 0], groups.items()):
-        ax.boxplot([r["samples_ms"]["total"] for r in group], vert=False, showfliers=True)
+        ax.boxplot([r["samples_ms"]["total"] for r in group], orientation="horizontal", showfliers=True)
         ax.set_yticks(range(1, len(group) + 1), [r["variant"] for r in group])
         ax.set_title(label)
         ax.set_xlabel("latency (ms)")

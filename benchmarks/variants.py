@@ -16,7 +16,7 @@ class Variant:
 
     name: str
     runtime: str  # adapter name in runtimes.ADAPTERS
-    artifact: str  # "checkpoint", "onnx", "aoti" or "engine"
+    artifact: str  # "checkpoint", "onnx", "onnx-fp16", "aoti" or "engine"
     device: str  # "cpu" or "cuda"
     precision: str = "fp32"  # picks the parity tolerance
     options: dict = field(default_factory=dict)
@@ -32,10 +32,10 @@ class Variant:
         return runtimes.availability(self.runtime, **checks[self.runtime])
 
 
-def _ort(name: str, provider: str, **extra) -> Variant:
+def _ort(name: str, provider: str, artifact: str = "onnx", **extra) -> Variant:
     options = {"provider": provider, **({"provider_options": extra} if extra else {})}
-    precision = "fp16" if extra.get("trt_fp16_enable") else "fp32"
-    return Variant(name, "onnxruntime", "onnx", "cpu" if provider == "cpu" else "cuda", precision, options,
+    precision = "fp16" if extra.get("trt_fp16_enable") or artifact == "onnx-fp16" else "fp32"
+    return Variant(name, "onnxruntime", artifact, "cpu" if provider == "cpu" else "cuda", precision, options,
                    threaded=provider == "cpu")  # fmt: skip
 
 
@@ -54,6 +54,7 @@ VARIANTS = {
         Variant("pytorch-fp16-cuda-graph", "pytorch", "checkpoint", "cuda", "fp16",
                 {"device": "cuda", "precision": "fp16", "channels_last": True, "cuda_graph": True}),  # fmt: skip
         _ort("onnxruntime-cuda", "cuda"),
+        _ort("onnxruntime-cuda-fp16", "cuda", "onnx-fp16"),
         _ort("onnxruntime-tensorrt", "tensorrt"),
         _ort("onnxruntime-tensorrt-fp16", "tensorrt", trt_fp16_enable=True),
         Variant("tensorrt", "tensorrt", "engine", "cuda", "fp16"),

@@ -1,0 +1,228 @@
+"""benchmarks: statistics, timing loop, parity judgement and exit status, reports, FLOP counting."""
+
+import json
+import time
+
+import numpy as np
+import pytest
+from torch import nn
+
+from benchmarks import latency, parity
+from benchmarks.artifacts import random_checkpoint
+from benchmarks.flops import count_flops, model_table
+from benchmarks.measure import Samples, time_iterations
+from benchmarks.parity import ParityStats, Tolerance, judge, run_parity, tolerances
+from benchmarks.variants import Variant, variants_for
+from runtimes.base import Runtime, TensorInfo, Timing
+from sunet_deploy.metadata import ModelMetadata
+from sunet_deploy.metrics import ConfusionMatrix
+from sunet_deploy.models import ModelSpec, build_model, count_parameters
+
+TINY_RUN = ["--model", "sunet_tiny", "--size", "32x32", "--warmup", "0.05", "--duration", "0.1",
+            "--iterations", "3", "--rounds", "2", "--threads", "1", "--no-flops"]  # fmt: skip
+
+
+class FakeRuntime(Runtime):
+    """Returns fixed logits (plus an offset on class 1), sleeping a fixed time: a controllable engine."""
+
+    name = "fake"
+
+    def __init__(self, path, logits: np.ndarray, offset: float = 0.0, sleep_s: float = 0.0) -> None:
+        super().__init__(path)
+        self.metadata = ModelMetadata(model={"arch": "fake", "num_classes": 3}, classes=["a", "b", "c"],
+                                      palette=[[0, 0, 0]] * 3)  # fmt: skip
+        self.logits = logits.copy()
+        self.logits[:, 1] += offset
+        self.sleep_s = sleep_s
+
+    def inputs(self):
+        return [TensorInfo("input", (1, 3, 4, 4), "float32")]
+
+    def outputs(self):
+        return [TensorInfo("logits", (1, 3, 4, 4), "float32")]
+
+    def _activate(self):
+        pass
+
+    def _deactivate(self):
+        pass
+
+    def _infer(self, batch):
+        time.sleep(self.sleep_s)
+        return self.logits, Timing(0.0, compute_ms=self.sleep_s * 1000)
+
+
+@pytest.fixture
+def tiny_checkpoint(tmp_path):
+    return random_checkpoint("sunet_tiny", tmp_path / "ckpt", num_classes=5)
+
+
+@pytest.fixture
+def fake_file(tmp_path):
+    path = tmp_path / "model.fake"
+    path.write_bytes(b"x")
+    return path
+
+
+# ---------------------------------------------------------------- statistics and timing
+
+
+def test_summary_of_known_samples():
+    samples = Samples(total_ms=[float(v) for v in range(1, 101)], wall_s=2.0, images=100)
+    summary = samples.summary()
+    lat = summary["latency_ms"]
+    assert (lat["min"], lat["max"], lat["count"]) == (1.0, 100.0, 100)
+    assert lat["mean"] == pytest.approx(50.5) and lat["median"] == pytest.approx(50.5)
+    assert lat["p90"] == pytest.approx(90.1) and lat["p95"] == pytest.approx(95.05) and lat["p99"] == pytest.approx(99.01)
+    assert summary["throughput_ips"] == pytest.approx(50.0)
+    assert "compute" not in summary
+
+
+def test_timing_runs_at_least_the_count_and_the_duration(fake_file):
+    runtime = FakeRuntime(fake_file, np.zeros((1, 3, 4, 4), np.float32), sleep_s=0.002)
+    batch = np.zeros((2, 3, 4, 4), np.float32)
+    with runtime:
+        by_count = Samples()
+        time_iterations(runtime, batch, by_count, min_seconds=0.0, min_count=7)
+        by_time = Samples()
+        time_iterations(runtime, batch, by_time, min_seconds=0.1, min_count=1)
+    assert len(by_count.total_ms) == 7 and by_count.images == 14
+    assert by_time.wall_s >= 0.1 and len(by_time.total_ms) >= 10
+    assert by_time.throughput() == pytest.approx(by_time.images / by_time.wall_s)
+    assert by_count.summary()["compute"]["median"] == pytest.approx(2.0)
+    assert min(by_count.total_ms) >= 2.0
+
+
+def test_speedup_is_reference_median_over_row_median():
+    rows = [{"variant": "pytorch-fp32", "latency_ms": {"median": 30.0}},
+            {"variant": "fast", "latency_ms": {"median": 10.0}}]  # fmt: skip
+    assert [r["speedup"] for r in latency.with_speedups(rows, "pytorch-fp32")] == [1.0, 3.0]
+    assert latency.with_speedups(rows[1:], "pytorch-fp32")[0]["speedup"] is None
+
+
+def test_variant_selection_puts_the_reference_first():
+    names = [v.name for v in variants_for("cpu", ["onnxruntime-cpu"])]
+    assert names == ["pytorch-fp32", "onnxruntime-cpu"]
+    assert all(v.device == "cuda" for v in variants_for("cuda"))
+    with pytest.raises(ValueError, match="unknown variant"):
+        variants_for("cpu", ["no-such-runtime"])
+
+
+# ---------------------------------------------------------------- parity
+
+
+def _stats(pred: np.ndarray, target: np.ndarray, reference: np.ndarray) -> ParityStats:
+    stats = ParityStats(ConfusionMatrix(3))
+    stats.update(pred, target, reference)
+    return stats
+
+
+def test_parity_judgement_on_crafted_masks():
+    target = np.array([[0, 0, 1, 1], [2, 2, 2, 2]])
+    reference = _stats(target, target, target)
+    wrong = target.copy()
+    wrong[0, 0] = 1  # one of 8 pixels differs: class 0 IoU 1 -> 1/2, class 1 IoU 1 -> 2/3
+    result = judge(_stats(wrong, target, target), reference, Tolerance(0.05, 99.9), ["a", "b", "c"])
+    assert result["agreement"] == pytest.approx(100 * 7 / 8)
+    assert result["class_iou_delta"] == pytest.approx({"a": -50.0, "b": -100 / 3, "c": 0.0})
+    assert result["delta_miou"] == pytest.approx((-50 - 100 / 3) / 3)
+    assert not result["passed"] and len(result["failures"]) == 2
+    same = judge(_stats(target, target, target), reference, Tolerance(0.05, 99.9), ["a", "b", "c"])
+    assert same["passed"] and same["delta_miou"] == 0 and same["agreement"] == 100
+    assert judge(_stats(wrong, target, target), reference, Tolerance(30.0), ["a", "b", "c"])["passed"]
+
+
+def test_logit_errors_and_fake_runtimes_through_run_parity(fake_file):
+    rng = np.random.default_rng(0)
+    logits = rng.standard_normal((1, 3, 4, 4)).astype(np.float32)
+    runtimes = {"ref": FakeRuntime(fake_file, logits), "close": FakeRuntime(fake_file, logits, offset=1e-4),
+                "off": FakeRuntime(fake_file, logits, offset=5.0)}  # fmt: skip
+    dataset = [(np.zeros((4, 4, 3), np.uint8), logits[0].argmax(0).astype(np.uint8))] * 2
+    for rt in runtimes.values():
+        rt.activate()
+    stats = run_parity(runtimes, "ref", dataset, 3)
+    assert stats["close"].max_abs_logit == pytest.approx(1e-4, rel=1e-3)
+    assert stats["close"].sum_abs_logit / stats["close"].logit_count == pytest.approx(1e-4 / 3, rel=1e-3)
+    assert judge(stats["close"], stats["ref"], Tolerance(0.05, 99.9), ["a", "b", "c"])["passed"]
+    off = judge(stats["off"], stats["ref"], Tolerance(0.05, 99.9), ["a", "b", "c"])
+    assert not off["passed"] and off["agreement"] < 99.9 and off["delta_miou"] < 0
+
+
+def test_parity_cli_exits_non_zero_when_a_runtime_fails(fake_file, tmp_path, monkeypatch, tiny_checkpoint):
+    logits = np.random.default_rng(1).standard_normal((1, 5, 32, 32)).astype(np.float32)
+    fakes = {"pytorch-fp32": FakeRuntime(fake_file, logits), "bad": FakeRuntime(fake_file, logits, offset=5.0)}
+    for rt in fakes.values():
+        rt.metadata = ModelMetadata(model={"arch": "fake"}, classes=[f"c{i}" for i in range(5)], palette=[[0, 0, 0]] * 5)
+        rt.activate()
+    monkeypatch.setattr(parity, "open_runtimes", lambda args, shape: (fakes, {"bad": "fp32"}, {}))
+    code = parity.main([str(tiny_checkpoint), "--num-samples", "2", "--size", "32x32", "--output", str(tmp_path / "p")])
+    assert code == 1
+    report = json.loads((tmp_path / "p" / "parity.json").read_text())
+    assert report["runtimes"]["bad"]["passed"] is False
+    assert "NO:" in (tmp_path / "p" / "parity.md").read_text()
+
+
+def test_parity_cli_passes_for_real_fp32_runtimes(tmp_path, tiny_checkpoint):
+    out = tmp_path / "parity"
+    code = parity.main([str(tiny_checkpoint), "--num-samples", "2", "--size", "32x32", "--threads", "1",
+                        "--variants", "pytorch-fp32-channels-last,onnxruntime-cpu",
+                        "--workdir", str(tmp_path / "work"), "--output", str(out)])  # fmt: skip
+    records = json.loads((out / "parity.json").read_text())["runtimes"]
+    assert code == 0 and set(records) == {"pytorch-fp32-channels-last", "onnxruntime-cpu"}
+    assert all(r["agreement"] >= 99.9 and r["max_abs_logit_error"] < 1e-3 for r in records.values())
+
+
+def test_tolerance_overrides():
+    assert tolerances(["fp16=0.2"])["fp16"] == Tolerance(0.2)
+    assert tolerances([])["fp32"] == Tolerance(0.05, 99.9)
+    with pytest.raises(ValueError, match="unknown precision"):
+        tolerances(["int8=1"])
+
+
+# ---------------------------------------------------------------- reports
+
+
+def test_tiny_latency_run_writes_every_report(tmp_path):
+    out = tmp_path / "report"
+    args = TINY_RUN + ["--variants", "pytorch-fp32-channels-last,onnxruntime-cpu",
+                       "--workdir", str(tmp_path / "work"), "--output", str(out)]  # fmt: skip
+    assert latency.main(args) == 0
+    result = json.loads((out / "latency.json").read_text())
+    rows = {r["variant"]: r for r in result["rows"]}
+    assert set(rows) == {"pytorch-fp32", "pytorch-fp32-channels-last", "onnxruntime-cpu"}
+    assert rows["pytorch-fp32"]["speedup"] == 1.0
+    for row in rows.values():
+        assert len(row["samples_ms"]["total"]) == row["latency_ms"]["count"] >= 4  # 2 rounds x ceil(3 / 2)
+        assert row["artifact_mib"] > 0 and row["memory"]["peak_rss_mib"] > 0
+    assert result["environment"]["threads"] == 1 and "torch" in result["environment"]
+    text = (out / "latency.md").read_text()
+    assert "| onnxruntime-cpu |" in text and "## Environment" in text
+    for png in ("latency.png", "speedup.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_nothing_available_says_so_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(Variant, "availability", lambda self: "not on this machine")
+    out = tmp_path / "report"
+    assert latency.main(TINY_RUN + ["--workdir", str(tmp_path / "work"), "--output", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "nothing was measured" in err and "pytorch-fp32: not on this machine" in err
+    assert not out.exists()
+
+
+# ---------------------------------------------------------------- FLOPs
+
+
+def test_flop_counter_on_a_hand_computable_conv():
+    conv = nn.Conv2d(3, 8, 3, padding=1, bias=False)
+    assert count_flops(conv, (1, 3, 16, 16)) == 2 * (8 * 16 * 16) * (3 * 3 * 3)
+    assert count_flops(nn.Sequential(conv, nn.ReLU(), nn.BatchNorm2d(8)), (2, 3, 16, 16)) == 2 * 110_592
+
+
+def test_model_table_measures_params_and_flops():
+    (row,) = model_table(("sunet_tiny",), size=(64, 64))
+    assert row["params"] == count_parameters(build_model(ModelSpec("sunet_tiny", num_classes=21)))
+    assert row["gflops"] > 0
+    (bigger,) = model_table(("sunet_tiny",), size=(128, 128))
+    assert bigger["gflops"] == pytest.approx(4 * row["gflops"], rel=0.02)
+    assert bigger["params"] == row["params"]
