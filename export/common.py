@@ -1,22 +1,13 @@
-"""Pieces every exporter shares: the in-graph argmax head and shape arguments."""
+"""Command-line pieces the exporters share (torch-free, so export.tensorrt runs without PyTorch)."""
 
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
 
-import torch
-from torch import nn
-
-
-class LabelsHead(nn.Module):
-    """The model with its argmax built in: (N, H, W) int64 class indices instead of logits."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x).argmax(1)
+PRECISION_KEY = "sunet_deploy.precision"
+"""ONNX metadata_props key: "fp32" or "fp16", the precision of the exported graph."""
 
 
 def parse_dims(text: str, count: int, example: str) -> tuple[int, ...]:
@@ -30,3 +21,13 @@ def parse_dims(text: str, count: int, example: str) -> tuple[int, ...]:
 def parse_size(text: str) -> tuple[int, int]:
     """'HxW' such as '512x512' (an argparse type)."""
     return parse_dims(text, 2, "512x512")
+
+
+def check_writable(path: Path) -> None:
+    """Fail before the slow work when `path` cannot be written."""
+    if path.is_dir():
+        raise IsADirectoryError(f"{path}: is a directory; give the file to write")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"{path}: directory {path.parent} does not exist")
+    if not os.access(path.parent, os.W_OK):
+        raise PermissionError(f"{path}: directory {path.parent} is not writable")

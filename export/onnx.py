@@ -36,7 +36,8 @@ import torch
 from onnxruntime.transformers.float16 import convert_float_to_float16
 from torch import nn
 
-from export.common import LabelsHead, parse_size
+from export.common import PRECISION_KEY, check_writable, parse_size
+from export.heads import LabelsHead
 from export.opcheck import Issue, check_graph, format_report
 from export.verify import DYNAMIC_SHAPES, Verification, verify_onnx
 from sunet_deploy.checkpoint import CheckpointError, load_model
@@ -45,7 +46,6 @@ from sunet_deploy.metadata import METADATA_KEY, ModelMetadata
 
 OPSET = 17
 INPUT_NAME = "input"
-PRECISION_KEY = "sunet_deploy.precision"
 TRACE_SIZE = (128, 160)
 """Height x width the model is traced at for a dynamic export (any size works; verification uses others)."""
 
@@ -119,16 +119,6 @@ def export_onnx(
     atomic_write_bytes(onnx_path, data)
     return OnnxExport(onnx_path, meta, precision, static, verification, issues, len(proto.graph.node),
                       time.perf_counter() - start)
-
-
-def check_writable(path: Path) -> None:
-    """Fail before the slow work when `path` cannot be written."""
-    if path.is_dir():
-        raise IsADirectoryError(f"{path}: is a directory; give the .onnx file to write")
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"{path}: directory {path.parent} does not exist")
-    if not os.access(path.parent, os.W_OK):
-        raise PermissionError(f"{path}: directory {path.parent} is not writable")
 
 
 def trace_to_onnx(model: nn.Module, static: tuple[int, int] | None, opset: int, output: str) -> onnx.ModelProto:
