@@ -1,0 +1,104 @@
+"""sunet_deploy.engine_env: the engine sidecar, GPU queries without torch, clear refusals."""
+
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from conftest import make_meta
+from sunet_deploy import engine_env
+from sunet_deploy.engine_env import (EngineEnvironmentError, EngineSidecar, GpuInfo, check_engine_environment,
+                                     read_engine_sidecar, write_engine_sidecar)
+from sunet_deploy.fileio import file_sha256
+from sunet_deploy.models import ModelSpec
+
+GPU = GpuInfo("NVIDIA H100 80GB HBM3", "9.0")
+
+
+@pytest.fixture
+def engine(tmp_path):
+    path = tmp_path / "model.engine"
+    path.write_bytes(b"serialized engine")
+    sidecar = EngineSidecar(
+        tensorrt_version="10.9.0", gpu=GPU, precision="fp16",
+        profiles=[{"input": "input", "min": [1, 3, 64, 64], "opt": [1, 3, 512, 512], "max": [4, 3, 1024, 1024]}],
+        onnx_sha256="ab" * 32, engine_sha256=file_sha256(path), metadata=make_meta(ModelSpec("sunet_tiny", num_classes=3)),
+        inputs=[{"name": "input", "shape": ["batch", 3, "height", "width"], "dtype": "float32"}],
+        outputs=[{"name": "logits", "shape": ["batch", 3, "height", "width"], "dtype": "float32"}],
+    )
+    write_engine_sidecar(path, sidecar)
+    return path, sidecar
+
+
+def test_sidecar_round_trip(engine):
+    path, sidecar = engine
+    assert Path(f"{path}.json").is_file()
+    assert read_engine_sidecar(path) == sidecar
+    assert check_engine_environment(path, "10.9.0", gpu=GPU) == sidecar
+
+
+def test_unreadable_sidecars_are_refused(engine):
+    path, _ = engine
+    sidecar_file = Path(f"{path}.json")
+    sidecar_file.write_text('{"format": "something else"}')
+    with pytest.raises(EngineEnvironmentError, match="unreadable engine build environment"):
+        read_engine_sidecar(path)
+    sidecar_file.write_text("{truncated")
+    with pytest.raises(EngineEnvironmentError, match="unreadable engine build environment"):
+        read_engine_sidecar(path)
+    sidecar_file.unlink()
+    with pytest.raises(EngineEnvironmentError, match="no build environment file model.engine.json"):
+        read_engine_sidecar(path)
+
+
+def test_gpu_from_pycuda(monkeypatch):
+    device = types.SimpleNamespace(name=lambda: GPU.name, compute_capability=lambda: (9, 0))
+    driver = types.SimpleNamespace(init=lambda: None, Device=lambda i: device, Error=RuntimeError)
+    monkeypatch.setitem(sys.modules, "pycuda", types.SimpleNamespace(driver=driver))
+    monkeypatch.setitem(sys.modules, "pycuda.driver", driver)
+    assert engine_env.query_gpu(0) == GPU
+
+
+def test_gpu_from_nvidia_smi_honours_cuda_visible_devices(monkeypatch):
+    asked = []
+
+    def fake_run(command, **kwargs):
+        asked.append(command[-1])
+        return subprocess.CompletedProcess(command, 0, stdout="NVIDIA H100 80GB HBM3, 9.0\n", stderr="")
+
+    monkeypatch.setitem(sys.modules, "pycuda", None)
+    monkeypatch.setattr(engine_env.shutil, "which", lambda name: "/usr/bin/nvidia-smi")
+    monkeypatch.setattr(engine_env.subprocess, "run", fake_run)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,1")
+    assert engine_env.query_gpu(1) == GPU and asked == ["1"]
+    with pytest.raises(EngineEnvironmentError, match="no CUDA device 2"):
+        engine_env.query_gpu(2)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    assert engine_env.query_gpu(0) == GPU and asked[-1] == "0"
+    monkeypatch.setattr(engine_env.shutil, "which", lambda name: None)
+    with pytest.raises(EngineEnvironmentError, match="no CUDA device visible"):
+        engine_env.query_gpu(0)
+
+
+def test_parse_nvidia_smi():
+    assert engine_env.parse_nvidia_smi("NVIDIA GeForce RTX 4090, 8.9\n") == GpuInfo("NVIDIA GeForce RTX 4090", "8.9")
+    with pytest.raises(EngineEnvironmentError, match="cannot read"):
+        engine_env.parse_nvidia_smi("No devices were found")
+
+
+def test_tensorrt_runtime_reads_the_sidecar_without_tensorrt(engine):
+    from runtimes.trt import TensorRTRuntime
+
+    path, sidecar = engine
+    runtime = TensorRTRuntime(path)
+    assert runtime.metadata == sidecar.metadata
+    assert runtime.inputs()[0].shape == ("batch", 3, "height", "width") and runtime.outputs()[0].name == "logits"
+
+
+def test_engine_env_imports_without_torch():
+    code = "import sys; sys.modules['torch'] = None; import sunet_deploy.engine_env, export.tensorrt; print('ok')"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=Path(__file__).parent.parent)
+    assert result.stdout.strip() == "ok", result.stderr
