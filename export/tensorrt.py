@@ -1,0 +1,264 @@
+"""`python -m export.tensorrt model.onnx -o model.engine`: a TensorRT engine with its build environment.
+
+FP16 by default (`--fp32` for FP32). TensorRT 10.x builds an FP32 ONNX with the FP16 builder flag;
+TensorRT 11.x builds strongly typed networks only, so FP16 there needs the FP16 ONNX from
+`python -m export.onnx --fp16` (an FP16 ONNX is always built strongly typed). After the build the
+engine inspector (detailed profiling verbosity) shows which layers run in FP16: an engine whose
+convolutions are not mostly FP16 is refused instead of being called FP16.
+
+The optimization profile spans --min/--opt/--max input shapes (NxCxHxW). Dimensions fixed in the
+ONNX graph are taken from it; dynamic ones default to min 1x3x64x64, opt 1x3x512x512, max
+4x3x1024x1024. Next to the engine, model.engine.json records the TensorRT version, the GPU and its
+compute capability, precision, profile, ONNX sha256, the model metadata and the tensors; runtimes
+refuse the engine on another TensorRT or GPU. Outputs are written atomically, and only on success.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+from google.protobuf.message import DecodeError
+
+from export.common import PRECISION_KEY, check_writable, parse_dims
+from export.trt_build import BuildPlan, BuildResult, BuildSettings, TensorRTBuildError, build_engine, \
+    has_fp16_builder_flag
+from sunet_deploy.engine_env import EngineEnvironmentError, EngineSidecar, GpuInfo, query_gpu, write_engine_sidecar
+from sunet_deploy.fileio import atomic_write_bytes, file_sha256
+from sunet_deploy.metadata import METADATA_KEY, ModelMetadata
+
+DEFAULT_PROFILE = ((1, 3, 64, 64), (1, 3, 512, 512), (4, 3, 1024, 1024))
+INSTALL_HINT = ("TensorRT is not installed: pip install tensorrt (10.x or 11.x; needs an NVIDIA GPU and driver), "
+                "or pip install 'sunet-deploy[gpu]'")
+ONNX_DTYPES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16",
+               onnx.TensorProto.INT64: "int64", onnx.TensorProto.INT32: "int32", onnx.TensorProto.UINT8: "uint8"}
+
+
+class BuildError(RuntimeError):
+    """A build that cannot start or whose result is refused; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class OnnxInfo:
+    """What the build needs to know about the ONNX model, read without TensorRT."""
+
+    metadata: ModelMetadata
+    precision: str
+    inputs: list[dict]
+    outputs: list[dict]
+    sha256: str
+
+
+@dataclass(frozen=True)
+class PrecisionSummary:
+    fp16_convolutions: int
+    convolutions: int
+    fp16_layers: int
+    float_layers: int
+
+    @property
+    def fp16_share(self) -> float:
+        """Share of convolutions in FP16 (where SUNet spends its time), else of all float layers."""
+        if self.convolutions:
+            return self.fp16_convolutions / self.convolutions
+        return self.fp16_layers / self.float_layers if self.float_layers else 0.0
+
+    def describe(self) -> str:
+        return (f"{self.fp16_convolutions}/{self.convolutions} convolution layers and "
+                f"{self.fp16_layers}/{self.float_layers} float layers run in FP16")
+
+
+def read_onnx_info(path: Path) -> OnnxInfo:
+    if not path.is_file():
+        raise BuildError(f"{path}: no such file")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except (OSError, DecodeError) as exc:
+        raise BuildError(f"{path}: not a readable ONNX model ({exc})") from exc
+    props = {p.key: p.value for p in model.metadata_props}
+    if METADATA_KEY not in props:
+        raise BuildError(f"{path}: no sunet-deploy metadata; export it with python -m export.onnx")
+    return OnnxInfo(ModelMetadata.from_json(props[METADATA_KEY]), props.get(PRECISION_KEY, "fp32"),
+                    [_tensor_info(v) for v in model.graph.input], [_tensor_info(v) for v in model.graph.output],
+                    file_sha256(path))
+
+
+def _tensor_info(value: onnx.ValueInfoProto) -> dict:
+    tensor = value.type.tensor_type
+    shape = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in tensor.shape.dim]
+    return {"name": value.name, "shape": shape, "dtype": ONNX_DTYPES.get(tensor.elem_type, str(tensor.elem_type))}
+
+
+def derive_profile(input_shape: list, min_shape=None, opt_shape=None, max_shape=None) -> tuple[tuple[int, ...], ...]:
+    """(min, opt, max): given shapes, else the graph's fixed dimensions, else DEFAULT_PROFILE."""
+    given = (min_shape, opt_shape, max_shape)
+    profile = []
+    for shape, default in zip(given, DEFAULT_PROFILE):
+        if shape is None:
+            shape = tuple(d if isinstance(d, int) and d > 0 else dflt for d, dflt in zip(input_shape, default))
+        profile.append(tuple(shape))
+    names = ("--min", "--opt", "--max")
+    for name, shape in zip(names, profile):
+        if len(shape) != len(input_shape):
+            raise BuildError(f"{name} {_fmt(shape)} has {len(shape)} dimensions, the model input has {len(input_shape)}")
+        fixed = [(i, d) for i, d in enumerate(input_shape) if isinstance(d, int) and d > 0 and shape[i] != d]
+        if fixed:
+            raise BuildError(f"{name} {_fmt(shape)}: dimension {fixed[0][0]} is fixed to {fixed[0][1]} in the ONNX graph")
+    low, opt, high = profile
+    if not all(a <= b <= c for a, b, c in zip(low, opt, high)):
+        raise BuildError(f"the profile needs min <= opt <= max in every dimension, got "
+                         f"min {_fmt(low)}, opt {_fmt(opt)}, max {_fmt(high)}")
+    return tuple(profile)
+
+
+def _fmt(shape) -> str:
+    return "x".join(map(str, shape))
+
+
+def plan_build(fp16_flag_available: bool, onnx_precision: str, requested: str) -> BuildPlan:
+    """Which TensorRT mechanism gives the requested precision, or a BuildError saying what to export."""
+    if onnx_precision == "fp16":
+        if requested == "fp32":
+            raise BuildError("this ONNX model is FP16; for an FP32 engine export it without --fp16")
+        return BuildPlan("fp16", strongly_typed=True, fp16_flag=False)
+    if requested == "fp32":
+        return BuildPlan("fp32", strongly_typed=not fp16_flag_available, fp16_flag=False)
+    if not fp16_flag_available:
+        raise BuildError("this TensorRT builds strongly typed networks only (no BuilderFlag.FP16, TensorRT 11+): "
+                         "FP16 must be in the graph; export with python -m export.onnx --fp16, or build with --fp32")
+    return BuildPlan("fp16", strongly_typed=False, fp16_flag=True)
+
+
+def summarize_precision(inspector_json: str) -> PrecisionSummary:
+    """Count FP16 layers in the engine inspector's JSON (ProfilingVerbosity.DETAILED)."""
+    layers = json.loads(inspector_json).get("Layers", [])
+    if layers and not isinstance(layers[0], dict):
+        raise BuildError("the engine inspector listed layer names only: the engine was not built with "
+                         "ProfilingVerbosity.DETAILED, so its precision cannot be proven")
+    counts = [0, 0, 0, 0]
+    for layer in layers:
+        precision = _layer_precision(layer)
+        if precision is None or layer.get("LayerType") == "Reformat":
+            continue
+        is_conv = "conv" in (layer.get("LayerType", "") + layer.get("ParameterType", "")).lower()
+        counts[2] += precision == "fp16"
+        counts[3] += 1
+        if is_conv:
+            counts[0] += precision == "fp16"
+            counts[1] += 1
+    return PrecisionSummary(*counts)
+
+
+def _layer_precision(layer: dict) -> str | None:
+    """'fp16', 'fp32' or another float kind from a layer's first output format; None for non-float layers."""
+    for tensor in layer.get("Outputs", []):
+        text = str(tensor.get("Format/Datatype", "")).lower()
+        for kind, words in (("bf16", ("bf16", "bfloat")), ("fp16", ("fp16", "half")), ("fp8", ("fp8",)),
+                            ("fp32", ("fp32", "float")), ("int8", ("int8",))):
+            if any(w in text for w in words):
+                return kind
+        return None
+    return None
+
+
+def make_sidecar(info: OnnxInfo, result: BuildResult, plan: BuildPlan, gpu: GpuInfo, trt_version: str,
+                 profile, summary: PrecisionSummary, build: dict) -> EngineSidecar:
+    def with_engine_dtype(tensor: dict) -> dict:
+        return {**tensor, "dtype": result.io_dtypes.get(tensor["name"], tensor["dtype"])}
+
+    return EngineSidecar(
+        tensorrt_version=trt_version, gpu=gpu, precision=plan.precision,
+        profiles=[{"input": info.inputs[0]["name"], "min": list(profile[0]), "opt": list(profile[1]),
+                   "max": list(profile[2])}],
+        onnx_sha256=info.sha256, engine_sha256=hashlib.sha256(result.engine).hexdigest(), metadata=info.metadata,
+        inputs=[with_engine_dtype(t) for t in info.inputs], outputs=[with_engine_dtype(t) for t in info.outputs],
+        build={**build, "strongly_typed": plan.strongly_typed, "fp16_flag": plan.fp16_flag,
+               "fp16_share": round(summary.fp16_share, 4), "precision_evidence": summary.describe()},
+    )
+
+
+def import_tensorrt():
+    try:
+        import tensorrt
+    except ImportError as exc:
+        raise BuildError(INSTALL_HINT) from exc
+    return tensorrt
+
+
+def build(args: argparse.Namespace, trt=None, gpu: GpuInfo | None = None) -> EngineSidecar:
+    """Check everything that can be checked cheaply, build, prove the precision, then write both files."""
+    info = read_onnx_info(args.onnx)
+    check_writable(args.output)
+    profile = derive_profile(info.inputs[0]["shape"], args.min, args.opt, args.max)
+    trt = trt or import_tensorrt()
+    gpu = gpu or query_gpu(0)
+    plan = plan_build(has_fp16_builder_flag(trt), info.precision, "fp32" if args.fp32 else "fp16")
+    cache = args.timing_cache.read_bytes() if args.timing_cache and args.timing_cache.is_file() else None
+    print(f"building a {plan.precision} engine with TensorRT {trt.__version__} on {gpu.describe()}, "
+          f"{'strongly typed' if plan.strongly_typed else 'FP16 builder flag' if plan.fp16_flag else 'FP32'}, "
+          f"profile min {_fmt(profile[0])} opt {_fmt(profile[1])} max {_fmt(profile[2])} (minutes for large models)",
+          flush=True)
+    settings = BuildSettings(args.onnx, info.inputs[0]["name"], profile, int(args.workspace * 2**30),
+                             args.optimization_level, cache)
+    result = build_engine(trt, plan, settings)
+    summary = summarize_precision(result.inspector_json)
+    print(f"engine inspector: {summary.describe()}")
+    if plan.precision == "fp16" and summary.fp16_share < args.min_fp16_share:
+        raise BuildError(f"asked for FP16, but only {summary.fp16_share:.0%} of the layers run in FP16 "
+                         f"(--min-fp16-share {args.min_fp16_share:.0%}); not writing an engine labelled FP16")
+    sidecar = make_sidecar(info, result, plan, gpu, trt.__version__, profile, summary,
+                           {"workspace_gib": args.workspace, "optimization_level": args.optimization_level})
+    atomic_write_bytes(args.output, result.engine)
+    write_engine_sidecar(args.output, sidecar)
+    if args.timing_cache:
+        atomic_write_bytes(args.timing_cache, result.timing_cache)
+    return sidecar
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m export.tensorrt", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("onnx", type=Path, help="ONNX model written by python -m export.onnx")
+    parser.add_argument("-o", "--output", type=Path, required=True,
+                        help="engine to write; its build environment goes to OUTPUT.json")
+    parser.add_argument("--fp32", action="store_true", help="build an FP32 engine (default: FP16)")
+    for name, default in zip(("min", "opt", "max"), DEFAULT_PROFILE):
+        parser.add_argument(f"--{name}", type=lambda t: parse_dims(t, 4, "1x3x512x512"), metavar="NxCxHxW",
+                            help=f"{name} input shape of the optimization profile (default: the graph's fixed "
+                                 f"dimensions, else {_fmt(default)})")
+    parser.add_argument("--workspace", type=float, default=4.0, metavar="GiB",
+                        help="builder workspace memory limit in GiB (default 4)")
+    parser.add_argument("--timing-cache", type=Path, metavar="FILE",
+                        help="TensorRT timing cache: read if it exists, updated after the build (faster rebuilds)")
+    parser.add_argument("--optimization-level", type=int, default=3, choices=range(6), metavar="0-5",
+                        help="builder optimization level: higher searches longer for faster kernels (default 3)")
+    parser.add_argument("--min-fp16-share", type=float, default=0.9, metavar="SHARE",
+                        help="refuse an FP16 engine unless this share of its convolutions runs in FP16 (default 0.9)")
+    args = parser.parse_args(argv)
+    if args.workspace <= 0:
+        parser.error("--workspace must be positive")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    start = time.perf_counter()
+    try:
+        sidecar = build(args)
+    except (BuildError, TensorRTBuildError, EngineEnvironmentError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    size_mb = args.output.stat().st_size / 2**20
+    print(f"wrote {args.output} ({size_mb:.1f} MiB, {sidecar.precision}) and {args.output}.json "
+          f"in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
