@@ -1,7 +1,8 @@
 """Build the artifacts a benchmark needs from one checkpoint (ONNX, AOTInductor), cached in a work dir.
 
 Artifacts are named after the checkpoint's SHA-256, so a changed checkpoint is never measured
-through a stale export. TensorRT engines are built by `python -m export.tensorrt` and passed in.
+through a stale export. TensorRT engines come from `python -m export.tensorrt` (built here for
+the measured shape, or passed in with --engine).
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def build_aoti(checkpoint: Path, workdir: Path, shape: tuple[int, int, int, int]
 
 def artifact_for(kind: str, checkpoint: Path, workdir: Path, shape: tuple[int, int, int, int],
                  device: str, engine: Path | None = None) -> Path:  # fmt: skip
-    """The file a variant opens; raises LookupError when it cannot be had here."""
+    """The file a variant opens, built into `workdir` when needed."""
     workdir.mkdir(parents=True, exist_ok=True)
     if kind == "checkpoint":
         return checkpoint
@@ -67,9 +68,22 @@ def artifact_for(kind: str, checkpoint: Path, workdir: Path, shape: tuple[int, i
         return build_onnx(checkpoint, workdir, fp16=kind == "onnx-fp16")
     if kind == "aoti":
         return build_aoti(checkpoint, workdir, shape, device)
-    if engine is None:
-        raise LookupError("no TensorRT engine given (build one with python -m export.tensorrt, pass --engine)")
-    return engine
+    return engine or build_engine(checkpoint, workdir, shape)
+
+
+def build_engine(checkpoint: Path, workdir: Path, shape: tuple[int, int, int, int]) -> Path:
+    """FP16 TensorRT engine for one input shape, built by export.tensorrt (from the FP16 ONNX on
+    TensorRT 11, which has no FP16 builder flag)."""
+    from export.tensorrt import import_tensorrt
+    from export.tensorrt import main as build_main
+    from export.trt_build import has_fp16_builder_flag
+
+    onnx_path = build_onnx(checkpoint, workdir, fp16=not has_fp16_builder_flag(import_tensorrt()))
+    dims = "x".join(map(str, shape))
+    path = workdir / f"{onnx_path.stem}-{dims}.engine"
+    if not path.is_file() and build_main([str(onnx_path), "-o", str(path), "--min", dims, "--opt", dims, "--max", dims]):
+        raise LookupError("the TensorRT engine build failed (see the log above)")
+    return path
 
 
 def open_variant(variant, checkpoint: Path, workdir: Path, shape: tuple[int, int, int, int],

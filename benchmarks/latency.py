@@ -34,7 +34,7 @@ from .variants import Variant, reference_name, split_available, variants_for
 PRESETS = {
     "cpu": {
         "model": ["sunet64"], "size": [(512, 512)], "batch": [1], "device": "cpu",
-        "variants": "pytorch-fp32,pytorch-fp32-channels-last,onnxruntime-cpu,aoti-cpu",
+        "variants": "pytorch-fp32,pytorch-fp32-channels-last,onnxruntime-cpu,aoti-cpu,pytorch-bf16-channels-last",
         "warmup": 3.0, "duration": 20.0, "iterations": 20, "rounds": 4, "output": Path("runs/bench/cpu"),
     },
 }  # fmt: skip
@@ -148,7 +148,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--iterations", type=int, default=10, help="timed iterations per row, at least")
     parser.add_argument("--rounds", type=int, default=1, help="interleave the rows in this many rounds")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="CPU threads for every runtime")
-    parser.add_argument("--engine", type=Path, help="TensorRT engine for the tensorrt row")
+    parser.add_argument("--engine", type=Path, help="TensorRT engine for the tensorrt row (default: built by export.tensorrt)")
     parser.add_argument("--workdir", type=Path, default=Path("runs/bench/work"), help="where artifacts are built")
     parser.add_argument("--output", type=Path, default=Path("runs/bench"), help="report folder")
     parser.add_argument("--no-flops", dest="flops", action="store_false", help="leave out the FLOPs/params table")

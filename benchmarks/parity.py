@@ -181,7 +181,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--variants", help="comma-separated variant names (default: all of the device)")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
-    parser.add_argument("--engine", type=Path, help="TensorRT engine for the tensorrt row")
+    parser.add_argument("--engine", type=Path, help="TensorRT engine for the tensorrt row (default: built by export.tensorrt)")
     parser.add_argument("--max-delta-miou", action="append", default=[], metavar="PRECISION=POINTS",
                         help="override a tolerance, e.g. fp16=0.2 (repeatable)")  # fmt: skip
     parser.add_argument("--workdir", type=Path, default=Path("runs/bench/work"))

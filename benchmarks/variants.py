@@ -45,6 +45,8 @@ VARIANTS = {
         Variant(REFERENCE, "pytorch", "checkpoint", "cpu", options={"device": "cpu"}),
         Variant("pytorch-fp32-channels-last", "pytorch", "checkpoint", "cpu",
                 options={"device": "cpu", "channels_last": True}),  # fmt: skip
+        Variant("pytorch-bf16-channels-last", "pytorch", "checkpoint", "cpu", "bf16",
+                {"device": "cpu", "precision": "bf16", "channels_last": True}),  # fmt: skip
         _ort("onnxruntime-cpu", "cpu"),
         Variant("aoti-cpu", "aoti", "aoti", "cpu", options={"device": "cpu"}),
         Variant(f"{REFERENCE}-cuda", "pytorch", "checkpoint", "cuda", options={"device": "cuda"}),
