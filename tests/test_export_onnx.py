@@ -17,16 +17,16 @@ from sunet_deploy.models import ModelSpec, build_model
 
 STATIC = (72, 104)
 LOGIT_SCALE = 10.0
-# (output stride, static size or None, argmax, fp16): every value of each option, pairwise mixed
+# (output stride, static size or None, argmax, fp16, simplify): every value of each option, pairwise mixed
 VARIANTS = [
-    (8, None, False, False),
-    (16, None, True, False),
-    (32, None, False, True),
-    (16, None, True, True),
-    (8, STATIC, True, True),
-    (16, STATIC, False, True),
-    (32, STATIC, True, False),
-    (16, STATIC, False, False),
+    (8, None, False, False, False),
+    (16, None, True, False, True),
+    (32, None, False, True, False),
+    (16, None, True, True, False),
+    (8, STATIC, True, True, True),
+    (16, STATIC, False, True, False),
+    (32, STATIC, True, False, False),
+    (16, STATIC, False, False, True),
 ]
 
 
@@ -47,12 +47,12 @@ def checkpoints(tmp_path_factory):
     return {os_: make_checkpoint(root / f"tiny_os{os_}.safetensors", os_) for os_ in (8, 16, 32)}
 
 
-@pytest.mark.parametrize("output_stride, static, argmax, fp16", VARIANTS,
+@pytest.mark.parametrize("output_stride, static, argmax, fp16, simplify", VARIANTS,
                          ids=[f"os{v[0]}-{'static' if v[1] else 'dynamic'}-{'argmax' if v[2] else 'logits'}-"
-                              f"{'fp16' if v[3] else 'fp32'}" for v in VARIANTS])
-def test_export_matches_pytorch(tmp_path, checkpoints, output_stride, static, argmax, fp16):
+                              f"{'fp16' if v[3] else 'fp32'}{'-slim' if v[4] else ''}" for v in VARIANTS])
+def test_export_matches_pytorch(tmp_path, checkpoints, output_stride, static, argmax, fp16, simplify):
     path = tmp_path / "model.onnx"
-    result = export_onnx(checkpoints[output_stride], path, argmax, fp16=fp16, static=static)
+    result = export_onnx(checkpoints[output_stride], path, argmax, fp16=fp16, static=static, simplify=simplify)
     assert result.verification.passed and result.operator_issues == ()
     model = onnx.load(str(path))
     assert model.opset_import[0].version >= 17
@@ -150,7 +150,7 @@ def test_help_and_option_errors(capsys):
         main(["--help"])
     assert exc.value.code == 0
     help_text = capsys.readouterr().out
-    for option in ("--static", "--argmax", "--fp16", "--opset", "--no-simplify", "--skip-tensorrt-check"):
+    for option in ("--static", "--argmax", "--fp16", "--opset", "--simplify", "--skip-tensorrt-check"):
         assert option in help_text
     for argv in (["c.safetensors", "-o", "m.onnx", "--opset", "16"], ["c.safetensors", "-o", "m.onnx", "--static", "64"]):
         with pytest.raises(SystemExit) as exc:
