@@ -155,6 +155,16 @@ def summarize_precision(inspector_json: str) -> PrecisionSummary:
     return PrecisionSummary(*counts)
 
 
+def require_fp16(summary: PrecisionSummary, min_share: float) -> None:
+    """Refuse to call an engine FP16 unless the inspector shows it."""
+    if summary.float_layers == 0:
+        raise BuildError("the engine inspector reported no layer data types, so FP16 cannot be proven; "
+                         "not writing an engine labelled FP16")
+    if summary.fp16_share < min_share:
+        raise BuildError(f"asked for FP16, but only {summary.fp16_share:.0%} of the layers run in FP16 "
+                         f"(--min-fp16-share {min_share:.0%}); not writing an engine labelled FP16")
+
+
 def _layer_precision(layer: dict) -> str | None:
     """'fp16', 'fp32' or another float kind from a layer's first output format; None for non-float layers."""
     for tensor in layer.get("Outputs", []):
@@ -209,9 +219,8 @@ def build(args: argparse.Namespace, trt=None, gpu: GpuInfo | None = None) -> Eng
     result = build_engine(trt, plan, settings)
     summary = summarize_precision(result.inspector_json)
     print(f"engine inspector: {summary.describe()}")
-    if plan.precision == "fp16" and summary.fp16_share < args.min_fp16_share:
-        raise BuildError(f"asked for FP16, but only {summary.fp16_share:.0%} of the layers run in FP16 "
-                         f"(--min-fp16-share {args.min_fp16_share:.0%}); not writing an engine labelled FP16")
+    if plan.precision == "fp16":
+        require_fp16(summary, args.min_fp16_share)
     sidecar = make_sidecar(info, result, plan, gpu, trt.__version__, profile, summary,
                            {"workspace_gib": args.workspace, "optimization_level": args.optimization_level})
     atomic_write_bytes(args.output, result.engine)

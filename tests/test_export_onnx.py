@@ -59,6 +59,7 @@ def test_export_matches_pytorch(tmp_path, checkpoints, output_stride, static, ar
     check_io(model, static, argmax)
     weight_types = {init.data_type for init in model.graph.initializer if len(init.dims) == 4}
     assert weight_types == {onnx.TensorProto.FLOAT16 if fp16 else onnx.TensorProto.FLOAT}
+    assert resize_size_types(model) <= {onnx.TensorProto.FLOAT, onnx.TensorProto.INT64}
     # An independent run on a shape the export did not verify on.
     shape = (2, 3, *(static or (89, 121)))
     x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
@@ -80,6 +81,14 @@ def check_io(model, static, argmax):
     dims = [d.dim_value or d.dim_param for d in inp.type.tensor_type.shape.dim]
     assert dims == (["batch", 3, *static] if static else ["batch", 3, "height", "width"])
     assert len(out.type.tensor_type.shape.dim) == (3 if argmax else 4)
+
+
+def resize_size_types(model):
+    """Element types of every Resize's scales/sizes inputs: never FP16, so output sizes stay exact."""
+    graph = onnx.shape_inference.infer_shapes(model).graph
+    types = {v.name: v.type.tensor_type.elem_type for v in [*graph.value_info, *graph.input]}
+    types.update({t.name: t.data_type for t in graph.initializer})
+    return {types[name] for node in graph.node if node.op_type == "Resize" for name in node.input[2:] if name}
 
 
 def test_metadata_round_trip_in_one_file(tmp_path, checkpoints):
@@ -124,23 +133,27 @@ def test_cli_reports_thresholds_and_results(tmp_path, checkpoints, capsys):
     assert "pixel-label agreement >= 0.999" in out and "2x3x64x80" in out and "all" in out and "wrote" in out
 
 
+def bad_case_paths(tmp_path, case, source, input_suffix, output_name):
+    """(input, output) for the cases every exporter refuses: a missing or junk input, an output
+    in a missing directory or that is a directory; (source, a fine output) for other cases."""
+    junk = tmp_path / f"notes{input_suffix}"
+    junk.write_text("these are notes, not a model")
+    return {
+        "missing": (tmp_path / f"absent{input_suffix}", tmp_path / output_name),
+        "junk": (junk, tmp_path / output_name),
+        "no_directory": (source, tmp_path / "missing" / output_name),
+        "output_is_directory": (source, tmp_path),
+    }.get(case, (source, tmp_path / output_name))
+
+
 @pytest.mark.parametrize("case, message", [
     ("missing", "no such file"),
-    ("not_checkpoint", "not a safetensors checkpoint"),
+    ("junk", "not a safetensors checkpoint"),
     ("no_directory", "does not exist"),
     ("output_is_directory", "is a directory"),
 ])
 def test_bad_inputs_give_clear_errors(tmp_path, checkpoints, capsys, case, message):
-    checkpoint, output = checkpoints[16], tmp_path / "m.onnx"
-    if case == "missing":
-        checkpoint = tmp_path / "absent.safetensors"
-    elif case == "not_checkpoint":
-        checkpoint = tmp_path / "notes.safetensors"
-        checkpoint.write_text("these are notes, not weights")
-    elif case == "no_directory":
-        output = tmp_path / "missing" / "m.onnx"
-    else:
-        output = tmp_path
+    checkpoint, output = bad_case_paths(tmp_path, case, checkpoints[16], ".safetensors", "m.onnx")
     assert main([str(checkpoint), "-o", str(output)]) == 1
     assert message in capsys.readouterr().err
 

@@ -14,7 +14,7 @@ from export import tensorrt as trt_export
 from export.onnx import export_onnx
 from export.trt_build import TensorRTBuildError
 from sunet_deploy.engine_env import EngineEnvironmentError, GpuInfo, check_engine_environment, read_engine_sidecar
-from test_export_onnx import make_checkpoint
+from test_export_onnx import bad_case_paths, make_checkpoint
 from test_opcheck import relu_model
 
 GPU = GpuInfo("NVIDIA Test GPU", "8.9")
@@ -162,6 +162,10 @@ def test_precision_is_read_from_the_inspector():
     assert trt_export.summarize_precision(inspector_json("Row major linear FP32")).fp16_share == 0.0
     with pytest.raises(trt_export.BuildError, match="ProfilingVerbosity.DETAILED"):
         trt_export.summarize_precision(json.dumps({"Layers": ["conv", "relu"]}))
+    untyped = trt_export.summarize_precision(json.dumps({"Layers": [{"Name": "fused", "LayerType": "Myelin"}]}))
+    with pytest.raises(trt_export.BuildError, match="no layer data types"):
+        trt_export.require_fp16(untyped, 0.9)
+    trt_export.require_fp16(fp16, 0.9)
 
 
 def test_tensorrt10_build_writes_engine_and_sidecar(tmp_path, monkeypatch, onnx_models):
@@ -219,24 +223,18 @@ def no_gpu(device_id):
 
 @pytest.mark.parametrize("case, message", [
     ("missing", "no such file"),
-    ("not_onnx", "not a readable ONNX model"),
+    ("junk", "not a readable ONNX model"),
     ("no_metadata", "no sunet-deploy metadata"),
     ("no_directory", "does not exist"),
+    ("output_is_directory", "is a directory"),
     ("no_tensorrt", "pip install tensorrt"),
     ("no_gpu", "no CUDA device"),
 ])
 def test_bad_inputs_give_clear_errors(tmp_path, monkeypatch, capsys, onnx_models, case, message):
-    model, output = onnx_models["fp32"], tmp_path / "m.engine"
-    if case == "missing":
-        model = tmp_path / "absent.onnx"
-    elif case == "not_onnx":
-        model = tmp_path / "notes.onnx"
-        model.write_text("not a model")
-    elif case == "no_metadata":
+    model, output = bad_case_paths(tmp_path, case, onnx_models["fp32"], ".onnx", "m.engine")
+    if case == "no_metadata":
         model = tmp_path / "plain.onnx"
         onnx.save(relu_model(), model)
-    elif case == "no_directory":
-        output = tmp_path / "missing" / "m.engine"
     if case == "no_tensorrt":
         monkeypatch.setitem(sys.modules, "tensorrt", None)  # `import tensorrt` now raises ImportError
     else:
@@ -244,7 +242,7 @@ def test_bad_inputs_give_clear_errors(tmp_path, monkeypatch, capsys, onnx_models
     monkeypatch.setattr(trt_export, "query_gpu", no_gpu if case == "no_gpu" else lambda device_id: GPU)
     assert trt_export.main([str(model), "-o", str(output)]) == 1
     assert message in capsys.readouterr().err
-    assert not output.exists()
+    assert not output.is_file()
 
 
 def test_help_explains_every_option(capsys):
