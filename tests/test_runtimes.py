@@ -135,12 +135,13 @@ def test_onnx_without_metadata_is_refused(tmp_path):
         open_runtime(path)
 
 
-def test_onnxruntime_adapter_runs_where_torch_cannot_be_imported(artifacts):
+def test_onnxruntime_and_tensorrt_adapters_work_where_torch_cannot_be_imported(artifacts):
     code = f"""
 import sys
 sys.modules["torch"] = None  # any `import torch` now raises ImportError
 import numpy as np
 from runtimes import open_runtime
+import runtimes.trt, sunet_deploy.preprocess, sunet_deploy.metrics, sunet_deploy.engine_env  # torch-free too
 with open_runtime({str(artifacts["onnx"])!r}) as rt:
     out = rt.infer(np.zeros((1, 3, 40, 56), np.float32))
 assert "torch" not in sys.modules or sys.modules["torch"] is None
