@@ -141,18 +141,12 @@ def summarize_precision(inspector_json: str) -> PrecisionSummary:
     if layers and not isinstance(layers[0], dict):
         raise BuildError("the engine inspector listed layer names only: the engine was not built with "
                          "ProfilingVerbosity.DETAILED, so its precision cannot be proven")
-    counts = [0, 0, 0, 0]
-    for layer in layers:
-        precision = _layer_precision(layer)
-        if precision is None or layer.get("LayerType") == "Reformat":
-            continue
-        is_conv = "conv" in (layer.get("LayerType", "") + layer.get("ParameterType", "")).lower()
-        counts[2] += precision == "fp16"
-        counts[3] += 1
-        if is_conv:
-            counts[0] += precision == "fp16"
-            counts[1] += 1
-    return PrecisionSummary(*counts)
+    typed = [(layer, _layer_precision(layer)) for layer in layers if layer.get("LayerType") != "Reformat"]
+    float_layers = [(layer, kind) for layer, kind in typed if kind is not None]
+    convolutions = [kind for layer, kind in float_layers
+                    if "conv" in (layer.get("LayerType", "") + layer.get("ParameterType", "")).lower()]
+    return PrecisionSummary(fp16_convolutions=convolutions.count("fp16"), convolutions=len(convolutions),
+                            fp16_layers=sum(kind == "fp16" for _, kind in float_layers), float_layers=len(float_layers))
 
 
 def require_fp16(summary: PrecisionSummary, min_share: float) -> None:
@@ -167,13 +161,12 @@ def require_fp16(summary: PrecisionSummary, min_share: float) -> None:
 
 def _layer_precision(layer: dict) -> str | None:
     """'fp16', 'fp32' or another float kind from a layer's first output format; None for non-float layers."""
-    for tensor in layer.get("Outputs", []):
-        text = str(tensor.get("Format/Datatype", "")).lower()
-        for kind, words in (("bf16", ("bf16", "bfloat")), ("fp16", ("fp16", "half")), ("fp8", ("fp8",)),
-                            ("fp32", ("fp32", "float")), ("int8", ("int8",))):
-            if any(w in text for w in words):
-                return kind
-        return None
+    outputs = layer.get("Outputs") or [{}]
+    text = str(outputs[0].get("Format/Datatype", "")).lower()
+    for kind, words in (("bf16", ("bf16", "bfloat")), ("fp16", ("fp16", "half")), ("fp8", ("fp8",)),
+                        ("fp32", ("fp32", "float")), ("int8", ("int8",))):
+        if any(word in text for word in words):
+            return kind
     return None
 
 
