@@ -38,7 +38,7 @@ from torch import nn
 
 from export.common import PRECISION_KEY, check_writable, parse_size
 from export.heads import LabelsHead
-from export.opcheck import Issue, check_graph, format_report
+from export.opcheck import check_graph, format_report
 from export.verify import DYNAMIC_SHAPES, Verification, verify_onnx
 from sunet_deploy.checkpoint import CheckpointError, load_model
 from sunet_deploy.fileio import atomic_write_bytes
@@ -63,14 +63,15 @@ class OnnxExport:
     precision: str
     static_size: tuple[int, int] | None
     verification: Verification
-    operator_issues: tuple[Issue, ...]
+    tensorrt_checked: bool
     node_count: int
     seconds: float
 
     def report(self) -> str:
         size_mb = self.path.stat().st_size / 2**20
         shape = "dynamic N/H/W" if self.static_size is None else "static {}x{}, dynamic N".format(*self.static_size)
-        return (f"{self.verification.report()}\n{format_report(list(self.operator_issues), self.node_count)}\n"
+        opcheck = format_report([], self.node_count) if self.tensorrt_checked else "TensorRT operator check skipped"
+        return (f"{self.verification.report()}\n{opcheck}\n"
                 f"wrote {self.path} ({size_mb:.1f} MiB, {self.precision}, {self.metadata.output}, {shape}) "
                 f"in {self.seconds:.1f} s")
 
@@ -103,12 +104,8 @@ def export_onnx(
     proto = trace_to_onnx(LabelsHead(model) if argmax else model, static, opset, meta.output)
     proto = transform(proto, simplify, fp16, progress)
     add_metadata(proto, meta, precision)
-    progress("checking the graph (onnx.checker, full check)")
-    onnx.checker.check_model(proto, full_check=True)
-    issues = tuple(check_graph(proto)) if tensorrt_check else ()
-    if issues:
-        raise ExportError(format_report(list(issues), len(proto.graph.node)) +
-                          "\n(pass tensorrt_check=False / --skip-tensorrt-check for an ONNX Runtime-only model)")
+    progress("checking the graph (onnx.checker full check" + (", TensorRT operators)" if tensorrt_check else ")"))
+    check_onnx(proto, tensorrt_check)
     data = proto.SerializeToString()
     shapes = DYNAMIC_SHAPES if static is None else ((1, 3, *static), (2, 3, *static))
     progress(f"verifying with ONNX Runtime against PyTorch FP32 on {', '.join('x'.join(map(str, s)) for s in shapes)}")
@@ -117,8 +114,20 @@ def export_onnx(
         raise ExportError(verification.report() + "\nexport failed verification, nothing written:\n  "
                           + "\n  ".join(verification.failures))
     atomic_write_bytes(onnx_path, data)
-    return OnnxExport(onnx_path, meta, precision, static, verification, issues, len(proto.graph.node),
+    return OnnxExport(onnx_path, meta, precision, static, verification, tensorrt_check, len(proto.graph.node),
                       time.perf_counter() - start)
+
+
+def check_onnx(proto: onnx.ModelProto, tensorrt_check: bool) -> None:
+    """onnx.checker's full check, then (optionally) the TensorRT operator check; ExportError on a problem."""
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+    except onnx.checker.ValidationError as exc:
+        raise ExportError(f"onnx.checker rejected the exported graph: {exc}") from exc
+    issues = check_graph(proto) if tensorrt_check else []
+    if issues:
+        raise ExportError(format_report(issues, len(proto.graph.node)) +
+                          "\n(pass tensorrt_check=False / --skip-tensorrt-check for an ONNX Runtime-only model)")
 
 
 def trace_to_onnx(model: nn.Module, static: tuple[int, int] | None, opset: int, output: str) -> onnx.ModelProto:

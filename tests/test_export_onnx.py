@@ -10,6 +10,7 @@ import torch
 
 from conftest import make_meta, randomize_bn, spread_classes
 from export.onnx import ExportError, export_onnx, main, read_onnx_metadata
+from export.opcheck import Issue
 from export.verify import TOLERANCES, compare
 from sunet_deploy.checkpoint import load_model, save_checkpoint
 from sunet_deploy.metadata import METADATA_KEY
@@ -53,7 +54,7 @@ def checkpoints(tmp_path_factory):
 def test_export_matches_pytorch(tmp_path, checkpoints, output_stride, static, argmax, fp16, simplify):
     path = tmp_path / "model.onnx"
     result = export_onnx(checkpoints[output_stride], path, argmax, fp16=fp16, static=static, simplify=simplify)
-    assert result.verification.passed and result.operator_issues == ()
+    assert result.verification.passed and result.tensorrt_checked
     model = onnx.load(str(path))
     assert model.opset_import[0].version >= 17
     check_io(model, static, argmax)
@@ -126,6 +127,19 @@ def test_failed_verification_writes_nothing_and_says_by_how_much(tmp_path, check
         export_onnx(checkpoints[16], path)
     assert path.read_bytes() == b"previous model"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]
+
+
+def test_graph_tensorrt_cannot_parse_is_refused_unless_skipped(tmp_path, checkpoints, monkeypatch):
+    import export.onnx as export_module
+
+    unsupported = [Issue("/head/Resize", "Resize", "attribute mode='cubic' not supported")]
+    monkeypatch.setattr(export_module, "check_graph", lambda proto: unsupported)
+    path = tmp_path / "model.onnx"
+    with pytest.raises(ExportError, match="(?s)1 problem.*mode='cubic'.*--skip-tensorrt-check"):
+        export_onnx(checkpoints[16], path)
+    assert not path.exists()
+    result = export_onnx(checkpoints[16], path, tensorrt_check=False)
+    assert "TensorRT operator check skipped" in result.report()
 
 
 def test_cli_reports_thresholds_and_results(tmp_path, checkpoints, capsys):
