@@ -140,9 +140,13 @@ def trace_to_onnx(model: nn.Module, static: tuple[int, int] | None, opset: int, 
     buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter is deprecated, not removed
-        torch.onnx.export(model.eval(), (example,), buffer, dynamo=False, opset_version=opset,
-                          input_names=[INPUT_NAME], output_names=[output],
-                          dynamic_axes={INPUT_NAME: dynamic, output: dynamic_out})
+        try:
+            torch.onnx.export(model.eval(), (example,), buffer, dynamo=False, opset_version=opset,
+                              input_names=[INPUT_NAME], output_names=[output],
+                              dynamic_axes={INPUT_NAME: dynamic, output: dynamic_out})
+        except RuntimeError as exc:  # e.g. an input too small for the model's pooling
+            raise ExportError(f"torch.onnx.export failed on a {'x'.join(map(str, example.shape))} input: "
+                              f"{str(exc).splitlines()[0]}") from exc
     return onnx.load_from_string(buffer.getvalue())
 
 

@@ -173,6 +173,12 @@ def test_bad_inputs_give_clear_errors(tmp_path, checkpoints, capsys, case, messa
     assert message in capsys.readouterr().err
 
 
+def test_static_size_too_small_is_explained(tmp_path, checkpoints, capsys):
+    assert main([str(checkpoints[16]), "-o", str(tmp_path / "m.onnx"), "--static", "8x8"]) == 1
+    assert "torch.onnx.export failed on a 1x3x8x8 input" in capsys.readouterr().err
+    assert not (tmp_path / "m.onnx").exists()
+
+
 def test_help_and_option_errors(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["--help"])
