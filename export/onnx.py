@@ -199,7 +199,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset, 17 or newer (default {OPSET})")
     parser.add_argument("--simplify", action="store_true",
                         help="simplify with onnxslim (folds constants, drops Identity nodes); off by default: on SUNet "
-                             "it adds seconds and changes neither ONNX Runtime nor TensorRT speed (docs/export.md)")
+                             "it adds about 10 s and did not speed up ONNX Runtime (docs/export.md)")
     parser.add_argument("--skip-tensorrt-check", dest="tensorrt_check", action="store_false",
                         help="accept a graph that TensorRT's ONNX parser would refuse (for ONNX Runtime-only use)")
     args = parser.parse_args(argv)
