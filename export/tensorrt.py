@@ -106,10 +106,12 @@ def derive_profile(input_shape: list, min_shape=None, opt_shape=None, max_shape=
     names = ("--min", "--opt", "--max")
     for name, shape in zip(names, profile):
         if len(shape) != len(input_shape):
-            raise BuildError(f"{name} {_fmt(shape)} has {len(shape)} dimensions, the model input has {len(input_shape)}")
+            raise BuildError(f"{name} {_fmt(shape)} has {len(shape)} dimensions, "
+                             f"the model input has {len(input_shape)}")
         fixed = [(i, d) for i, d in enumerate(input_shape) if isinstance(d, int) and d > 0 and shape[i] != d]
         if fixed:
-            raise BuildError(f"{name} {_fmt(shape)}: dimension {fixed[0][0]} is fixed to {fixed[0][1]} in the ONNX graph")
+            index, size = fixed[0]
+            raise BuildError(f"{name} {_fmt(shape)}: dimension {index} is fixed to {size} in the ONNX graph")
     low, opt, high = profile
     if not all(a <= b <= c for a, b, c in zip(low, opt, high)):
         raise BuildError(f"the profile needs min <= opt <= max in every dimension, got "

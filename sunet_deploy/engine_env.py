@@ -127,12 +127,14 @@ def gpu_from_nvidia_smi(device_id: int = 0) -> GpuInfo:
         raise EngineEnvironmentError("no CUDA device visible: neither pycuda nor nvidia-smi is available")
     visible = [v.strip() for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
     if "CUDA_VISIBLE_DEVICES" in os.environ and device_id >= len(visible):
-        raise EngineEnvironmentError(f"no CUDA device {device_id}: CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']!r}")
+        raise EngineEnvironmentError(
+            f"no CUDA device {device_id}: CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']!r}")
     selector = visible[device_id] if visible else str(device_id)
     result = subprocess.run(["nvidia-smi", "--query-gpu=name,compute_cap", "--format=csv,noheader", "-i", selector],
                             capture_output=True, text=True, timeout=30)
     if result.returncode != 0:
-        raise EngineEnvironmentError(f"no CUDA device {device_id}: nvidia-smi says {result.stdout.strip() or result.stderr.strip()}")
+        answer = result.stdout.strip() or result.stderr.strip()
+        raise EngineEnvironmentError(f"no CUDA device {device_id}: nvidia-smi says {answer}")
     return parse_nvidia_smi(result.stdout)
 
 

@@ -24,7 +24,8 @@ def engine(tmp_path):
     sidecar = EngineSidecar(
         tensorrt_version="10.9.0", gpu=GPU, precision="fp16",
         profiles=[{"input": "input", "min": [1, 3, 64, 64], "opt": [1, 3, 512, 512], "max": [4, 3, 1024, 1024]}],
-        onnx_sha256="ab" * 32, engine_sha256=file_sha256(path), metadata=make_meta(ModelSpec("sunet_tiny", num_classes=3)),
+        onnx_sha256="ab" * 32, engine_sha256=file_sha256(path),
+        metadata=make_meta(ModelSpec("sunet_tiny", num_classes=3)),
         inputs=[{"name": "input", "shape": ["batch", 3, "height", "width"], "dtype": "float32"}],
         outputs=[{"name": "logits", "shape": ["batch", 3, "height", "width"], "dtype": "float32"}],
     )

@@ -88,7 +88,8 @@ def test_pool_dilations_must_be_ones():
 
 def test_axes_must_be_build_time_constants():
     node = helper.make_node("Unsqueeze", ["x", "axes"], ["y"], name="unsq")
-    model = graph_model([node], [value("x"), value("axes", TensorProto.INT64, (1,))], [value("y", shape=(1, 1, 3, 8, 8))])
+    inputs = [value("x"), value("axes", TensorProto.INT64, (1,))]
+    model = graph_model([node], inputs, [value("y", shape=(1, 1, 3, 8, 8))])
     assert "must be a build-time constant" in str(check_graph(model)[0])
 
 

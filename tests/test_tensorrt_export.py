@@ -206,7 +206,8 @@ def test_engine_that_is_not_fp16_is_refused(tmp_path, monkeypatch, capsys, onnx_
     assert run_cli(monkeypatch, [onnx_models["fp32"], "-o", engine], fake_tensorrt(layer_datatype="Float")) == 1
     assert "only 0% of the layers run in FP16" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
-    assert run_cli(monkeypatch, [onnx_models["fp32"], "-o", engine, "--fp32"], fake_tensorrt(layer_datatype="Float")) == 0
+    fp32_trt = fake_tensorrt(layer_datatype="Float")
+    assert run_cli(monkeypatch, [onnx_models["fp32"], "-o", engine, "--fp32"], fp32_trt) == 0
     assert read_engine_sidecar(engine).precision == "fp32"
 
 
