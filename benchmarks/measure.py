@@ -86,6 +86,7 @@ class DeviceMemory:
             return
         cuda = self.torch.cuda
         cuda.synchronize()
+        cuda.empty_cache()  # cached blocks freed by earlier rows would hide this row from the driver delta
         self.allocated0 = cuda.memory_allocated()
         self.free0 = cuda.mem_get_info()[0]
         cuda.reset_peak_memory_stats()

@@ -55,6 +55,8 @@ VARIANTS = {
                 {"device": "cuda", "precision": "fp16", "channels_last": True}),  # fmt: skip
         Variant("pytorch-fp16-cuda-graph", "pytorch", "checkpoint", "cuda", "fp16",
                 {"device": "cuda", "precision": "fp16", "channels_last": True, "cuda_graph": True}),  # fmt: skip
+        Variant("pytorch-fp16-cuda-graph-argmax", "pytorch", "checkpoint", "cuda", "fp16",
+                {"device": "cuda", "precision": "fp16", "channels_last": True, "cuda_graph": True, "output": "labels"}),  # fmt: skip
         _ort("onnxruntime-cuda", "cuda"),
         _ort("onnxruntime-cuda-fp16", "cuda", "onnx-fp16"),
         _ort("onnxruntime-tensorrt", "tensorrt"),
