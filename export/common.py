@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 from pathlib import Path
 
+from sunet_deploy.cli import parse_dims, parse_size  # noqa: F401  (the exporters' argument types)
+
 PRECISION_KEY = "sunet_deploy.precision"
 """ONNX metadata_props key: "fp32" or "fp16", the precision of the exported graph."""
-
-
-def parse_dims(text: str, count: int, example: str) -> tuple[int, ...]:
-    """'512x512' -> (512, 512): `count` positive integers joined by 'x' (an argparse type)."""
-    parts = text.lower().split("x")
-    if len(parts) != count or not all(p.isdigit() and int(p) > 0 for p in parts):
-        raise argparse.ArgumentTypeError(f"expected {count} positive integers such as {example}, got {text!r}")
-    return tuple(int(p) for p in parts)
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """'HxW' such as '512x512' (an argparse type)."""
-    return parse_dims(text, 2, "512x512")
 
 
 def check_writable(path: Path) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 import cv2
 from tqdm import tqdm
 
+from ..cli import parse_size
 from ..preprocess import save_palette_png
 from .synthetic import SyntheticSegmentation
 
@@ -32,21 +33,13 @@ def write_synthetic_folder(dataset: SyntheticSegmentation, root: Path) -> Path:
     return root
 
 
-def _size(text: str) -> tuple[int, int]:
-    try:
-        height, width = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must look like 256x320, got {text!r}") from None
-    return height, width
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sunet_deploy.data", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("output", type=Path, help="folder to write images/ and masks/ into")
     parser.add_argument("--count", type=int, default=16, help="number of samples (default 16)")
     parser.add_argument("--split", default="val", choices=("train", "val", "test"), help="synthetic split (default val)")
-    parser.add_argument("--size", type=_size, default=(128, 128), help="image HxW (default 128x128)")
+    parser.add_argument("--size", type=parse_size, default=(128, 128), help="image HxW (default 128x128)")
     parser.add_argument("--classes", type=int, default=7, help="number of classes incl. background (default 7)")
     parser.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
     args = parser.parse_args(argv)

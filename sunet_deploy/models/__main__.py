@@ -7,15 +7,8 @@ import time
 
 import torch
 
+from ..cli import parse_size
 from . import MODEL_REGISTRY, ModelSpec, build_model, count_parameters
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    try:
-        height, width = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must look like 512x512, got {text!r}") from None
-    return height, width
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,18 @@
+"""Argument types shared by every command-line tool (torch-free)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def parse_dims(text: str, count: int, example: str) -> tuple[int, ...]:
+    """'512x512' -> (512, 512): `count` positive integers joined by 'x' (an argparse type)."""
+    parts = text.lower().split("x")
+    if len(parts) != count or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise argparse.ArgumentTypeError(f"expected {count} positive integers such as {example}, got {text!r}")
+    return tuple(int(p) for p in parts)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'HxW' such as '512x512' (an argparse type)."""
+    return parse_dims(text, 2, "512x512")
