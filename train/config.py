@@ -1,0 +1,184 @@
+"""Training configuration: one dataclass, filled from recipe defaults, a JSON file, then flags.
+
+Precedence, lowest first: the paper recipe of the task (segmentation or classification), the
+config file (`--config demo` or `--config path.json`), the command-line flags. Every field is a
+flag (`--crop-size 256`) and a JSON key (`"crop_size": 256`); `--help` lists them all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import typing
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+TASKS = ("segmentation", "classification")
+
+# The paper's recipes (ARCHITECTURE.md 2.4). Fields left at None take these values.
+RECIPES: dict[str, dict] = {
+    "segmentation": dict(
+        lr=2e-4, momentum=0.95, nesterov=False, weight_decay=1e-4, schedule="cosine",
+        bn_momentum=0.01, crop_size=512, batch_size=22, iterations=30000,
+    ),
+    "classification": dict(
+        lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4, schedule="step",
+        bn_momentum=0.1, crop_size=224, batch_size=256, epochs=100,
+    ),
+}  # fmt: skip
+
+
+def _opt(default, help: str, **kw):
+    meta = {"help": help, **kw}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={**meta, "shown": default})
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class TrainConfig:
+    # ---- what to train
+    task: str = _opt("segmentation", "segmentation, or classification (ImageNet-style pre-training of the backbone)", choices=TASKS)
+    arch: str = _opt("sunet64", "model architecture: sunet64, sunet128, sunet7_128, sunet_small, sunet_tiny")
+    model_overrides: dict = _opt(None, "JSON object of SUNetConfig fields to change, e.g. '{\"width\": 24}'")
+    output_stride: int = _opt(16, "output stride of the dilated segmentation model (8, 16 or 32)")
+    head: str = _opt("plain", "segmentation head: plain (1x1 conv) or degrid (paper section 5.3)")
+    init_backbone: str = _opt(None, "checkpoint whose backbone initialises the model (e.g. best.safetensors of a classification run)")
+    # ---- data
+    dataset: str = _opt("synthetic", "synthetic, voc, sbd, voc_aug, cityscapes, folder (segmentation); classification: an ImageNet-style folder")
+    data_root: str = _opt(None, "dataset root (VOC root for voc_aug; for classification: a folder holding train/<class>/ and val/<class>/)")
+    sbd_root: str = _opt(None, "SBD root (voc_aug only)")
+    val_root: str = _opt(None, "root of the validation data if elsewhere (required for 'folder': a second images/ + masks/ folder)")
+    train_split: str = _opt("train", "training split name")
+    val_split: str = _opt("val", "validation split name")
+    num_classes: int = _opt(None, "classes of a synthetic or folder dataset (synthetic default 7; others know their classes)")
+    synthetic_samples: list = _opt([2000, 200], "synthetic dataset: number of training and validation images", nargs=2, type=int)
+    synthetic_size: list = _opt([128, 128], "synthetic dataset: image height and width", nargs=2, type=int)
+    # ---- augmentation
+    crop_size: int = _opt(None, "training crop size (segmentation 512, classification 224)")
+    scale_range: list = _opt([0.5, 2.0], "random scale range of the segmentation augmentation", nargs=2, type=float)
+    rotate_degrees: float = _opt(10.0, "random rotation range in degrees (segmentation)")
+    val_resize_short: int = _opt(None, "resize validation images so the short side has this size (default: keep)")
+    # ---- optimisation
+    batch_size: int = _opt(None, "images per optimizer step and process, before accumulation (segmentation 22, classification 256)")
+    accumulate: int = _opt(1, "gradient accumulation: micro-batches per optimizer step (the batch is split into this many)")
+    iterations: int = _opt(None, "optimizer steps (segmentation default 30000); 0 = use --epochs")
+    epochs: int = _opt(None, "epochs, used when --iterations is 0 (classification default 100)")
+    lr: float = _opt(None, "base learning rate (segmentation 2e-4 for a pretrained backbone, classification 0.01)")
+    momentum: float = _opt(None, "SGD momentum (segmentation 0.95, classification 0.9)")
+    nesterov: bool = _opt(None, "Nesterov momentum (classification default)")
+    weight_decay: float = _opt(None, "weight decay (segmentation 1e-4, classification 5e-4)")
+    schedule: str = _opt(None, "cosine (per iteration, segmentation) or step (divide by --step-gamma every --step-epochs, classification)", choices=("cosine", "step"))
+    step_epochs: int = _opt(30, "step schedule: epochs between LR drops")
+    step_gamma: float = _opt(0.1, "step schedule: LR factor at each drop")
+    warmup_iterations: int = _opt(0, "linear LR warm-up over this many steps")
+    head_lr_mult: float = _opt(10.0, "LR multiplier of the segmentation head weights")
+    head_bias_lr_mult: float = _opt(20.0, "LR multiplier of the segmentation head biases")
+    bn_momentum: float = _opt(None, "BatchNorm momentum, PyTorch convention (segmentation 0.01 for fine-tuning, classification 0.1)")
+    freeze_bn: bool = _opt(False, "keep backbone BatchNorm statistics and affine parameters fixed")
+    sync_bn: bool = _opt(False, "SyncBatchNorm across processes (distributed GPU runs)")
+    amp: bool = _opt(None, "mixed precision (default: on for CUDA, off on CPU)")
+    # ---- running
+    device: str = _opt("auto", "auto, cpu, cuda")
+    workers: int = _opt(4, "data loader worker processes per training process (0 = load in the main process)")
+    threads: int = _opt(0, "torch CPU threads (0 = torch's default)")
+    seed: int = _opt(0, "seed of the model init, the sampling order and the augmentation")
+    out_dir: str = _opt("runs/train", "run folder: checkpoints, metrics.jsonl, curves.png, config.json")
+    resume: bool = _opt(False, "continue from <out_dir>/latest_state.safetensors (model, optimizer, schedule, step, RNG)")
+    val_every: int = _opt(1000, "validate (and save) every this many steps; always at the end")
+    checkpoint_every: int = _opt(None, "save the resumable state every this many steps (default: --val-every)")
+    log_every: int = _opt(20, "write a metrics line every this many steps")
+    stop_at_step: int = _opt(None, "stop after this step, saving the state (a time slice of a longer run; --resume continues)")
+    progress: bool = _opt(True, "tqdm progress bar")
+
+    def resolved(self) -> "TrainConfig":
+        """A copy with every None filled from the task's recipe and checked."""
+        if self.task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
+        values = asdict(self)
+        for key, value in RECIPES[self.task].items():
+            if values[key] is None:
+                values[key] = value
+        defaults = dict(iterations=0, epochs=0, model_overrides={}, amp=False, checkpoint_every=values["val_every"])
+        for key, value in defaults.items():
+            if values[key] is None:
+                values[key] = value
+        config = TrainConfig(**values)
+        config.check()
+        return config
+
+    def check(self) -> None:
+        if self.iterations <= 0 and self.epochs <= 0:
+            raise ValueError("set --iterations or --epochs to a positive number")
+        if self.batch_size % self.accumulate:
+            raise ValueError(f"--batch-size {self.batch_size} is not divisible by --accumulate {self.accumulate}")
+        for name in ("batch_size", "accumulate", "crop_size", "val_every", "checkpoint_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+
+FIELDS = {f.name: f for f in fields(TrainConfig)}
+
+
+def load_config_file(name_or_path: str) -> dict:
+    """A JSON object of config fields; a bare name like 'demo' means train/configs/demo.json."""
+    path = Path(name_or_path)
+    if not path.suffix and not path.exists():
+        path = CONFIG_DIR / f"{name_or_path}.json"
+    if not path.is_file():
+        presets = sorted(p.stem for p in CONFIG_DIR.glob("*.json"))
+        raise ValueError(f"config file not found: {name_or_path} (built-in configs: {', '.join(presets)})")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object of config fields")
+    unknown = sorted(set(data) - set(FIELDS))
+    if unknown:
+        raise ValueError(f"{path}: unknown config keys {unknown}; known: {', '.join(FIELDS)}")
+    return data
+
+
+def _flag_type(f) -> dict:
+    kind = typing.get_type_hints(TrainConfig)[f.name]
+    meta = dict(f.metadata)
+    help_text = meta.pop("help")
+    default = meta.pop("shown", f.default)
+    default = "recipe default" if default is None else default
+    kw = dict(help=f"{help_text} [{default}]", default=argparse.SUPPRESS, **meta)
+    if kind is bool:
+        kw["action"] = argparse.BooleanOptionalAction
+    elif kind is dict:
+        kw["type"] = json.loads
+    elif kind is not list:
+        kw["type"] = kind
+    return kw
+
+
+def build_parser(prog: str = "python -m train") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Train a SUNet (segmentation, or classification pre-training of the backbone). "
+        "Defaults follow the paper's recipe; 'recipe default' values depend on --task.",
+    )
+    parser.add_argument("--config", help="JSON file of these options (keys with underscores), or a built-in name: "
+                        + ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.json"))))  # fmt: skip
+    for f in fields(TrainConfig):
+        parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, **_flag_type(f))
+    return parser
+
+
+def parse_config(argv: list[str] | None = None) -> TrainConfig:
+    """Recipe defaults < config file < flags, resolved and checked."""
+    args = vars(build_parser().parse_args(argv))
+    values = load_config_file(args.pop("config")) if args.get("config") else {}
+    args.pop("config", None)
+    values.update(args)
+    return TrainConfig(**values).resolved()

@@ -1,0 +1,226 @@
+"""Evaluation: dataset-wide confusion matrix, per-class IoU, mIoU, pixel accuracy (top-1/top-5 for
+classifiers), single-scale or the paper's multi-scale + flip + sliding-window protocol.
+
+    python -m train.evaluate runs/demo/best.safetensors --dataset synthetic
+    python -m train.evaluate runs/voc/best.safetensors --dataset voc --data-root VOC2012 --multi-scale
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import Subset
+
+from sunet_deploy.checkpoint import CheckpointError, load_model
+from sunet_deploy.data import KINDS, DatasetError
+from sunet_deploy.fileio import atomic_write_bytes
+from sunet_deploy.metrics import ConfusionMatrix, format_table
+
+from .data import EvalSet, make_loader, segmentation_dataset
+from .distributed import Context, all_reduce_sum, pick_device
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """Multi-scale evaluation: softmax probabilities averaged over scales, flips and windows.
+
+    Scale s resizes the image so its short side is s * base_size (base_size 0: s * its own short
+    side). Images larger than `window` in a dimension are covered by window x window crops every
+    `stride` pixels (the last one flush with the border); window 0 runs whole images.
+    """
+
+    scales: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25)
+    base_size: int = 512
+    flip: bool = True
+    window: int = 512
+    stride: int = 342
+
+
+def window_starts(size: int, window: int, stride: int) -> list[int]:
+    """Start offsets covering [0, size) with windows of `window` pixels (one window if it fits)."""
+    if window <= 0 or size <= window:
+        return [0]
+    starts = list(range(0, size - window, stride))
+    return starts + [size - window]
+
+
+def sliding_window_probs(model: nn.Module, x: torch.Tensor, window: int, stride: int, num_classes: int) -> torch.Tensor:
+    """Softmax probabilities (N, C, H, W) averaged over overlapping windows."""
+    n, _, h, w = x.shape
+    total = x.new_zeros(n, num_classes, h, w)
+    count = x.new_zeros(1, 1, h, w)
+    for top in window_starts(h, window, stride):
+        for left in window_starts(w, window, stride):
+            crop = x[:, :, top : top + window, left : left + window] if window > 0 else x
+            ch, cw = crop.shape[2:]
+            total[:, :, top : top + ch, left : left + cw] += model(crop).float().softmax(dim=1)
+            count[:, :, top : top + ch, left : left + cw] += 1
+    return total / count
+
+
+def multiscale_probs(model: nn.Module, x: torch.Tensor, protocol: Protocol, num_classes: int) -> torch.Tensor:
+    """Probabilities at the input size, averaged over the protocol's scales and flips."""
+    h, w = x.shape[2:]
+    total = x.new_zeros(x.shape[0], num_classes, h, w)
+    views = 0
+    for scale in protocol.scales:
+        factor = scale * (protocol.base_size / min(h, w) if protocol.base_size else 1.0)
+        size = (max(1, round(h * factor)), max(1, round(w * factor)))
+        scaled = x if size == (h, w) else F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+        for flip in (False, True) if protocol.flip else (False,):
+            view = scaled.flip(3) if flip else scaled
+            probs = sliding_window_probs(model, view, protocol.window, protocol.stride, num_classes)
+            probs = probs.flip(3) if flip else probs
+            if size != (h, w):
+                probs = F.interpolate(probs, size=(h, w), mode="bilinear", align_corners=False)
+            total += probs
+            views += 1
+    return total / views
+
+
+@torch.no_grad()
+def evaluate_segmentation(model: nn.Module, loader, num_classes: int, device: torch.device,
+                          protocol: Protocol | None = None, ctx: Context | None = None,
+                          amp: bool = False, progress: bool = False) -> ConfusionMatrix:  # fmt: skip
+    """Dataset-wide confusion matrix (summed over processes when `ctx` is distributed)."""
+    was_training = model.training
+    model.eval()
+    cm = ConfusionMatrix(num_classes)
+    for image, label in _progress(loader, progress, "eval"):
+        image = image.to(device, non_blocking=True)
+        with torch.autocast(device.type, enabled=amp):
+            if protocol is None:
+                scores = model(image)
+            else:
+                scores = multiscale_probs(model, image, protocol, num_classes)
+        cm.update(scores.argmax(dim=1).cpu().numpy(), label.numpy())
+    model.train(was_training)
+    if ctx is not None:
+        cm.matrix = all_reduce_sum(torch.from_numpy(cm.matrix), ctx).numpy()
+    return cm
+
+
+@torch.no_grad()
+def evaluate_classification(model: nn.Module, loader, device: torch.device, ctx: Context | None = None,
+                            amp: bool = False) -> dict:  # fmt: skip
+    """Top-1 and top-5 accuracy (top-k capped at the number of classes)."""
+    was_training = model.training
+    model.eval()
+    counts = torch.zeros(3, dtype=torch.float64)  # top-1 hits, top-5 hits, samples
+    for image, target in loader:
+        with torch.autocast(device.type, enabled=amp):
+            logits = model(image.to(device, non_blocking=True)).float().cpu()
+        top = logits.topk(min(5, logits.shape[1]), dim=1).indices
+        hits = top == target[:, None]
+        counts += torch.tensor([hits[:, 0].sum().item(), hits.any(dim=1).sum().item(), len(target)], dtype=torch.float64)
+    model.train(was_training)
+    if ctx is not None:
+        counts = all_reduce_sum(counts, ctx)
+    top1, top5, total = counts.tolist()
+    return {"top1": top1 / max(total, 1), "top5": top5 / max(total, 1), "samples": int(total)}
+
+
+def constant_prediction(cm: ConfusionMatrix, cls: int) -> ConfusionMatrix:
+    """The confusion matrix of predicting `cls` everywhere on the same labels (a baseline)."""
+    matrix = np.zeros_like(cm.matrix)
+    matrix[:, cls] = cm.matrix.sum(axis=1)
+    return ConfusionMatrix.from_matrix(matrix, cm.ignore_index)
+
+
+def shard(dataset, ctx: Context):
+    """This process's share of an evaluation set (every world_size-th sample, no padding)."""
+    return dataset if not ctx.distributed else Subset(dataset, range(ctx.rank, len(dataset), ctx.world_size))
+
+
+def _progress(iterable, enabled: bool, desc: str):
+    if not enabled:
+        return iterable
+    from tqdm import tqdm
+
+    return tqdm(iterable, desc=desc, leave=False, dynamic_ncols=True)
+
+
+# ---------------------------------------------------------------- command line
+
+
+def build_parser() -> argparse.ArgumentParser:
+    paper = Protocol()
+    p = argparse.ArgumentParser(prog="python -m train.evaluate", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)  # fmt: skip
+    p.add_argument("checkpoint", help="a sunet-deploy checkpoint (e.g. runs/demo/best.safetensors)")
+    p.add_argument("--dataset", default="synthetic", choices=KINDS, help="dataset kind (voc_aug evaluates on VOC)")
+    p.add_argument("--data-root", help="dataset root (not for synthetic)")
+    p.add_argument("--split", default="val", help="split to evaluate")
+    p.add_argument("--num-classes", type=int, help="classes of a folder dataset (default: the checkpoint's)")
+    p.add_argument("--synthetic-samples", type=int, default=200, help="synthetic dataset: number of images")
+    p.add_argument("--synthetic-size", type=int, nargs=2, default=[128, 128], help="synthetic dataset: height width")
+    p.add_argument("--resize-short", type=int, help="single-scale: resize the short side to this size first")
+    p.add_argument("--multi-scale", action="store_true", help="paper protocol: scales, flip, sliding window")
+    p.add_argument("--scales", type=float, nargs="+", default=list(paper.scales), help="multi-scale: scales of --base-size")
+    p.add_argument("--base-size", type=int, default=paper.base_size, help="multi-scale: short side at scale 1 (0: the image's own)")
+    p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=paper.flip, help="multi-scale: add left-right flips")
+    p.add_argument("--window", type=int, default=paper.window, help="multi-scale: sliding window size (0: whole image)")
+    p.add_argument("--stride", type=int, default=paper.stride, help="multi-scale: sliding window stride")
+    p.add_argument("--output", help="JSON results file (default: <checkpoint stem>_eval_<split>.json next to it)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--workers", type=int, default=2, help="data loader workers")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        results, table = run(args)
+    except (CheckpointError, DatasetError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(table)
+    output = Path(args.output or Path(args.checkpoint).with_name(f"{Path(args.checkpoint).stem}_eval_{args.split}.json"))
+    atomic_write_bytes(output, (json.dumps(results, indent=2) + "\n").encode())
+    print(f"results: {output}")
+    return 0
+
+
+def run(args: argparse.Namespace) -> tuple[dict, str]:
+    model, ckpt = load_model(args.checkpoint)
+    if ckpt.meta.model.get("task") == "classification":
+        raise ValueError(f"{args.checkpoint} is a classifier; this evaluates segmentation checkpoints")
+    dataset = segmentation_dataset(args.dataset, args.data_root, args.split, num_classes=args.num_classes or ckpt.meta.num_classes,
+                                   samples=args.synthetic_samples, size=args.synthetic_size)  # fmt: skip
+    if len(dataset.classes) != ckpt.meta.num_classes:
+        raise ValueError(f"dataset has {len(dataset.classes)} classes, the checkpoint {ckpt.meta.num_classes}")
+    device = pick_device(args.device)
+    protocol = Protocol(tuple(args.scales), args.base_size, args.flip, args.window, args.stride) if args.multi_scale else None
+    loader = make_loader(EvalSet(dataset, resize_short=None if protocol else args.resize_short), 1, args.workers)
+    start = time.perf_counter()
+    cm = evaluate_segmentation(model.to(device), loader, ckpt.meta.num_classes, device, protocol, progress=True)
+    seconds = time.perf_counter() - start
+    majority = int(cm.matrix.sum(axis=1).argmax())
+    baseline = constant_prediction(cm, majority).scores()
+    results = {
+        "checkpoint": str(args.checkpoint), "checkpoint_sha256": ckpt.sha256, "dataset": args.dataset,
+        "split": args.split, "images": len(dataset), "seconds": round(seconds, 2),
+        "protocol": asdict(protocol) if protocol else {"single_scale": True, "resize_short": args.resize_short},
+        **cm.to_dict(ckpt.meta.classes),
+        "majority_class_baseline": {"class": ckpt.meta.classes[majority], "miou": baseline.miou,
+                                    "pixel_accuracy": baseline.pixel_accuracy},
+    }  # fmt: skip
+    mode = "multi-scale " + json.dumps(asdict(protocol)) if protocol else "single scale"
+    table = (f"{args.checkpoint} on {args.dataset}/{args.split} ({len(dataset)} images, {mode}, {seconds:.1f} s)\n"
+             f"{format_table(cm, ckpt.meta.classes)}\n"
+             f"baseline (predict '{ckpt.meta.classes[majority]}' everywhere): mIoU {100 * baseline.miou:.2f}, "
+             f"pixel accuracy {100 * baseline.pixel_accuracy:.2f}")  # fmt: skip
+    return results, table
+
+
+if __name__ == "__main__":
+    sys.exit(main())
