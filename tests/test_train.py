@@ -23,7 +23,7 @@ from train.evaluate import main as evaluate_main
 from train.loop import Trainer, run
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = ("--arch sunet_tiny --crop-size 32 --batch-size 4 --synthetic-samples 16 4 --synthetic-size 40 48 "
+TINY = ("--arch sunet_tiny --crop-size 32 --batch-size 4 --synthetic-samples 16 4 --synthetic-size 40x48 "
         "--iterations 4 --val-every 2 --workers 0 --lr 0.01 --no-progress --log-every 1")  # fmt: skip
 
 
@@ -51,7 +51,7 @@ def test_training_writes_loadable_checkpoints_and_logs(tmp_path):
     assert events.count("train") == 4 and events.count("val") == 2 and events[-1] == "end"
     assert (out / "curves.png").stat().st_size > 1000 and json.loads((out / "config.json").read_text())["lr"] == 0.01
     # evaluation CLI on the same checkpoint: JSON with the confusion matrix, and the baseline
-    assert evaluate_main([str(out / "best.safetensors"), "--synthetic-samples", "4", "--synthetic-size", "40", "48",
+    assert evaluate_main([str(out / "best.safetensors"), "--synthetic-samples", "4", "--synthetic-size", "40x48",
                           "--workers", "0", "--output", str(tmp_path / "eval.json")]) == 0  # fmt: skip
     result = json.loads((tmp_path / "eval.json").read_text())
     assert np.array(result["confusion_matrix"]).sum() == 4 * 40 * 48

@@ -13,6 +13,8 @@ import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from sunet_deploy.cli import parse_size
+
 CONFIG_DIR = Path(__file__).parent / "configs"
 TASKS = ("segmentation", "classification")
 
@@ -54,7 +56,7 @@ class TrainConfig:
     val_split: str = _opt("val", "validation split name")
     num_classes: int = _opt(None, "classes of a synthetic or folder dataset (synthetic default 7; others know their classes)")
     synthetic_samples: list = _opt([2000, 200], "synthetic dataset: number of training and validation images", nargs=2, type=int)
-    synthetic_size: list = _opt([128, 128], "synthetic dataset: image height and width", nargs=2, type=int)
+    synthetic_size: str = _opt("128x128", "synthetic dataset: image size HxW")
     # ---- augmentation
     crop_size: int = _opt(None, "training crop size (segmentation 512, classification 224)")
     scale_range: list = _opt([0.5, 2.0], "random scale range of the segmentation augmentation", nargs=2, type=float)
@@ -116,6 +118,10 @@ class TrainConfig:
         for name in ("batch_size", "accumulate", "crop_size", "val_every", "checkpoint_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        try:
+            parse_size(self.synthetic_size)
+        except argparse.ArgumentTypeError as exc:
+            raise ValueError(f"synthetic_size: {exc}") from exc
         if self.lr <= 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
 

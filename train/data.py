@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from sunet_deploy.cli import parse_size
 from sunet_deploy.data import DatasetError, EvalTransform, TrainTransform, build_dataset
 from sunet_deploy.data.folder import IMAGE_SUFFIXES
 from sunet_deploy.metadata import IMAGENET_MEAN, IMAGENET_STD
@@ -65,7 +66,7 @@ def training_datasets(config: TrainConfig) -> tuple:
         _required_root(config)
     if config.dataset == "folder" and not config.val_root:
         raise DatasetError("dataset folder needs --val-root: a second images/ + masks/ folder for validation")
-    common = dict(num_classes=config.num_classes, sbd_root=config.sbd_root, size=config.synthetic_size)
+    common = dict(num_classes=config.num_classes, sbd_root=config.sbd_root, size=parse_size(config.synthetic_size))
     train = segmentation_dataset(config.dataset, config.data_root, config.train_split,
                                  samples=config.synthetic_samples[0], **common)  # fmt: skip
     val = segmentation_dataset(config.dataset, config.val_root or config.data_root, config.val_split,

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Subset
 
+from sunet_deploy.cli import parse_size
 from sunet_deploy.checkpoint import CheckpointError, load_model
 from sunet_deploy.data import KINDS, DatasetError
 from sunet_deploy.fileio import atomic_write_bytes
@@ -162,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="val", help="split to evaluate")
     p.add_argument("--num-classes", type=int, help="classes of a folder dataset (default: the checkpoint's)")
     p.add_argument("--synthetic-samples", type=int, default=200, help="synthetic dataset: number of images")
-    p.add_argument("--synthetic-size", type=int, nargs=2, default=[128, 128], help="synthetic dataset: height width")
+    p.add_argument("--synthetic-size", type=parse_size, default=(128, 128), help="synthetic dataset: image size HxW")
     p.add_argument("--resize-short", type=int, help="single-scale: resize the short side to this size first")
     p.add_argument("--multi-scale", action="store_true", help="paper protocol: scales, flip, sliding window")
     p.add_argument("--scales", type=float, nargs="+", default=list(paper.scales), help="multi-scale: scales of --base-size")
