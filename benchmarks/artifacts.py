@@ -8,6 +8,7 @@ the measured shape, or passed in with --engine).
 from __future__ import annotations
 
 from pathlib import Path
+from unittest import mock
 
 import torch
 
@@ -44,18 +45,29 @@ def build_onnx(checkpoint: Path, workdir: Path, fp16: bool = False) -> Path:
 
 
 def build_aoti(checkpoint: Path, workdir: Path, shape: tuple[int, int, int, int], device: str) -> Path:
-    """AOTInductor package for one input shape, compiled with freezing (weights folded as constants,
-    BatchNorm folded into the convs, oneDNN weight prepacking and channels-last layouts on CPU)."""
+    """AOTInductor package for one input shape, compiled with freezing (weights as constants, oneDNN
+    prepacked weights and channels-last layouts on CPU) but without freezing's binary folding."""
     from export.aoti import export_aoti
 
     n, _, h, w = shape
-    path = workdir / f"{checkpoint.stem}-{file_sha256(checkpoint)[:12]}-{device}-{n}x{h}x{w}.pt2"
+    path = workdir / f"{checkpoint.stem}-{file_sha256(checkpoint)[:12]}-{device}-{n}x{h}x{w}-frozen.pt2"
     if not path.is_file():
         print(f"compiling {path.name} with AOTInductor (a minute or several on a small CPU)", flush=True)
         # compile_threads=1: no pool of compile workers left behind to load the CPU while we measure
-        with torch._inductor.config.patch(freezing=True, compile_threads=1):
+        with torch._inductor.config.patch(freezing=True, compile_threads=1), _no_binary_folding():
             export_aoti(checkpoint, path, size=(h, w), batch=n, device=device)
     return path
+
+
+def _no_binary_folding():
+    """Freezing's binary folding (torch 2.13) folds a BatchNorm that follows a ConvTranspose2d with
+    equal input and output channels into the weight's input-channel axis: wrong logits (SUNet's
+    decoders; caught by benchmarks.parity). An empty pass leaves BN as a fused pointwise op."""
+    from torch._inductor.fx_passes import freezing_patterns
+    from torch._inductor.pattern_matcher import PatternMatcherPass
+
+    freezing_patterns.lazy_init()  # registers the patterns into the real pass first (once per process)
+    return mock.patch.object(freezing_patterns, "binary_folding_pass", PatternMatcherPass())
 
 
 def artifact_for(kind: str, checkpoint: Path, workdir: Path, shape: tuple[int, int, int, int],

@@ -226,3 +226,23 @@ def test_model_table_measures_params_and_flops():
     (bigger,) = model_table(("sunet_tiny",), size=(128, 128))
     assert bigger["gflops"] == pytest.approx(4 * row["gflops"], rel=0.02)
     assert bigger["params"] == row["params"]
+
+
+# ---------------------------------------------------------------- AOTInductor build
+
+
+def test_freezing_without_binary_folding_keeps_transposed_conv_bn_exact():
+    import torch
+
+    from benchmarks.artifacts import _no_binary_folding
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.ConvTranspose2d(4, 4, 3, stride=2, padding=1, output_padding=1), nn.BatchNorm2d(4))
+    bn = model[1]
+    bn.running_mean.uniform_(-1, 1), bn.running_var.uniform_(0.2, 3), bn.weight.data.uniform_(0.5, 2)
+    model.eval()
+    x = torch.randn(1, 4, 8, 8)
+    torch._dynamo.reset()
+    with torch.no_grad(), torch._inductor.config.patch(freezing=True), _no_binary_folding():
+        out = torch.compile(model)(x)
+        assert (out - model(x)).abs().max().item() < 1e-5
