@@ -84,7 +84,11 @@ def _read_safetensors_header(path: Path) -> dict:
     size = path.stat().st_size
     with path.open("rb") as f:
         prefix = f.read(8)
-        if prefix[:1] == b"\x80" or prefix[:2] == b"PK":
+        # A safetensors header length can start with byte 0x80 too: only a file whose header
+        # does not open as JSON is judged by its pickle/zip signature.
+        looks_like_safetensors = len(prefix) == 8 and f.read(1) == b"{"
+        f.seek(8)
+        if not looks_like_safetensors and (prefix[:1] == b"\x80" or prefix[:2] == b"PK"):
             what = "a Python pickle" if prefix[:1] == b"\x80" else "a zip archive (PyTorch's pickle format)"
             raise CheckpointError(
                 path, f"is {what}; refusing to unpickle it, since pickles can run code. "

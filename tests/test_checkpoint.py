@@ -146,3 +146,18 @@ def test_written_files_follow_the_umask(tmp_path, tiny_spec, tiny_model):
     finally:
         os.umask(old)
     assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_safetensors_header_length_starting_with_0x80_is_not_taken_for_a_pickle(tmp_path, tiny_model, tiny_spec):
+    """A header of 128 mod 256 bytes starts the file with 0x80, the pickle protocol byte."""
+    path = tmp_path / "model.safetensors"
+    for padding in range(256):
+        meta = make_meta(tiny_spec)
+        meta.training = {"note": "x" * padding}
+        save_checkpoint(path, tiny_model, meta)
+        if path.read_bytes()[:1] == b"\x80":
+            break
+    assert path.read_bytes()[:1] == b"\x80"
+    model, _ = load_model(path)
+    for name, value in tiny_model.state_dict().items():
+        assert torch.equal(model.state_dict()[name], value)

@@ -26,7 +26,6 @@ from .config import TrainConfig
 STATE_KIND = "train_state"
 STATE_FILE = "latest_state.safetensors"
 BEST_FILE = "best.safetensors"
-PADDING = " " * 8
 # Options that define the model or the data: a resumed run must use the same ones.
 FIXED_ON_RESUME = ("task", "arch", "model_overrides", "output_stride", "head", "dataset", "num_classes", "seed")
 
@@ -78,8 +77,6 @@ def save_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, s
         "scaler": scaler.state_dict(), "rng": rng_meta,
     }  # fmt: skip
     save_tensors(path, tensors, STATE_KIND, json.dumps(meta))
-    if _misread_as_pickle(path):
-        save_tensors(path, tensors, STATE_KIND, json.dumps({**meta, "padding": PADDING}))
 
 
 def load_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scaler, config: TrainConfig) -> Progress:
@@ -110,17 +107,6 @@ def save_best(path: Path, model: nn.Module, spec_dict: dict, dataset, summary: d
     palette = np.asarray(getattr(dataset, "palette", _gray_palette(len(dataset.classes))))
     meta = ModelMetadata(model=spec_dict, classes=list(dataset.classes), palette=palette.tolist(), training=summary)
     save_checkpoint(path, model, meta)
-    if _misread_as_pickle(path):
-        meta.training["padding"] = PADDING
-        save_checkpoint(path, model, meta)
-
-
-def _misread_as_pickle(path: Path) -> bool:
-    """sunet_deploy.checkpoint refuses files starting with byte 0x80 as pickles, but a safetensors
-    header length of 128 mod 256 (1 file in 32) starts so too. Such a file is re-saved with 8 more
-    header bytes. Remove once the loader checks the header properly."""
-    with open(path, "rb") as f:
-        return f.read(1) == b"\x80"
 
 
 def _gray_palette(n: int) -> np.ndarray:
