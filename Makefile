@@ -17,8 +17,21 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e ".[onnx,dev]"
 	touch $(STAMP)
 
+DEMO := runs/demo
+
+# The end-to-end demo on built-in synthetic data (CPU, no download): train, evaluate, export,
+# predict on image files, and check every runtime against PyTorch FP32.
 demo: setup
-	$(PY) -m sunet_deploy.models --arch sunet64 --size 512x512
+	$(PY) -m train --config demo --out-dir $(DEMO)
+	$(PY) -m train.evaluate $(DEMO)/best.safetensors --output $(DEMO)/eval.json
+	$(PY) -m export.onnx $(DEMO)/best.safetensors -o $(DEMO)/model.onnx
+	$(PY) -m sunet_deploy.data $(DEMO)/samples --count 8 --size 160x224
+	$(PY) -m runtimes.predict $(DEMO)/model.onnx $(DEMO)/samples/images -o $(DEMO)/predictions
+	$(PY) -m benchmarks.parity $(DEMO)/best.safetensors --output $(DEMO)/parity
+
+# CPU latency report: SUNet-64 OS16, 512x512, batch 1, every CPU runtime against PyTorch FP32.
+bench: setup
+	$(PY) -m benchmarks.latency --preset cpu --output docs/bench/cpu
 
 test: setup
 	$(PY) -m pytest -q -n 2 --durations=15
