@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from export.common import parse_size
+from sunet_deploy.cli import parse_size
 from runtimes import Runtime
 
 from .artifacts import failure_reason, open_variant, random_checkpoint

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from export.common import parse_size
+from sunet_deploy.cli import parse_size
 from runtimes import Runtime
 from sunet_deploy.checkpoint import load_checkpoint
 from sunet_deploy.data import build_dataset

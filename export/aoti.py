@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from export.common import parse_size
+from sunet_deploy.cli import parse_size
 from export.heads import LabelsHead
 from sunet_deploy.checkpoint import CheckpointError, load_model
 from sunet_deploy.metadata import ModelMetadata

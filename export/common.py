@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from sunet_deploy.cli import parse_dims, parse_size  # noqa: F401  (the exporters' argument types)
-
 PRECISION_KEY = "sunet_deploy.precision"
 """ONNX metadata_props key: "fp32" or "fp16", the precision of the exported graph."""
 
