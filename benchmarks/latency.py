@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sunet_deploy.cli import parse_size
 from runtimes import Runtime
+from sunet_deploy.cli import parse_size
 
 from .artifacts import failure_reason, open_variant, random_checkpoint
 from .flops import model_table

@@ -23,12 +23,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from sunet_deploy.cli import parse_size
 from runtimes import Runtime
 from sunet_deploy.checkpoint import load_checkpoint
+from sunet_deploy.cli import parse_size
 from sunet_deploy.data import build_dataset
 from sunet_deploy.metrics import ConfusionMatrix
-from sunet_deploy.preprocess import Normalization, labels_to_mask, logits_to_mask
+from sunet_deploy.preprocess import Normalization, output_to_mask
 
 from .artifacts import failure_reason, open_variant
 from .env import environment, format_environment
@@ -88,10 +88,6 @@ def judge(stats: ParityStats, reference: ParityStats, tolerance: Tolerance, clas
     }  # fmt: skip
 
 
-def to_mask(runtime: Runtime, out: np.ndarray, geometries) -> np.ndarray:
-    return (labels_to_mask if runtime.output_kind == "labels" else logits_to_mask)(out, geometries)[0]
-
-
 def run_parity(runtimes: dict[str, Runtime], reference: str, dataset, num_classes: int) -> dict[str, ParityStats]:
     """Run every runtime on every sample, one image at a time; the reference's masks and logits are the gold."""
     normalize = Normalization.from_metadata(runtimes[reference].metadata)
@@ -101,10 +97,11 @@ def run_parity(runtimes: dict[str, Runtime], reference: str, dataset, num_classe
         batch, geometries = normalize(image)
         outputs = {name: rt.infer(batch) for name, rt in runtimes.items()}
         ref_out = outputs[reference]
-        ref_mask = to_mask(runtimes[reference], ref_out, geometries)
+        ref_mask = output_to_mask(ref_out, runtimes[reference].output_kind, geometries)[0]
         for name, rt in runtimes.items():
             logits = outputs[name] if rt.output_kind == "logits" and outputs[name].shape == ref_out.shape else None
-            stats[name].update(to_mask(rt, outputs[name], geometries), target, ref_mask, logits, ref_out)
+            mask = output_to_mask(outputs[name], rt.output_kind, geometries)[0]
+            stats[name].update(mask, target, ref_mask, logits, ref_out)
     return stats
 
 

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import torch
 
-from sunet_deploy.cli import parse_size
 from export.heads import LabelsHead
 from sunet_deploy.checkpoint import CheckpointError, load_model
+from sunet_deploy.cli import parse_size
 from sunet_deploy.metadata import ModelMetadata
 
 METADATA_JSON_KEY = "sunet_deploy.metadata"

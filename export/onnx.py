@@ -37,11 +37,11 @@ from onnxruntime.transformers.float16 import convert_float_to_float16
 from torch import nn
 
 from export.common import PRECISION_KEY, check_writable
-from sunet_deploy.cli import parse_size
 from export.heads import LabelsHead
 from export.opcheck import check_graph, format_report
 from export.verify import DYNAMIC_SHAPES, Verification, verify_onnx
 from sunet_deploy.checkpoint import CheckpointError, load_model
+from sunet_deploy.cli import parse_size
 from sunet_deploy.fileio import atomic_write_bytes
 from sunet_deploy.metadata import METADATA_KEY, ModelMetadata
 

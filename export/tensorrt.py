@@ -27,9 +27,9 @@ import onnx
 from google.protobuf.message import DecodeError
 
 from export.common import PRECISION_KEY, check_writable
-from sunet_deploy.cli import parse_dims
 from export.trt_build import BuildPlan, BuildResult, BuildSettings, TensorRTBuildError, build_engine, \
     has_fp16_builder_flag
+from sunet_deploy.cli import parse_dims
 from sunet_deploy.engine_env import EngineEnvironmentError, EngineSidecar, GpuInfo, query_gpu, write_engine_sidecar
 from sunet_deploy.fileio import atomic_write_bytes, file_sha256
 from sunet_deploy.metadata import METADATA_KEY, ModelMetadata

@@ -21,8 +21,7 @@ from tqdm import tqdm
 from sunet_deploy.preprocess import (
     ImageError,
     Normalization,
-    labels_to_mask,
-    logits_to_mask,
+    output_to_mask,
     overlay,
     read_image,
     save_palette_png,
@@ -82,8 +81,7 @@ class Predictor:
         batch, geometries = self.normalize(image)
         out = self.runtime.infer(batch)
         self.latencies_ms.append(self.runtime.last_timing.total_ms)
-        to_mask = labels_to_mask if self.runtime.output_kind == "labels" else logits_to_mask
-        return to_mask(out, geometries)[0]
+        return output_to_mask(out, self.runtime.output_kind, geometries)[0]
 
     def write_image_result(self, image: np.ndarray, mask: np.ndarray, out_dir: Path, stem: str) -> None:
         save_palette_png(out_dir / f"{stem}_mask.png", mask, self.palette)

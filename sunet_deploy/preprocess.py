@@ -243,6 +243,11 @@ def labels_to_mask(labels: np.ndarray, geometry: Geometry | Sequence[Geometry]) 
     return masks[0] if single else np.stack(masks)
 
 
+def output_to_mask(output: np.ndarray, kind: str, geometry: Geometry | Sequence[Geometry]) -> np.ndarray:
+    """A runtime's output of the given kind ("logits" or "labels") -> mask(s) at the original size."""
+    return (labels_to_mask if kind == "labels" else logits_to_mask)(output, geometry)
+
+
 # ---------------------------------------------------------------- palettes
 
 
