@@ -20,7 +20,7 @@ from sunet_deploy.cli import parse_size
 from sunet_deploy.data import DatasetError, EvalTransform, TrainTransform, build_dataset
 from sunet_deploy.data.folder import IMAGE_SUFFIXES
 from sunet_deploy.metadata import IMAGENET_MEAN, IMAGENET_STD
-from sunet_deploy.preprocess import ImageError, read_image
+from sunet_deploy.preprocess import ImageError, read_image, to_tensor_input
 
 from .config import TrainConfig
 from .distributed import Context
@@ -28,10 +28,10 @@ from .distributed import Context
 SYNTHETIC_CLASSES = 7
 
 
-def to_input(image: np.ndarray, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
-    """HxWx3 uint8 RGB -> 3xHxW float32 (x/255 - mean)/std."""
-    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
-    return (x - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
+def to_input(image: np.ndarray) -> torch.Tensor:
+    """HxWx3 uint8 RGB -> 3xHxW float32, normalised exactly as the deployed runtimes do."""
+    batch, _ = to_tensor_input(image, IMAGENET_MEAN, IMAGENET_STD)
+    return torch.from_numpy(batch[0])
 
 
 # ---------------------------------------------------------------- building datasets
