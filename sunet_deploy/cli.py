@@ -16,3 +16,13 @@ def parse_dims(text: str, count: int, example: str) -> tuple[int, ...]:
 def parse_size(text: str) -> tuple[int, int]:
     """'HxW' such as '512x512' (an argparse type)."""
     return parse_dims(text, 2, "512x512")
+
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+"""The command ran but a check failed (parity outside tolerance, verification, a diverged run,
+some inputs skipped)."""
+EXIT_USAGE = 2
+"""Bad usage or bad input: wrong flags, missing or unreadable files, refused artifacts."""
+EXIT_STATUS_HELP = "exit status: 0 ok, 1 a check failed (details on stderr), 2 bad usage or input"
+"""The epilog of every command's --help."""
