@@ -1,14 +1,13 @@
-"""Build the artifacts a benchmark needs from one checkpoint (ONNX, AOTInductor), cached in a work dir.
+"""Build the artifacts a benchmark needs from one checkpoint, through the exporters' Python APIs.
 
-Artifacts are named after the checkpoint's SHA-256, so a changed checkpoint is never measured
-through a stale export. TensorRT engines come from `python -m export.tensorrt` (built here for
-the measured shape, or passed in with --engine).
+Artifacts are cached in a work dir under names that carry the checkpoint's SHA-256, so a changed
+checkpoint is never measured through a stale export. Each one is made by the same function as
+its CLI (`export_onnx`, `export_aoti`, `build_engine`), so the measured file is the shipped one.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from unittest import mock
 
 import torch
 
@@ -18,6 +17,8 @@ from sunet_deploy.fileio import file_sha256
 from sunet_deploy.metadata import ModelMetadata
 from sunet_deploy.models import ModelSpec, build_model
 from sunet_deploy.preprocess import voc_palette
+
+from .variants import Variant
 
 
 def random_checkpoint(arch: str, workdir: Path, num_classes: int = 21, output_stride: int = 16) -> Path:
@@ -33,41 +34,44 @@ def random_checkpoint(arch: str, workdir: Path, num_classes: int = 21, output_st
     return path
 
 
-def build_onnx(checkpoint: Path, workdir: Path, fp16: bool = False) -> Path:
+def _stem(checkpoint: Path) -> str:
+    return f"{checkpoint.stem}-{file_sha256(checkpoint)[:12]}"
+
+
+def build_onnx(checkpoint: Path, workdir: Path, fp16: bool = False, argmax: bool = False) -> Path:
     """ONNX model (FP32, or FP16 inside with FP32 inputs/outputs) with dynamic batch/height/width."""
     from export.onnx import export_onnx
 
-    suffix = "-fp16" if fp16 else ""
-    path = workdir / f"{checkpoint.stem}-{file_sha256(checkpoint)[:12]}{suffix}.onnx"
+    path = workdir / f"{_stem(checkpoint)}{'-fp16' if fp16 else ''}{'-argmax' if argmax else ''}.onnx"
     if not path.is_file():
-        export_onnx(checkpoint, path, fp16=fp16)
+        export_onnx(checkpoint, path, argmax, fp16=fp16)
     return path
 
 
 def build_aoti(checkpoint: Path, workdir: Path, shape: tuple[int, int, int, int], device: str) -> Path:
-    """AOTInductor package for one input shape, compiled with freezing (weights as constants, oneDNN
-    prepacked weights and channels-last layouts on CPU) but without freezing's binary folding."""
+    """AOTInductor package for one input shape, compiled exactly as `python -m export.aoti` compiles it."""
     from export.aoti import export_aoti
 
     n, _, h, w = shape
-    path = workdir / f"{checkpoint.stem}-{file_sha256(checkpoint)[:12]}-{device}-{n}x{h}x{w}-frozen.pt2"
+    path = workdir / f"{_stem(checkpoint)}-{device}-{n}x{h}x{w}.pt2"
     if not path.is_file():
         print(f"compiling {path.name} with AOTInductor (a minute or several on a small CPU)", flush=True)
-        # compile_threads=1: no pool of compile workers left behind to load the CPU while we measure
-        with torch._inductor.config.patch(freezing=True, compile_threads=1), _no_binary_folding():
-            export_aoti(checkpoint, path, size=(h, w), batch=n, device=device)
+        export_aoti(checkpoint, path, size=(h, w), batch=n, device=device)
     return path
 
 
-def _no_binary_folding():
-    """Freezing's binary folding (torch 2.13) folds a BatchNorm that follows a ConvTranspose2d with
-    equal input and output channels into the weight's input-channel axis: wrong logits (SUNet's
-    decoders; caught by benchmarks.parity). An empty pass leaves BN as a fused pointwise op."""
-    from torch._inductor.fx_passes import freezing_patterns
-    from torch._inductor.pattern_matcher import PatternMatcherPass
+def build_engine(checkpoint: Path, workdir: Path, shape: tuple[int, int, int, int]) -> Path:
+    """FP16 TensorRT engine for one input shape (from the FP16 ONNX on TensorRT 11, which has no FP16
+    builder flag)."""
+    from export.tensorrt import EngineOptions, import_tensorrt
+    from export.tensorrt import build_engine as build
+    from export.trt_build import has_fp16_builder_flag
 
-    freezing_patterns.lazy_init()  # registers the patterns into the real pass first (once per process)
-    return mock.patch.object(freezing_patterns, "binary_folding_pass", PatternMatcherPass())
+    onnx_path = build_onnx(checkpoint, workdir, fp16=not has_fp16_builder_flag(import_tensorrt()))
+    path = workdir / f"{onnx_path.stem}-{'x'.join(map(str, shape))}.engine"
+    if not path.is_file():
+        build(onnx_path, path, EngineOptions(min=shape, opt=shape, max=shape))
+    return path
 
 
 def artifact_for(kind: str, checkpoint: Path, workdir: Path, shape: tuple[int, int, int, int],
@@ -76,33 +80,18 @@ def artifact_for(kind: str, checkpoint: Path, workdir: Path, shape: tuple[int, i
     workdir.mkdir(parents=True, exist_ok=True)
     if kind == "checkpoint":
         return checkpoint
-    if kind in ("onnx", "onnx-fp16"):
-        return build_onnx(checkpoint, workdir, fp16=kind == "onnx-fp16")
+    if kind.startswith("onnx"):
+        return build_onnx(checkpoint, workdir, fp16=kind == "onnx-fp16", argmax=kind == "onnx-argmax")
     if kind == "aoti":
         return build_aoti(checkpoint, workdir, shape, device)
     return engine or build_engine(checkpoint, workdir, shape)
 
 
-def build_engine(checkpoint: Path, workdir: Path, shape: tuple[int, int, int, int]) -> Path:
-    """FP16 TensorRT engine for one input shape, built by export.tensorrt (from the FP16 ONNX on
-    TensorRT 11, which has no FP16 builder flag)."""
-    from export.tensorrt import import_tensorrt
-    from export.tensorrt import main as build_main
-    from export.trt_build import has_fp16_builder_flag
-
-    onnx_path = build_onnx(checkpoint, workdir, fp16=not has_fp16_builder_flag(import_tensorrt()))
-    dims = "x".join(map(str, shape))
-    path = workdir / f"{onnx_path.stem}-{dims}.engine"
-    if not path.is_file() and build_main([str(onnx_path), "-o", str(path), "--min", dims, "--opt", dims, "--max", dims]):
-        raise LookupError("the TensorRT engine build failed (see the log above)")
-    return path
-
-
-def open_variant(variant, checkpoint: Path, workdir: Path, shape: tuple[int, int, int, int],
+def open_variant(variant: Variant, checkpoint: Path, workdir: Path, shape: tuple[int, int, int, int],
                  threads: int | None, engine: Path | None = None) -> tuple[Runtime, Path]:  # fmt: skip
-    """Build the variant's artifact if needed, open it with the variant's adapter and activate it."""
+    """Build the variant's artifact if needed, open it with the variant's options and activate it."""
     path = artifact_for(variant.artifact, checkpoint, workdir, shape, variant.device, engine)
-    runtime = open_runtime(path, variant.runtime, **variant.open_options(threads))
+    runtime = open_runtime(path, variant.open_options(threads))
     runtime.activate()
     return runtime, path
 

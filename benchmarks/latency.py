@@ -98,7 +98,7 @@ def row_record(case: Case, row: Row) -> dict:
     return {
         "model": case.model, "batch": case.batch, "size": list(case.size),
         "variant": row.variant.name, "runtime": row.variant.runtime, "device": row.variant.device,
-        "precision": row.variant.precision, "options": row.variant.options,
+        "precision": row.runtime.info.precision, "options": row.variant.options.changed(),
         "artifact": str(row.artifact), "artifact_mib": row.artifact.stat().st_size / 2**20,
         **row.samples.summary(), "memory": row.memory,
         "samples_ms": {"total": row.samples.total_ms, **{k: v for k, v in row.samples.split_ms.items() if v}},

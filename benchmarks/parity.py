@@ -113,10 +113,10 @@ def load_dataset(args: argparse.Namespace, num_classes: int):
     return build_dataset(args.dataset, args.root, split=args.split, **extra)
 
 
-def open_runtimes(args: argparse.Namespace, shape: tuple[int, int, int, int] | None) -> tuple[dict, dict, dict]:
-    """(runtimes by variant name, precision by name, skipped {name: reason})."""
+def open_runtimes(args: argparse.Namespace, shape: tuple[int, int, int, int] | None) -> tuple[dict, dict]:
+    """(runtimes by variant name, skipped {name: reason})."""
     available, skipped = split_available(variants_for(args.device, args.variants.split(",") if args.variants else None))
-    opened, precisions = {}, {}
+    opened = {}
     for variant in available:
         if variant.artifact == "aoti" and shape is None:
             skipped[variant.name] = "an AOTInductor package has one input size; this dataset's images vary"
@@ -126,9 +126,7 @@ def open_runtimes(args: argparse.Namespace, shape: tuple[int, int, int, int] | N
                                                    args.threads, args.engine)  # fmt: skip
         except Exception as exc:  # a runtime that cannot run is reported, not fatal to the others
             skipped[variant.name] = failure_reason(exc)
-            continue
-        precisions[variant.name] = variant.precision
-    return opened, precisions, skipped
+    return opened, skipped
 
 
 def tolerances(overrides: list[str]) -> dict[str, Tolerance]:
@@ -193,12 +191,13 @@ def main(argv: list[str] | None = None) -> int:
     meta = load_checkpoint(args.checkpoint).meta
     dataset = load_dataset(args, meta.num_classes)
     shape = (1, 3, *args.size) if args.dataset == "synthetic" else None
-    opened, precisions, skipped = open_runtimes(args, shape)
+    opened, skipped = open_runtimes(args, shape)
     reference = reference_name(args.device)
     if reference not in opened or len(opened) < 2:
         print(nothing_measured(skipped) + "\n(parity needs the PyTorch FP32 reference and one more runtime)", file=sys.stderr)
         return 2
     stats = run_parity(opened, reference, dataset, meta.num_classes)
+    precisions = {name: runtime.info.precision for name, runtime in opened.items()}
     records = {name: {"precision": precisions[name], **judge(s, stats[reference], limits[precisions[name]], meta.classes)}
                for name, s in stats.items() if name != reference}  # fmt: skip
     result = {"environment": environment(args.threads), "checkpoint": str(args.checkpoint), "samples": len(dataset),

@@ -1,68 +1,78 @@
-"""The runtime configurations a benchmark can measure, and which of them can run here."""
+"""The runtime configurations a benchmark can measure, and which of them can run here.
+
+A variant is an artifact kind plus one adapter's options (`runtimes.options`); its runtime, device
+and availability come from those options, and its precision from the opened runtime's artifact info.
+The latency and parity benchmarks and the runtime tests all take their rows from `VARIANTS`.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import dataclasses
+from dataclasses import dataclass
 
-import runtimes
+from runtimes.options import AOTInductorOptions, OnnxRuntimeOptions, PyTorchOptions, RuntimeOptions, TensorRTOptions
 
 REFERENCE = "pytorch-fp32"
 """Every speed-up and every parity delta is measured against this variant on the same device."""
+ARTIFACTS = ("checkpoint", "onnx", "onnx-fp16", "onnx-argmax", "aoti", "engine")
 
 
 @dataclass(frozen=True)
 class Variant:
-    """One row of a report: an adapter, the artifact it opens, and its options."""
+    """One row of a report: the artifact kind it opens and the options of its adapter."""
 
     name: str
-    runtime: str  # adapter name in runtimes.ADAPTERS
-    artifact: str  # "checkpoint", "onnx", "onnx-fp16", "aoti" or "engine"
-    device: str  # "cpu" or "cuda"
-    precision: str = "fp32"  # picks the parity tolerance
-    options: dict = field(default_factory=dict)
-    threaded: bool = False  # takes a `threads` option (CPU runtimes outside torch)
+    artifact: str
+    options: RuntimeOptions
 
-    def open_options(self, threads: int | None) -> dict:
-        return {**self.options, "threads": threads} if self.threaded and threads else dict(self.options)
+    def __post_init__(self) -> None:
+        if self.artifact not in ARTIFACTS:
+            raise ValueError(f"artifact must be one of {ARTIFACTS}, got {self.artifact!r}")
+
+    @property
+    def runtime(self) -> str:
+        return self.options.runtime
+
+    @property
+    def device(self) -> str:
+        return self.options.device
 
     def availability(self) -> str | None:
         """None when this variant can run here, else why not."""
-        checks = {"pytorch": {"device": self.device}, "aoti": {"device": self.device},
-                  "onnxruntime": {"provider": self.options.get("provider", "cpu")}, "tensorrt": {}}  # fmt: skip
-        return runtimes.availability(self.runtime, **checks[self.runtime])
+        return self.options.availability()
+
+    def open_options(self, threads: int | None) -> RuntimeOptions:
+        """The options, with the benchmark's thread count where the adapter takes one."""
+        if threads and "threads" in {f.name for f in dataclasses.fields(self.options)}:
+            return dataclasses.replace(self.options, threads=threads)
+        return self.options
 
 
-def _ort(name: str, provider: str, artifact: str = "onnx", **extra) -> Variant:
-    options = {"provider": provider, **({"provider_options": extra} if extra else {})}
-    precision = "fp16" if extra.get("trt_fp16_enable") or artifact == "onnx-fp16" else "fp32"
-    return Variant(name, "onnxruntime", artifact, "cpu" if provider == "cpu" else "cuda", precision, options,
-                   threaded=provider == "cpu")  # fmt: skip
-
+CUDA = PyTorchOptions(device="cuda")
+CUDA_FP16_CL = dataclasses.replace(CUDA, precision="fp16", channels_last=True)
 
 VARIANTS = {
     v.name: v
     for v in (
-        Variant(REFERENCE, "pytorch", "checkpoint", "cpu", options={"device": "cpu"}),
-        Variant("pytorch-fp32-channels-last", "pytorch", "checkpoint", "cpu",
-                options={"device": "cpu", "channels_last": True}),  # fmt: skip
-        Variant("pytorch-bf16-channels-last", "pytorch", "checkpoint", "cpu", "bf16",
-                {"device": "cpu", "precision": "bf16", "channels_last": True}),  # fmt: skip
-        _ort("onnxruntime-cpu", "cpu"),
-        Variant("aoti-cpu", "aoti", "aoti", "cpu", options={"device": "cpu"}),
-        Variant(f"{REFERENCE}-cuda", "pytorch", "checkpoint", "cuda", options={"device": "cuda"}),
-        Variant("pytorch-fp16-cuda", "pytorch", "checkpoint", "cuda", "fp16", {"device": "cuda", "precision": "fp16"}),
-        Variant("pytorch-fp16-channels-last-cuda", "pytorch", "checkpoint", "cuda", "fp16",
-                {"device": "cuda", "precision": "fp16", "channels_last": True}),  # fmt: skip
-        Variant("pytorch-fp16-cuda-graph", "pytorch", "checkpoint", "cuda", "fp16",
-                {"device": "cuda", "precision": "fp16", "channels_last": True, "cuda_graph": True}),  # fmt: skip
-        Variant("pytorch-fp16-cuda-graph-argmax", "pytorch", "checkpoint", "cuda", "fp16",
-                {"device": "cuda", "precision": "fp16", "channels_last": True, "cuda_graph": True, "output": "labels"}),  # fmt: skip
-        _ort("onnxruntime-cuda", "cuda"),
-        _ort("onnxruntime-cuda-fp16", "cuda", "onnx-fp16"),
-        _ort("onnxruntime-tensorrt", "tensorrt"),
-        _ort("onnxruntime-tensorrt-fp16", "tensorrt", trt_fp16_enable=True),
-        Variant("tensorrt", "tensorrt", "engine", "cuda", "fp16"),
-        Variant("aoti-cuda", "aoti", "aoti", "cuda", options={"device": "cuda"}),
+        Variant(REFERENCE, "checkpoint", PyTorchOptions()),
+        Variant("pytorch-fp32-channels-last", "checkpoint", PyTorchOptions(channels_last=True)),
+        Variant("pytorch-bf16-channels-last", "checkpoint", PyTorchOptions(precision="bf16", channels_last=True)),
+        Variant("onnxruntime-cpu", "onnx", OnnxRuntimeOptions()),
+        Variant("onnxruntime-cpu-argmax", "onnx-argmax", OnnxRuntimeOptions()),
+        Variant("aoti-cpu", "aoti", AOTInductorOptions()),
+        Variant(f"{REFERENCE}-cuda", "checkpoint", CUDA),
+        Variant("pytorch-fp16-cuda", "checkpoint", dataclasses.replace(CUDA, precision="fp16")),
+        Variant("pytorch-fp16-channels-last-cuda", "checkpoint", CUDA_FP16_CL),
+        Variant("pytorch-fp16-cuda-graph", "checkpoint", dataclasses.replace(CUDA_FP16_CL, cuda_graph=True)),
+        Variant("pytorch-fp16-cuda-graph-argmax", "checkpoint",
+                dataclasses.replace(CUDA_FP16_CL, cuda_graph=True, argmax=True)),
+        Variant("onnxruntime-cuda", "onnx", OnnxRuntimeOptions(provider="cuda")),
+        Variant("onnxruntime-cuda-fp16", "onnx-fp16", OnnxRuntimeOptions(provider="cuda")),
+        Variant("onnxruntime-tensorrt", "onnx", OnnxRuntimeOptions(provider="tensorrt")),
+        Variant("onnxruntime-tensorrt-fp16", "onnx",
+                OnnxRuntimeOptions(provider="tensorrt", provider_options={"trt_fp16_enable": "1"})),
+        Variant("tensorrt", "engine", TensorRTOptions()),
+        Variant("aoti-cuda", "aoti", AOTInductorOptions(device="cuda")),
     )
 }
 

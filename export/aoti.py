@@ -2,13 +2,17 @@
 
 The model is captured with torch.export and compiled ahead of time by AOTInductor into one .pt2
 file that runs without Python (`torch::inductor::AOTIModelPackageLoader`, see runtimes/cpp) or
-from Python (`torch._inductor.aoti_load_package`). The sunet-deploy metadata travels inside the
-package: the full ModelMetadata JSON for Python, and the same facts as plain strings (mean, std,
-palette, ...) so that a C++ reader needs no JSON parser.
+from Python (`runtimes.open_runtime("model.pt2")`). The sunet-deploy artifact info travels inside
+the package (sunet_deploy.artifact), as JSON and as plain strings for C++ readers.
 
-The package is compiled for one input size (`--size HxW`). Dynamic height/width does not export
-yet: torch.export's shape solver cannot prove the guards that cropping the decoders' 2x upsampled
-tensors to their skip tensors creates, and specialises or fails.
+The package is compiled for one input size (`--size HxW`); `runtimes.predict` letterboxes other
+images to it. Dynamic height/width does not export yet: torch.export's shape solver cannot prove
+the guards that cropping the decoders' 2x upsampled tensors to their skip tensors creates.
+
+Compilation uses Inductor's freezing (weights as constants: oneDNN prepacked weights and
+channels-last layouts on CPU) without its binary folding, which folds a BatchNorm that follows an
+equal-channel ConvTranspose2d along the wrong axis in torch 2.13 (SUNet's decoders: wrong logits).
+Nothing is written unless the package's outputs match PyTorch FP32 (export.verify).
 """
 
 from __future__ import annotations
@@ -19,35 +23,52 @@ import os
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from unittest import mock
 
 import torch
 
+from export.common import check_writable
 from export.heads import LabelsHead
+from export.verify import Verification, random_inputs, verify
+from sunet_deploy.artifact import ArtifactInfo, info_to_strings
 from sunet_deploy.checkpoint import CheckpointError, load_model
-from sunet_deploy.cli import parse_size
-from sunet_deploy.metadata import ModelMetadata
-
-METADATA_JSON_KEY = "sunet_deploy.metadata"
-"""The package metadata key holding the full ModelMetadata JSON."""
+from sunet_deploy.cli import EXIT_FAILED, EXIT_OK, EXIT_STATUS_HELP, EXIT_USAGE, parse_size
+from sunet_deploy.fileio import apply_umask
 
 
-def package_metadata(meta: ModelMetadata, input_shape: tuple[int, int, int, int]) -> dict[str, str]:
-    """ModelMetadata as the string map AOTInductor stores in a package."""
-    return {
-        METADATA_JSON_KEY: meta.to_json(),
-        "sunet_deploy.format": "sunet-deploy-aoti-1",
-        "sunet_deploy.output": meta.output,
-        "sunet_deploy.num_classes": str(meta.num_classes),
-        "sunet_deploy.mean": " ".join(repr(float(v)) for v in meta.mean),
-        "sunet_deploy.std": " ".join(repr(float(v)) for v in meta.std),
-        "sunet_deploy.palette": " ".join(str(int(c)) for color in meta.palette for c in color),
-        "sunet_deploy.classes": "\n".join(meta.classes),
-        "sunet_deploy.input_color": meta.input_color,
-        "sunet_deploy.resize_policy": meta.resize_policy,
-        "sunet_deploy.source_sha256": meta.source_sha256,
-        "sunet_deploy.input_shape": "x".join(map(str, input_shape)),
-    }
+class AotiExportError(RuntimeError):
+    """The package was compiled but failed verification; nothing was written."""
+
+
+@dataclass(frozen=True)
+class AotiExport:
+    """What `export_aoti` wrote, and the evidence that it is right."""
+
+    path: Path
+    info: ArtifactInfo
+    verification: Verification
+    seconds: float
+
+    def report(self) -> str:
+        size_mb = self.path.stat().st_size / 2**20
+        return (f"{self.verification.report()}\nwrote {self.path} ({size_mb:.1f} MiB, "
+                f"{self.info.describe_shapes()}) in {self.seconds:.1f} s")
+
+
+@contextmanager
+def compile_settings():
+    """Inductor configuration of every package: freezing without binary folding, one compile thread
+    (no pool of compile workers left running after the export returns)."""
+    from torch._inductor.fx_passes import freezing_patterns
+    from torch._inductor.pattern_matcher import PatternMatcherPass
+
+    freezing_patterns.lazy_init()  # registers the patterns into the real pass first (once per process)
+    with torch._inductor.config.patch(freezing=True, compile_threads=1), \
+            mock.patch.object(freezing_patterns, "binary_folding_pass", PatternMatcherPass()):
+        yield
 
 
 def export_aoti(
@@ -57,49 +78,59 @@ def export_aoti(
     batch: int = 1,
     device: str = "cpu",
     output_kind: str = "logits",
-) -> Path:
-    """Compile a checkpoint into an AOTInductor package at `output` (written atomically)."""
+) -> AotiExport:
+    """Compile a checkpoint into a verified AOTInductor package at `output` (written atomically).
+
+    Raises CheckpointError, ValueError (bad arguments), OSError, or AotiExportError (verification).
+    """
+    start = time.perf_counter()
     output = Path(output)
     if output.suffix != ".pt2":
         raise ValueError(f"{output}: an AOTInductor package must end in .pt2")
+    check_writable(output)
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError("--device cuda needs a CUDA build of PyTorch and a visible GPU")
     model, ckpt = load_model(checkpoint)
     meta = dataclasses.replace(ckpt.meta, output=output_kind, source_sha256=ckpt.sha256)
-    if output_kind == "labels":
-        model = LabelsHead(model)
-    model = model.to(device).eval()
-    example = torch.randn(batch, 3, *size, device=device)
-    with torch.no_grad():
-        program = torch.export.export(model, (example,))
-        configs = {"aot_inductor.metadata": package_metadata(meta, tuple(example.shape))}
-        # AOTInductor writes the package in place; compile to a temporary name, then rename.
-        fd, tmp = tempfile.mkstemp(dir=output.parent, prefix=f".{output.stem}.", suffix=".pt2")
-        os.close(fd)
-        try:
-            torch._inductor.aoti_compile_and_package(program, package_path=tmp, inductor_configs=configs)
-            os.replace(tmp, output)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
-    return output
+    info = ArtifactInfo(meta, "aoti", "fp32", (batch, 3, *size))
+    wrapped = (LabelsHead(model) if output_kind == "labels" else model).to(device).eval()
+    # AOTInductor writes the package in place; compile to a temporary name, then rename.
+    fd, tmp = tempfile.mkstemp(dir=output.parent, prefix=f".{output.stem}.", suffix=".pt2")
+    os.close(fd)
+    try:
+        with torch.no_grad(), compile_settings():
+            program = torch.export.export(wrapped, (torch.randn(batch, 3, *size, device=device),))
+            torch._inductor.aoti_compile_and_package(program, package_path=tmp,
+                                                     inductor_configs={"aot_inductor.metadata": info_to_strings(info)})
+        verification = verify(_package_runner(tmp, device), model, random_inputs([(batch, 3, *size)]), "fp32")
+        if not verification.passed:
+            raise AotiExportError(verification.report() + "\nexport failed verification, nothing written:\n  "
+                                  + "\n  ".join(verification.failures))
+        apply_umask(tmp)  # mkstemp's 0600 would hide the package from other users
+        os.replace(tmp, output)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return AotiExport(output, info, verification, time.perf_counter() - start)
 
 
-def read_package_metadata(path: str | os.PathLike) -> ModelMetadata:
-    """The ModelMetadata stored in a package written by `export_aoti`."""
-    loaded = torch._inductor.aoti_load_package(str(path))
-    text = loaded.get_metadata().get(METADATA_JSON_KEY)
-    if text is None:
-        raise ValueError(f"{path}: an AOTInductor package without sunet-deploy metadata")
-    return ModelMetadata.from_json(text)
+def _package_runner(path: str, device: str):
+    package = torch._inductor.aoti_load_package(path)
+
+    def run(batch):
+        with torch.inference_mode():
+            return package(torch.from_numpy(batch).to(device)).cpu().numpy()
+
+    return run
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m export.aoti", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m export.aoti", description=__doc__, epilog=EXIT_STATUS_HELP,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", type=Path, help="sunet-deploy .safetensors checkpoint")
     parser.add_argument("-o", "--output", type=Path, required=True, help="package to write (.pt2)")
     parser.add_argument("--size", type=parse_size, default=(512, 512), metavar="HxW",
-                        help="the input height x width compiled in; images must have this size (default 512x512)")
+                        help="the input height x width compiled in (default 512x512); runtimes.predict "
+                             "letterboxes other images to it")
     parser.add_argument("--batch", type=int, default=1, help="batch size compiled in (default 1)")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="device the code is compiled for")
     parser.add_argument("--output-kind", default="logits", choices=("logits", "labels"),
@@ -112,18 +143,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    start = time.perf_counter()
     h, w = args.size
     print(f"compiling {args.checkpoint} with AOTInductor for {args.device}, input {args.batch}x3x{h}x{w} "
-          "(about a minute for sunet_tiny, several for sunet64 on a small CPU)")
+          "(about a minute for sunet_tiny, several for sunet64 on a small CPU)", flush=True)
     try:
-        path = export_aoti(args.checkpoint, args.output, args.size, args.batch, args.device, args.output_kind)
+        result = export_aoti(args.checkpoint, args.output, args.size, args.batch, args.device, args.output_kind)
     except (CheckpointError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
-    size_mb = path.stat().st_size / 2**20
-    print(f"wrote {path} ({size_mb:.1f} MiB) in {time.perf_counter() - start:.1f} s")
-    return 0
+        return EXIT_USAGE
+    except AotiExportError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(result.report())
+    return EXIT_OK
 
 
 if __name__ == "__main__":

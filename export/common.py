@@ -5,10 +5,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-PRECISION_KEY = "sunet_deploy.precision"
-"""ONNX metadata_props key: "fp32" or "fp16", the precision of the exported graph."""
-
-
 def check_writable(path: Path) -> None:
     """Fail before the slow work when `path` cannot be written."""
     if path.is_dir():

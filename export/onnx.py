@@ -36,14 +36,15 @@ import torch
 from onnxruntime.transformers.float16 import convert_float_to_float16
 from torch import nn
 
-from export.common import PRECISION_KEY, check_writable
+from export.common import check_writable
 from export.heads import LabelsHead
 from export.opcheck import check_graph, format_report
-from export.verify import DYNAMIC_SHAPES, Verification, verify_onnx
+from export.verify import DYNAMIC_SHAPES, Verification, onnx_runner, random_inputs, verify
 from sunet_deploy.checkpoint import CheckpointError, load_model
 from sunet_deploy.cli import parse_size
 from sunet_deploy.fileio import atomic_write_bytes
-from sunet_deploy.metadata import METADATA_KEY, ModelMetadata
+from sunet_deploy.artifact import ArtifactInfo, set_onnx_info
+from sunet_deploy.metadata import ModelMetadata
 
 OPSET = 17
 INPUT_NAME = "input"
@@ -104,13 +105,13 @@ def export_onnx(
              + ("dynamic batch/height/width" if static is None else "static {}x{}".format(*static)))
     proto = trace_to_onnx(LabelsHead(model) if argmax else model, static, opset, meta.output)
     proto = transform(proto, simplify, fp16, progress)
-    add_metadata(proto, meta, precision)
+    set_onnx_info(proto, ArtifactInfo(meta, "onnx", precision, (None, 3, *(static or (None, None)))))
     progress("checking the graph (onnx.checker full check" + (", TensorRT operators)" if tensorrt_check else ")"))
     check_onnx(proto, tensorrt_check)
     data = proto.SerializeToString()
     shapes = DYNAMIC_SHAPES if static is None else ((1, 3, *static), (2, 3, *static))
     progress(f"verifying with ONNX Runtime against PyTorch FP32 on {', '.join('x'.join(map(str, s)) for s in shapes)}")
-    verification = verify_onnx(data, model, shapes, precision)
+    verification = verify(onnx_runner(data), model, random_inputs(shapes), precision)
     if not verification.passed:
         raise ExportError(verification.report() + "\nexport failed verification, nothing written:\n  "
                           + "\n  ".join(verification.failures))
@@ -167,23 +168,6 @@ def topologically_sorted(proto: onnx.ModelProto) -> onnx.ModelProto:
     model = onnx_ir.from_proto(proto)
     model.graph.sort()
     return onnx_ir.to_proto(model)
-
-
-def add_metadata(proto: onnx.ModelProto, meta: ModelMetadata, precision: str) -> None:
-    entries = {METADATA_KEY: meta.to_json(), PRECISION_KEY: precision}
-    kept = [p for p in proto.metadata_props if p.key not in entries]
-    del proto.metadata_props[:]
-    proto.metadata_props.extend(kept)
-    for key, value in entries.items():
-        proto.metadata_props.add(key=key, value=value)
-
-
-def read_onnx_metadata(path: str | os.PathLike) -> ModelMetadata:
-    """The ModelMetadata stored by `export_onnx` (reads only the model, not ONNX Runtime)."""
-    props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
-    if METADATA_KEY not in props:
-        raise ValueError(f"{path}: an ONNX model without sunet-deploy metadata")
-    return ModelMetadata.from_json(props[METADATA_KEY])
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

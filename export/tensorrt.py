@@ -16,8 +16,10 @@ refuse the engine on another TensorRT or GPU. Outputs are written atomically, an
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -26,13 +28,13 @@ from pathlib import Path
 import onnx
 from google.protobuf.message import DecodeError
 
-from export.common import PRECISION_KEY, check_writable
-from export.trt_build import BuildPlan, BuildResult, BuildSettings, TensorRTBuildError, build_engine, \
-    has_fp16_builder_flag
-from sunet_deploy.cli import parse_dims
+from export.common import check_writable
+from export.trt_build import BuildPlan, BuildResult, BuildSettings, TensorRTBuildError, has_fp16_builder_flag, \
+    run_builder
+from sunet_deploy.artifact import ArtifactError, ArtifactInfo, info_from_strings
+from sunet_deploy.cli import EXIT_FAILED, EXIT_OK, EXIT_STATUS_HELP, EXIT_USAGE, parse_dims
 from sunet_deploy.engine_env import EngineEnvironmentError, EngineSidecar, GpuInfo, query_gpu, write_engine_sidecar
 from sunet_deploy.fileio import atomic_write_bytes, file_sha256
-from sunet_deploy.metadata import METADATA_KEY, ModelMetadata
 
 DEFAULT_PROFILE = ((1, 3, 64, 64), (1, 3, 512, 512), (4, 3, 1024, 1024))
 INSTALL_HINT = ("TensorRT is not installed: pip install tensorrt (10.x or 11.x; needs an NVIDIA GPU and driver), "
@@ -42,18 +44,39 @@ ONNX_DTYPES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "flo
 
 
 class BuildError(RuntimeError):
-    """A build that cannot start or whose result is refused; the message says why and what to do."""
+    """A build that cannot start (bad input, missing TensorRT or GPU); the message says what to do."""
+
+
+class EngineRefused(BuildError):
+    """The engine was built but fails a check (its precision); nothing was written."""
 
 
 @dataclass(frozen=True)
 class OnnxInfo:
     """What the build needs to know about the ONNX model, read without TensorRT."""
 
-    metadata: ModelMetadata
-    precision: str
+    artifact: ArtifactInfo
     inputs: list[dict]
     outputs: list[dict]
     sha256: str
+
+    @property
+    def precision(self) -> str:
+        return self.artifact.precision
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """How to build an engine; the defaults are the CLI's."""
+
+    fp32: bool = False
+    min: tuple[int, ...] | None = None
+    opt: tuple[int, ...] | None = None
+    max: tuple[int, ...] | None = None
+    workspace_gib: float = 4.0
+    timing_cache: Path | None = None
+    optimization_level: int = 3
+    min_fp16_share: float = 0.9
 
 
 @dataclass(frozen=True)
@@ -82,12 +105,12 @@ def read_onnx_info(path: Path) -> OnnxInfo:
         model = onnx.load(str(path), load_external_data=False)
     except (OSError, DecodeError) as exc:
         raise BuildError(f"{path}: not a readable ONNX model ({exc})") from exc
-    props = {p.key: p.value for p in model.metadata_props}
-    if METADATA_KEY not in props:
-        raise BuildError(f"{path}: no sunet-deploy metadata; export it with python -m export.onnx")
-    return OnnxInfo(ModelMetadata.from_json(props[METADATA_KEY]), props.get(PRECISION_KEY, "fp32"),
-                    [_tensor_info(v) for v in model.graph.input], [_tensor_info(v) for v in model.graph.output],
-                    file_sha256(path))
+    try:
+        artifact = info_from_strings({p.key: p.value for p in model.metadata_props}, path, "onnx")
+    except ArtifactError as exc:
+        raise BuildError(str(exc)) from exc
+    return OnnxInfo(artifact, [_tensor_info(v) for v in model.graph.input],
+                    [_tensor_info(v) for v in model.graph.output], file_sha256(path))
 
 
 def _tensor_info(value: onnx.ValueInfoProto) -> dict:
@@ -155,10 +178,10 @@ def summarize_precision(inspector_json: str) -> PrecisionSummary:
 def require_fp16(summary: PrecisionSummary, min_share: float) -> None:
     """Refuse to call an engine FP16 unless the inspector shows it."""
     if summary.float_layers == 0:
-        raise BuildError("the engine inspector reported no layer data types, so FP16 cannot be proven; "
+        raise EngineRefused("the engine inspector reported no layer data types, so FP16 cannot be proven; "
                          "not writing an engine labelled FP16")
     if summary.fp16_share < min_share:
-        raise BuildError(f"asked for FP16, but only {summary.fp16_share:.0%} of the layers run in FP16 "
+        raise EngineRefused(f"asked for FP16, but only {summary.fp16_share:.0%} of the layers run in FP16 "
                          f"(--min-fp16-share {min_share:.0%}); not writing an engine labelled FP16")
 
 
@@ -178,11 +201,11 @@ def make_sidecar(info: OnnxInfo, result: BuildResult, plan: BuildPlan, gpu: GpuI
     def with_engine_dtype(tensor: dict) -> dict:
         return {**tensor, "dtype": result.io_dtypes.get(tensor["name"], tensor["dtype"])}
 
+    artifact = dataclasses.replace(info.artifact, format="tensorrt", precision=plan.precision,
+                                   input_shape=profile[2], profile=profile)
     return EngineSidecar(
-        tensorrt_version=trt_version, gpu=gpu, precision=plan.precision,
-        profiles=[{"input": info.inputs[0]["name"], "min": list(profile[0]), "opt": list(profile[1]),
-                   "max": list(profile[2])}],
-        onnx_sha256=info.sha256, engine_sha256=hashlib.sha256(result.engine).hexdigest(), metadata=info.metadata,
+        artifact=artifact, tensorrt_version=trt_version, gpu=gpu,
+        onnx_sha256=info.sha256, engine_sha256=hashlib.sha256(result.engine).hexdigest(),
         inputs=[with_engine_dtype(t) for t in info.inputs], outputs=[with_engine_dtype(t) for t in info.outputs],
         build={**build, "strongly_typed": plan.strongly_typed, "fp16_flag": plan.fp16_flag,
                "fp16_share": round(summary.fp16_share, 4), "precision_evidence": summary.describe()},
@@ -197,37 +220,43 @@ def import_tensorrt():
     return tensorrt
 
 
-def build(args: argparse.Namespace, trt=None, gpu: GpuInfo | None = None) -> EngineSidecar:
-    """Check everything that can be checked cheaply, build, prove the precision, then write both files."""
-    info = read_onnx_info(args.onnx)
-    check_writable(args.output)
-    profile = derive_profile(info.inputs[0]["shape"], args.min, args.opt, args.max)
+def build_engine(onnx_path: str | os.PathLike, output: str | os.PathLike, options: EngineOptions = EngineOptions(),
+                 trt=None, gpu: GpuInfo | None = None) -> EngineSidecar:
+    """Check everything that can be checked cheaply, build, prove the precision, then write the engine
+    and its sidecar (atomically, only on success). Returns the sidecar: the build's evidence.
+
+    Raises BuildError, TensorRTBuildError, EngineEnvironmentError or OSError.
+    """
+    onnx_path, output = Path(onnx_path), Path(output)
+    info = read_onnx_info(onnx_path)
+    check_writable(output)
+    profile = derive_profile(info.inputs[0]["shape"], options.min, options.opt, options.max)
     trt = trt or import_tensorrt()
     gpu = gpu or query_gpu(0)
-    plan = plan_build(has_fp16_builder_flag(trt), info.precision, "fp32" if args.fp32 else "fp16")
-    cache = args.timing_cache.read_bytes() if args.timing_cache and args.timing_cache.is_file() else None
+    plan = plan_build(has_fp16_builder_flag(trt), info.precision, "fp32" if options.fp32 else "fp16")
+    cache = options.timing_cache.read_bytes() if options.timing_cache and options.timing_cache.is_file() else None
     print(f"building a {plan.precision} engine with TensorRT {trt.__version__} on {gpu.describe()}, "
           f"{'strongly typed' if plan.strongly_typed else 'FP16 builder flag' if plan.fp16_flag else 'FP32'}, "
           f"profile min {_fmt(profile[0])} opt {_fmt(profile[1])} max {_fmt(profile[2])} (minutes for large models)",
           flush=True)
-    settings = BuildSettings(args.onnx, info.inputs[0]["name"], profile, int(args.workspace * 2**30),
-                             args.optimization_level, cache)
-    result = build_engine(trt, plan, settings)
+    settings = BuildSettings(onnx_path, info.inputs[0]["name"], profile, int(options.workspace_gib * 2**30),
+                             options.optimization_level, cache)
+    result = run_builder(trt, plan, settings)
     summary = summarize_precision(result.inspector_json)
     print(f"engine inspector: {summary.describe()}")
     if plan.precision == "fp16":
-        require_fp16(summary, args.min_fp16_share)
+        require_fp16(summary, options.min_fp16_share)
     sidecar = make_sidecar(info, result, plan, gpu, trt.__version__, profile, summary,
-                           {"workspace_gib": args.workspace, "optimization_level": args.optimization_level})
-    atomic_write_bytes(args.output, result.engine)
-    write_engine_sidecar(args.output, sidecar)
-    if args.timing_cache:
-        atomic_write_bytes(args.timing_cache, result.timing_cache)
+                           {"workspace_gib": options.workspace_gib, "optimization_level": options.optimization_level})
+    atomic_write_bytes(output, result.engine)
+    write_engine_sidecar(output, sidecar)
+    if options.timing_cache:
+        atomic_write_bytes(options.timing_cache, result.timing_cache)
     return sidecar
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m export.tensorrt", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m export.tensorrt", description=__doc__, epilog=EXIT_STATUS_HELP,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("onnx", type=Path, help="ONNX model written by python -m export.onnx")
     parser.add_argument("-o", "--output", type=Path, required=True,
@@ -251,18 +280,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def options_from_args(args: argparse.Namespace) -> EngineOptions:
+    return EngineOptions(args.fp32, args.min, args.opt, args.max, args.workspace, args.timing_cache,
+                         args.optimization_level, args.min_fp16_share)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     start = time.perf_counter()
     try:
-        sidecar = build(args)
-    except (BuildError, TensorRTBuildError, EngineEnvironmentError, OSError) as exc:
+        sidecar = build_engine(args.onnx, args.output, options_from_args(args))
+    except (EngineRefused, TensorRTBuildError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
+    except (BuildError, EngineEnvironmentError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     size_mb = args.output.stat().st_size / 2**20
-    print(f"wrote {args.output} ({size_mb:.1f} MiB, {sidecar.precision}) and {args.output}.json "
+    print(f"wrote {args.output} ({size_mb:.1f} MiB, {sidecar.artifact.precision}) and {args.output}.json "
           f"in {time.perf_counter() - start:.1f} s")
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ def has_fp16_builder_flag(trt) -> bool:
     return hasattr(trt.BuilderFlag, "FP16")
 
 
-def build_engine(trt, plan: BuildPlan, settings: BuildSettings) -> BuildResult:
+def run_builder(trt, plan: BuildPlan, settings: BuildSettings) -> BuildResult:
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     network = builder.create_network(_network_flags(trt, plan))

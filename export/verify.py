@@ -7,6 +7,7 @@ the logits: atol + rtol * max|PyTorch logit|.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -90,25 +91,33 @@ class Verification:
 
     def report(self) -> str:
         verdict = "passed" if self.passed else "FAILED"
-        lines = [f"ONNX Runtime ({self.precision}) vs PyTorch FP32: {verdict}; thresholds: {self.tolerance.describe()}"]
+        lines = [f"export ({self.precision}) vs PyTorch FP32: {verdict}; thresholds: {self.tolerance.describe()}"]
         return "\n".join(lines + [f"  {r.describe()}" for r in self.results])
 
 
-def verify_onnx(onnx_bytes: bytes, model: nn.Module, shapes: tuple[tuple[int, ...], ...], precision: str,
-                seed: int = 0) -> Verification:
-    """Run `onnx_bytes` with ONNX Runtime (CPU) and `model` in FP32 on seeded random inputs of each shape."""
+def verify(run: Callable[[np.ndarray], np.ndarray], model: nn.Module, batches: list[np.ndarray],
+           precision: str) -> Verification:
+    """Run each batch through `run` (an exported artifact) and through `model` in FP32, and compare."""
+    tolerance = TOLERANCES[precision]
+    device = next(model.parameters()).device
+    results = []
+    for batch in batches:
+        with torch.no_grad():
+            reference = model.eval()(torch.from_numpy(batch).to(device)).cpu().numpy()
+        results.append(compare(run(batch), reference, tolerance))
+    return Verification(precision, tolerance, tuple(results))
+
+
+def onnx_runner(onnx_bytes: bytes) -> Callable[[np.ndarray], np.ndarray]:
+    """ONNX Runtime (CPU) on a serialized model, as a function of the input batch."""
     session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
     input_name = session.get_inputs()[0].name
-    tolerance = TOLERANCES[precision]
+    return lambda batch: session.run(None, {input_name: batch})[0]
+
+
+def random_inputs(shapes: list[tuple[int, ...]], seed: int = 0) -> list[np.ndarray]:
     generator = torch.Generator().manual_seed(seed)
-    results = []
-    for shape in shapes:
-        x = torch.randn(shape, generator=generator)
-        with torch.no_grad():
-            reference = model.eval()(x).numpy()
-        out = session.run(None, {input_name: x.numpy()})[0]
-        results.append(compare(out, reference, tolerance))
-    return Verification(precision, tolerance, tuple(results))
+    return [torch.randn(shape, generator=generator).numpy() for shape in shapes]
 
 
 def compare(out: np.ndarray, reference: np.ndarray, tolerance: Tolerance) -> ShapeResult:

@@ -1,7 +1,8 @@
 """Runtime adapters behind one contract (`runtimes.base.Runtime`).
 
-`open_runtime(path)` picks the adapter from the artifact's suffix; `runtime=` overrides it.
-Adapters are imported lazily, so serving an ONNX model or an engine never imports PyTorch.
+`open_runtime(path)` picks the adapter from the artifact's suffix; its options are that adapter's
+dataclass in `runtimes.options` (or the same fields as keyword arguments). Adapters are imported
+lazily, so serving an ONNX model or an engine never imports PyTorch.
 """
 
 from __future__ import annotations
@@ -9,9 +10,12 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from .base import ArtifactError, Runtime, RuntimeUnavailable, TensorInfo, Timing
+from sunet_deploy.artifact import ArtifactError, ArtifactInfo
 
-# name -> (module, class); the module also defines availability(**options) -> reason or None.
+from .base import Runtime, RuntimeUnavailable, TensorInfo, Timing
+from .options import OPTIONS, RuntimeOptions
+
+# name -> (module, class)
 ADAPTERS = {
     "pytorch": ("runtimes.pytorch", "PyTorchRuntime"),
     "onnxruntime": ("runtimes.ort", "OnnxRuntimeRuntime"),
@@ -28,6 +32,7 @@ SUFFIXES = {
 
 
 def runtime_for(path: str | Path) -> str:
+    """The adapter that opens `path`, by its file type."""
     suffix = Path(path).suffix.lower()
     if suffix not in SUFFIXES:
         known = ", ".join(f"{s} ({n})" for s, n in SUFFIXES.items())
@@ -35,41 +40,37 @@ def runtime_for(path: str | Path) -> str:
     return SUFFIXES[suffix]
 
 
-def _module(runtime: str):
-    if runtime not in ADAPTERS:
-        raise ValueError(f"unknown runtime {runtime!r}; known: {', '.join(ADAPTERS)}")
-    return importlib.import_module(ADAPTERS[runtime][0])
-
-
-def availability(runtime: str, **options) -> str | None:
-    """None when `runtime` can run here with these options, else the reason it cannot."""
+def options_for(path: str | Path, **options) -> RuntimeOptions:
+    """The options of the adapter that opens `path`, from keyword arguments (unknown ones are an error)."""
+    cls = OPTIONS[runtime_for(path)]
     try:
-        module = _module(runtime)
-    except ImportError as exc:
-        return f"{runtime} runtime cannot be imported: {exc}"
-    return module.availability(**options)
+        return cls(**options)
+    except TypeError as exc:
+        raise ValueError(f"{cls.runtime} runtime options: {exc}") from exc
 
 
-def open_runtime(path: str | Path, runtime: str | None = None, **options) -> Runtime:
-    """Open a model artifact with the adapter for its type (or the one named by `runtime`)."""
-    runtime = runtime or runtime_for(path)
+def open_runtime(path: str | Path, options: RuntimeOptions | None = None, **kwargs) -> Runtime:
+    """Open a model artifact with the adapter for its type, configured by `options` or keyword options."""
+    runtime = runtime_for(path)
+    options = options if options is not None else options_for(path, **kwargs)
+    if options.runtime != runtime:
+        raise ArtifactError(path, f"is a {runtime} artifact, not one the {options.runtime} runtime opens")
     if not Path(path).is_file():
         raise ArtifactError(path, "no such file")
-    if Path(path).suffix.lower() in SUFFIXES and SUFFIXES[Path(path).suffix.lower()] != runtime:
-        expected = SUFFIXES[Path(path).suffix.lower()]
-        raise ArtifactError(path, f"is a {expected} artifact, not one the {runtime} runtime opens")
-    cls = getattr(_module(runtime), ADAPTERS[runtime][1])
-    return cls(path, **options)
+    module, cls = ADAPTERS[runtime]
+    return getattr(importlib.import_module(module), cls)(path, options)
 
 
 __all__ = [
     "ADAPTERS",
     "ArtifactError",
+    "ArtifactInfo",
     "Runtime",
+    "RuntimeOptions",
     "RuntimeUnavailable",
     "TensorInfo",
     "Timing",
-    "availability",
     "open_runtime",
+    "options_for",
     "runtime_for",
 ]

@@ -10,30 +10,26 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sunet_deploy.metadata import METADATA_KEY, ModelMetadata
+from sunet_deploy.artifact import ArtifactError, info_from_strings
 
-from .base import ArtifactError, Runtime, TensorInfo, Timing, output_info
-from .pytorch import availability  # noqa: F401  (same condition: torch sees the device)
+from .base import Runtime, TensorInfo, Timing, output_info
+from .options import AOTInductorOptions
 
 
 class AOTInductorRuntime(Runtime):
     name = "aoti"
 
-    def __init__(self, path: str | Path, device: str = "cpu") -> None:
-        super().__init__(path)
-        self.device = torch.device(device)
+    def __init__(self, path: str | Path, options: AOTInductorOptions | None = None) -> None:
+        super().__init__(path, options or AOTInductorOptions())
+        self.device = torch.device(self.options.device)
         try:
             self.package = torch._inductor.aoti_load_package(str(self.path))
         except Exception as exc:  # the loader raises RuntimeError or zipfile errors for foreign files
             raise ArtifactError(self.path, f"not an AOTInductor package ({str(exc).splitlines()[0]})") from exc
-        package_meta = self.package.get_metadata()
-        if METADATA_KEY not in package_meta:
-            raise ArtifactError(self.path, "has no sunet-deploy metadata; export it with `python -m export.aoti`")
-        self.metadata = ModelMetadata.from_json(package_meta[METADATA_KEY])
-        self.input_shape = tuple(int(v) for v in package_meta["sunet_deploy.input_shape"].split("x"))
+        self.info = info_from_strings(self.package.get_metadata(), self.path, "aoti")
 
     def inputs(self) -> list[TensorInfo]:
-        return [TensorInfo("input", self.input_shape, "float32")]
+        return [TensorInfo("input", self.info.input_shape, "float32")]
 
     def outputs(self) -> list[TensorInfo]:
         return [output_info(self.output_kind, self.metadata.num_classes)]
@@ -45,11 +41,9 @@ class AOTInductorRuntime(Runtime):
         pass
 
     def _infer(self, batch: np.ndarray) -> tuple[np.ndarray, Timing]:
-        if batch.shape != self.input_shape:
-            raise ValueError(
-                f"this AOTInductor package was compiled for input {self.input_shape}, got {batch.shape}; "
-                "re-export with python -m export.aoti --size"
-            )
+        if not self.info.accepts(batch.shape):
+            raise ValueError(f"this AOTInductor package was compiled for input {self.info.input_shape}, "
+                             f"got {batch.shape}; re-export with python -m export.aoti --size")
         with torch.inference_mode():
             out = self.package(torch.from_numpy(batch).to(self.device))
         return out.cpu().numpy(), Timing(0.0)

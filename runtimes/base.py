@@ -2,10 +2,11 @@
 
     with open_runtime("model.onnx") as rt:
         logits = rt.infer(batch)           # float32 NCHW, normalised as rt.metadata says
-        print(rt.last_timing.total_ms)
+        print(rt.info.precision, rt.last_timing.total_ms)
 
-Constructing an adapter reads the artifact's metadata (cheap, and fails early on a wrong file);
-`activate()` (or entering the context) allocates the engine, `deactivate()` frees it. Torch-free.
+Constructing an adapter reads the artifact's `ArtifactInfo` (cheap, and fails early on a wrong
+file); `activate()` (or entering the context) allocates the engine, `deactivate()` frees it.
+Torch-free.
 """
 
 from __future__ import annotations
@@ -18,18 +19,14 @@ from typing import ClassVar
 
 import numpy as np
 
+from sunet_deploy.artifact import ArtifactError, ArtifactInfo
 from sunet_deploy.metadata import ModelMetadata
+
+from .options import RuntimeOptions
 
 
 class RuntimeUnavailable(RuntimeError):
     """The runtime cannot run here (library missing, no GPU); the message says what to install."""
-
-
-class ArtifactError(ValueError):
-    """The model file is missing, of the wrong kind, or lacks sunet-deploy metadata."""
-
-    def __init__(self, path: str | Path, reason: str) -> None:
-        super().__init__(f"{path}: {reason}")
 
 
 @dataclass(frozen=True)
@@ -50,15 +47,19 @@ class Timing:
 
 
 class Runtime(abc.ABC):
-    """One engine behind the shared contract: metadata, inputs/outputs, infer, timing, lifetime."""
+    """One engine behind the shared contract: artifact info, inputs/outputs, infer, timing, lifetime.
+
+    Subclasses set `self.info` in their constructor.
+    """
 
     name: ClassVar[str]
-    metadata: ModelMetadata
+    info: ArtifactInfo
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, options: RuntimeOptions) -> None:
         self.path = Path(path)
         if not self.path.is_file():
             raise ArtifactError(self.path, "no such file")
+        self.options = options
         self.last_timing: Timing | None = None
         self.active = False
 
@@ -71,6 +72,9 @@ class Runtime(abc.ABC):
 
     def activate(self) -> None:
         if not self.active:
+            reason = self.options.availability()
+            if reason:
+                raise RuntimeUnavailable(reason)
             self._activate()
             self.active = True
 
@@ -78,6 +82,10 @@ class Runtime(abc.ABC):
         if self.active:
             self._deactivate()
             self.active = False
+
+    @property
+    def metadata(self) -> ModelMetadata:
+        return self.info.metadata
 
     @property
     def output_kind(self) -> str:

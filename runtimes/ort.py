@@ -5,14 +5,16 @@ Imports and runs without PyTorch.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
 import numpy as np
 
-from sunet_deploy.metadata import METADATA_KEY, ModelMetadata
+from sunet_deploy.artifact import ArtifactError, info_from_strings
 
-from .base import ArtifactError, Runtime, RuntimeUnavailable, TensorInfo, Timing
+from .base import Runtime, RuntimeUnavailable, TensorInfo, Timing
+from .options import OnnxRuntimeOptions
 
 PROVIDERS = {
     "cpu": "CPUExecutionProvider",
@@ -33,7 +35,7 @@ def _onnxruntime():
     return onnxruntime
 
 
-def availability(provider: str = "cpu") -> str | None:
+def provider_availability(provider: str = "cpu") -> str | None:
     """None when ONNX Runtime can run with `provider` here, else the reason it cannot."""
     try:
         ort = _onnxruntime()
@@ -47,29 +49,17 @@ def availability(provider: str = "cpu") -> str | None:
 class OnnxRuntimeRuntime(Runtime):
     name = "onnxruntime"
 
-    def __init__(
-        self,
-        path: str | Path,
-        provider: str = "cpu",
-        provider_options: dict | None = None,
-        threads: int | None = None,
-        io_binding: bool | None = None,
-        device_id: int = 0,
-    ) -> None:
-        super().__init__(path)
-        if provider not in PROVIDERS:
-            raise ValueError(f"provider must be one of {sorted(PROVIDERS)}, got {provider!r}")
+    def __init__(self, path: str | Path, options: OnnxRuntimeOptions | None = None) -> None:
+        super().__init__(path, options or OnnxRuntimeOptions())
         self.ort = _onnxruntime()
-        self.provider = provider
-        self.provider_options = dict(provider_options or {})
-        if provider != "cpu":
-            self.provider_options.setdefault("device_id", device_id)
-        self.threads = threads
-        self.io_binding = provider != "cpu" if io_binding is None else io_binding
-        self.device_id = device_id
         self.session = None
         self._probe = self._probe_session()
-        self.metadata = self._read_metadata()
+        info = info_from_strings(self._probe.get_modelmeta().custom_metadata_map, self.path, "onnx")
+        self.info = dataclasses.replace(info, precision=self.options.precision or info.precision)
+
+    @property
+    def io_binding(self) -> bool:
+        return self.options.provider != "cpu" if self.options.io_binding is None else self.options.io_binding
 
     def _probe_session(self):
         """An unoptimised CPU session: cheap, and enough to read metadata, inputs and outputs."""
@@ -80,22 +70,17 @@ class OnnxRuntimeRuntime(Runtime):
         except Exception as exc:  # ORT raises its own exception types for unreadable models
             raise ArtifactError(self.path, f"not a loadable ONNX model ({str(exc).splitlines()[0]})") from exc
 
-    def _read_metadata(self) -> ModelMetadata:
-        text = self._probe.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
-        if text is None:
-            raise ArtifactError(self.path, "has no sunet-deploy metadata; export it with `python -m export.onnx`")
-        return ModelMetadata.from_json(text)
-
     def _activate(self) -> None:
-        reason = availability(self.provider)
-        if reason:
-            raise RuntimeUnavailable(reason)
+        opts = self.options
         options = self.ort.SessionOptions()
         options.graph_optimization_level = self.ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if self.threads:
-            options.intra_op_num_threads = self.threads
-        providers = [(PROVIDERS[self.provider], self.provider_options)]
-        if self.provider != "cpu":
+        if opts.threads:
+            options.intra_op_num_threads = opts.threads
+        provider_options = dict(opts.provider_options)
+        if opts.provider != "cpu":
+            provider_options.setdefault("device_id", opts.device_id)
+        providers = [(PROVIDERS[opts.provider], provider_options)]
+        if opts.provider != "cpu":
             providers.append("CPUExecutionProvider")
         self.session = self.ort.InferenceSession(str(self.path), options, providers=providers)
 
@@ -121,12 +106,12 @@ class OnnxRuntimeRuntime(Runtime):
 
     def _infer_bound(self, input_name: str, batch: np.ndarray) -> tuple[np.ndarray, Timing]:
         """Input copied once to a device-resident OrtValue; the output stays on the device until the end."""
-        device = "cuda" if self.provider != "cpu" else "cpu"
+        device, device_id = self.options.device, self.options.device_id
         binding = self.session.io_binding()
         t0 = time.perf_counter()
-        value = self.ort.OrtValue.ortvalue_from_numpy(batch, device, self.device_id)
+        value = self.ort.OrtValue.ortvalue_from_numpy(batch, device, device_id)
         binding.bind_ortvalue_input(input_name, value)
-        binding.bind_output(self.session.get_outputs()[0].name, device, self.device_id)
+        binding.bind_output(self.session.get_outputs()[0].name, device, device_id)
         binding.synchronize_inputs()
         t1 = time.perf_counter()
         self.session.run_with_iobinding(binding)

@@ -2,13 +2,15 @@
 
 For every image it writes `<name>_mask.png` (palette PNG whose pixel values are class indices)
 and `<name>_overlay.jpg`; for a video, one mask per frame and an overlay video. Any runtime:
-the model file's type picks it (`--runtime` overrides). Pre- and post-processing come from the
-model's metadata, so every runtime's masks differ only by the engine.
+the model file's type picks it, and the runtime options below configure it (an option of another
+runtime is an error). Pre- and post-processing come from the model's metadata, so every runtime's
+masks differ only by the engine.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Iterator
@@ -27,7 +29,10 @@ from sunet_deploy.preprocess import (
     save_palette_png,
 )
 
-from . import ADAPTERS, ArtifactError, Runtime, RuntimeUnavailable, open_runtime, runtime_for
+from sunet_deploy.cli import EXIT_FAILED, EXIT_OK, EXIT_STATUS_HELP, EXIT_USAGE
+
+from . import ArtifactError, Runtime, RuntimeUnavailable, open_runtime, runtime_for
+from .options import OPTIONS, RuntimeOptions, add_flags, from_args, given_flags
 from .stats import format_summary, latency_summary
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
@@ -110,55 +115,35 @@ class Predictor:
                 writer.release()
 
 
-def _key_value(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return key, value
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m runtimes.predict", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m runtimes.predict", description=__doc__, epilog=EXIT_STATUS_HELP,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", help="model artifact: .safetensors checkpoint, .onnx, .engine/.plan, .pt2")
     parser.add_argument("inputs", nargs="+", help="image files, folders (searched recursively) or videos")
     parser.add_argument("-o", "--output", required=True, type=Path, help="folder for masks and overlays")
-    parser.add_argument("--runtime", choices=sorted(ADAPTERS), help="override the runtime picked from the file type")
-    parser.add_argument("--device", default="cpu", help="pytorch and aoti runtimes: cpu or cuda (default cpu)")
-    parser.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"), help="pytorch runtime")
-    parser.add_argument("--channels-last", action="store_true", help="pytorch runtime: channels_last memory format")
-    parser.add_argument("--cuda-graph", action="store_true",
-                        help="pytorch runtime on cuda: capture one CUDA graph per input shape and replay it")
-    parser.add_argument("--provider", default="cpu", choices=("cpu", "cuda", "tensorrt"), help="onnxruntime runtime")
-    parser.add_argument("--provider-option", action="append", default=[], metavar="KEY=VALUE", type=_key_value,
-                        help="onnxruntime: an execution-provider option, e.g. trt_fp16_enable=1 (repeatable)")
-    parser.add_argument("--threads", type=int, help="onnxruntime: intra-op threads (default: all cores)")
-    parser.add_argument("--buffers", default="auto", choices=("auto", "torch", "pycuda"),
-                        help="tensorrt runtime: device buffers from torch or pycuda (auto: torch if already imported)")
+    add_flags(parser)
     return parser.parse_args(argv)
 
 
-def runtime_options(args: argparse.Namespace, runtime: str) -> dict:
-    if runtime == "pytorch":
-        return {"device": args.device, "precision": args.precision, "channels_last": args.channels_last,
-                "cuda_graph": args.cuda_graph}
-    if runtime == "onnxruntime":
-        return {"provider": args.provider, "threads": args.threads, "provider_options": dict(args.provider_option)}
-    if runtime == "tensorrt":
-        return {"buffers": args.buffers}
-    return {"device": args.device}
+def runtime_options(args: argparse.Namespace) -> RuntimeOptions:
+    """The options of the runtime that opens args.model; a flag of another runtime is an error."""
+    cls = OPTIONS[runtime_for(args.model)]
+    foreign = given_flags(args) - {f.name for f in dataclasses.fields(cls)}
+    if foreign:
+        flags = ", ".join(f"--{name.replace('_', '-')}" for name in sorted(foreign))
+        raise ValueError(f"{flags} do(es) not apply to the {cls.runtime} runtime that opens {args.model}")
+    return from_args(cls, args)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         files = collect_inputs(args.inputs)
-        runtime_name = args.runtime or runtime_for(args.model)
-        runtime = open_runtime(args.model, runtime_name, **runtime_options(args, runtime_name))
+        runtime = open_runtime(args.model, runtime_options(args))
         args.output.mkdir(parents=True, exist_ok=True)
     except (InputError, ArtifactError, RuntimeUnavailable, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     failures = []
     with runtime:
         predictor = Predictor(runtime)
@@ -177,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
                    "failed": failures}
         (args.output / "predict_summary.json").write_text(json.dumps(summary, indent=2))
     print(f"{len(files) - len(failures)} of {len(files)} inputs written to {args.output}")
-    return 1 if failures else 0
+    return EXIT_FAILED if failures else EXIT_OK
 
 
 if __name__ == "__main__":

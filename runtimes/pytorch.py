@@ -10,44 +10,23 @@ import torch
 
 from sunet_deploy.checkpoint import load_model
 
-from .base import Runtime, RuntimeUnavailable, TensorInfo, Timing, image_input_info, output_info
+from .base import Runtime, TensorInfo, Timing, image_input_info, output_info
+from .options import PyTorchOptions
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-
-
-def availability(device: str = "cpu") -> str | None:
-    """None when the runtime can run on `device`, else the reason it cannot."""
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        return "no CUDA device visible to PyTorch (or a CPU-only build of torch)"
-    return None
 
 
 class PyTorchRuntime(Runtime):
     name = "pytorch"
 
-    def __init__(
-        self,
-        path: str | Path,
-        device: str = "cpu",
-        precision: str = "fp32",
-        channels_last: bool = False,
-        cuda_graph: bool = False,
-        output: str = "logits",
-    ) -> None:
-        super().__init__(path)
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
-        if cuda_graph and not device.startswith("cuda"):
-            raise ValueError("CUDA graphs need device='cuda'")
-        reason = availability(device)
-        if reason:
-            raise RuntimeUnavailable(reason)
-        self.device = torch.device(device)
-        self.dtype = PRECISIONS[precision]
-        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.cuda_graph = cuda_graph
+    def __init__(self, path: str | Path, options: PyTorchOptions | None = None) -> None:
+        super().__init__(path, options or PyTorchOptions())
         self.model, ckpt = load_model(path)
-        self.metadata = dataclasses.replace(ckpt.meta, output=output, source_sha256=ckpt.sha256)
+        meta = dataclasses.replace(ckpt.meta, output="labels" if self.options.argmax else "logits", source_sha256=ckpt.sha256)
+        self.info = dataclasses.replace(ckpt.info, metadata=meta, precision=self.options.precision)
+        self.device = torch.device(self.options.device)
+        self.dtype = PRECISIONS[self.options.precision]
+        self.memory_format = torch.channels_last if self.options.channels_last else torch.contiguous_format
         self._graphs: dict[tuple, tuple] = {}
 
     def inputs(self) -> list[TensorInfo]:
@@ -83,7 +62,7 @@ class PyTorchRuntime(Runtime):
         x = host.to(self.device, non_blocking=True).to(self.dtype).contiguous(memory_format=self.memory_format)
         events[1].record()
         with torch.inference_mode():
-            out = self._replay(x) if self.cuda_graph else self._forward(x)
+            out = self._replay(x) if self.options.cuda_graph else self._forward(x)
         events[2].record()
         result = out.cpu()
         events[3].record()

@@ -17,6 +17,7 @@ import numpy as np
 from sunet_deploy.engine_env import check_engine_environment, read_engine_sidecar
 
 from .base import Runtime, RuntimeUnavailable, TensorInfo, Timing
+from .options import TensorRTOptions
 
 
 def _tensorrt():
@@ -149,14 +150,12 @@ class PycudaBuffers:
 class TensorRTRuntime(Runtime):
     name = "tensorrt"
 
-    def __init__(self, path: str | Path, device_id: int = 0, buffers: str = "auto") -> None:
-        super().__init__(path)
-        if buffers not in ("auto", "torch", "pycuda"):
-            raise ValueError(f"buffers must be auto, torch or pycuda, got {buffers!r}")
+    def __init__(self, path: str | Path, options: TensorRTOptions | None = None) -> None:
+        super().__init__(path, options or TensorRTOptions())
         self.sidecar = read_engine_sidecar(self.path)
-        self.metadata = self.sidecar.metadata
-        self.device_id = device_id
-        self.buffer_kind = buffers
+        self.info = self.sidecar.artifact
+        self.device_id = self.options.device_id
+        self.buffer_kind = self.options.buffers
         self.engine = self.context = self.buffers = None
 
     def _activate(self) -> None:

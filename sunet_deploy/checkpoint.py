@@ -7,9 +7,7 @@ including PyTorch's zip format, are refused before anything is deserialised.
 
 from __future__ import annotations
 
-import json
 import os
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,24 +16,19 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 from torch import nn
 
+from .artifact import CHECKPOINT_KIND_KEY as KIND_KEY
+from .artifact import CHECKPOINT_META_KEY as META_KEY
+from .artifact import ArtifactError, ArtifactInfo, checkpoint_info, checkpoint_info_from_json, read_safetensors_header
 from .fileio import atomic_write_bytes, file_sha256
 from .metadata import ModelMetadata
 from .models import ModelSpec, build_model
 
 FORMAT_VERSION = 1
-KIND_KEY = "sunet_deploy.kind"
-META_KEY = "sunet_deploy.meta"
 VERSION_KEY = "sunet_deploy.format_version"
-MAX_HEADER_BYTES = 100 << 20
 
 
-class CheckpointError(ValueError):
+class CheckpointError(ArtifactError):
     """A file that cannot be used as a checkpoint; the message names the file and the reason."""
-
-    def __init__(self, path: str | os.PathLike, reason: str) -> None:
-        super().__init__(f"{path}: {reason}")
-        self.path = Path(path)
-        self.reason = reason
 
 
 @dataclass
@@ -48,6 +41,10 @@ class Checkpoint:
     @property
     def spec(self) -> ModelSpec:
         return ModelSpec.from_dict(self.meta.model)
+
+    @property
+    def info(self) -> ArtifactInfo:
+        return checkpoint_info(self.meta)
 
 
 def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], kind: str, meta_json: str) -> Path:
@@ -62,7 +59,10 @@ def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], kind
 
 def load_tensors(path: str | os.PathLike, kind: str) -> tuple[dict[str, torch.Tensor], str]:
     """Read a file written by `save_tensors`, checking its structure before loading any data."""
-    header = _read_safetensors_header(Path(path))
+    try:
+        header = read_safetensors_header(path)
+    except ArtifactError as exc:
+        raise CheckpointError(path, exc.reason) from exc
     found_kind = header.get("__metadata__", {}).get(KIND_KEY)
     if found_kind is None:
         raise CheckpointError(path, "a safetensors file but not a sunet-deploy file (no sunet_deploy metadata)")
@@ -78,50 +78,17 @@ def load_tensors(path: str | os.PathLike, kind: str) -> tuple[dict[str, torch.Te
     return tensors, header["__metadata__"][META_KEY]
 
 
-def _read_safetensors_header(path: Path) -> dict:
-    if not path.is_file():
-        raise CheckpointError(path, "no such file")
-    size = path.stat().st_size
-    with path.open("rb") as f:
-        prefix = f.read(8)
-        # A safetensors header length can start with byte 0x80 too: only a file whose header
-        # does not open as JSON is judged by its pickle/zip signature.
-        looks_like_safetensors = len(prefix) == 8 and f.read(1) == b"{"
-        f.seek(8)
-        if not looks_like_safetensors and (prefix[:1] == b"\x80" or prefix[:2] == b"PK"):
-            what = "a Python pickle" if prefix[:1] == b"\x80" else "a zip archive (PyTorch's pickle format)"
-            raise CheckpointError(
-                path, f"is {what}; refusing to unpickle it, since pickles can run code. "
-                "Re-save the weights as safetensors (safetensors.torch.save_file) and load that."
-            )
-        if len(prefix) < 8:
-            raise CheckpointError(path, f"too short to be a checkpoint ({size} bytes)")
-        (header_len,) = struct.unpack("<Q", prefix)
-        if header_len > min(size - 8, MAX_HEADER_BYTES):
-            raise CheckpointError(path, "not a safetensors checkpoint, or truncated inside its header")
-        try:
-            header = json.loads(f.read(header_len))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise CheckpointError(path, f"not a safetensors checkpoint (unreadable header: {exc})") from exc
-    if not isinstance(header, dict):
-        raise CheckpointError(path, "not a safetensors checkpoint (header is not a JSON object)")
-    data_end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
-    if 8 + header_len + data_end > size:
-        raise CheckpointError(path, f"truncated: holds {size} bytes, its header promises {8 + header_len + data_end}")
-    return header
-
-
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, meta: ModelMetadata) -> Path:
     """Save a model's weights with its metadata; the file is written atomically."""
-    return save_tensors(path, model.state_dict(), "checkpoint", meta.to_json())
+    return save_tensors(path, model.state_dict(), "checkpoint", checkpoint_info(meta).to_json())
 
 
 def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     state_dict, meta_json = load_tensors(path, "checkpoint")
     try:
-        meta = ModelMetadata.from_json(meta_json)
-    except (ValueError, TypeError, KeyError) as exc:
-        raise CheckpointError(path, f"invalid metadata ({exc})") from exc
+        meta = checkpoint_info_from_json(meta_json, path).metadata
+    except ArtifactError as exc:
+        raise CheckpointError(path, exc.reason) from exc
     return Checkpoint(state_dict, meta, Path(path), file_sha256(path))
 
 

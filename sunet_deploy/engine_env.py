@@ -15,10 +15,10 @@ import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .artifact import ArtifactInfo
 from .fileio import atomic_write_bytes, file_sha256
-from .metadata import ModelMetadata
 
-FORMAT = "sunet-deploy-tensorrt-engine-1"
+FORMAT = "sunet-deploy-tensorrt-engine-2"
 REBUILD_HINT = "rebuild the engine on this machine: python -m export.tensorrt MODEL.onnx -o {engine}"
 
 
@@ -37,21 +37,23 @@ class GpuInfo:
 
 @dataclass
 class EngineSidecar:
-    """What an engine was built from, with and for; `inputs`/`outputs` are dicts of name, shape, dtype."""
+    """What an engine was built from, with and for.
 
+    `artifact` is the engine's ArtifactInfo (model metadata, precision, optimization profile);
+    `inputs`/`outputs` are dicts of name, shape, dtype.
+    """
+
+    artifact: ArtifactInfo
     tensorrt_version: str
     gpu: GpuInfo
-    precision: str
-    profiles: list[dict]
     onnx_sha256: str
     engine_sha256: str
-    metadata: ModelMetadata
     inputs: list[dict]
     outputs: list[dict]
     build: dict = field(default_factory=dict)  # builder settings and the measured FP16 share
 
     def to_json(self) -> str:
-        data = {"format": FORMAT, **asdict(self), "metadata": json.loads(self.metadata.to_json())}
+        data = {"format": FORMAT, **asdict(self), "artifact": self.artifact.to_dict()}
         return json.dumps(data, indent=1, sort_keys=True)
 
     @classmethod
@@ -60,7 +62,7 @@ class EngineSidecar:
         if data.pop("format", None) != FORMAT:
             raise ValueError(f"not a {FORMAT} file")
         data["gpu"] = GpuInfo(**data["gpu"])
-        data["metadata"] = ModelMetadata.from_json(json.dumps(data["metadata"]))
+        data["artifact"] = ArtifactInfo.from_dict(data["artifact"])
         return cls(**data)
 
 

@@ -22,12 +22,17 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp's 0600 would hide the file from other users
+        apply_umask(tmp)  # mkstemp's 0600 would hide the file from other users
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def apply_umask(path: str | os.PathLike) -> None:
+    """Give a file the mode a plain open() would have (0666 less the umask)."""
+    os.chmod(path, 0o666 & ~_current_umask())
 
 
 def file_sha256(path: str | os.PathLike) -> str:

@@ -61,8 +61,3 @@ class ModelMetadata:
         data = json.loads(text)
         known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
         return cls(**known)
-
-
-METADATA_KEY = "sunet_deploy.metadata"
-"""The key of the ModelMetadata JSON in an artifact's string metadata (ONNX metadata_props,
-AOTInductor package metadata)."""

@@ -14,6 +14,8 @@ from benchmarks.measure import Samples, time_iterations
 from benchmarks.parity import ParityStats, Tolerance, judge, run_parity, tolerances
 from benchmarks.variants import Variant, variants_for
 from runtimes.base import Runtime, TensorInfo, Timing
+from runtimes.options import PyTorchOptions
+from sunet_deploy.artifact import ArtifactInfo
 from sunet_deploy.metadata import ModelMetadata
 from sunet_deploy.metrics import ConfusionMatrix
 from sunet_deploy.models import ModelSpec, build_model, count_parameters
@@ -28,9 +30,9 @@ class FakeRuntime(Runtime):
     name = "fake"
 
     def __init__(self, path, logits: np.ndarray, offset: float = 0.0, sleep_s: float = 0.0) -> None:
-        super().__init__(path)
-        self.metadata = ModelMetadata(model={"arch": "fake", "num_classes": 3}, classes=["a", "b", "c"],
-                                      palette=[[0, 0, 0]] * 3)  # fmt: skip
+        super().__init__(path, PyTorchOptions())
+        self.info = ArtifactInfo(ModelMetadata(model={"arch": "fake", "num_classes": 3}, classes=["a", "b", "c"],
+                                               palette=[[0, 0, 0]] * 3), "checkpoint")  # fmt: skip
         self.logits = logits.copy()
         self.logits[:, 1] += offset
         self.sleep_s = sleep_s
@@ -152,9 +154,10 @@ def test_parity_cli_exits_non_zero_when_a_runtime_fails(fake_file, tmp_path, mon
     logits = np.random.default_rng(1).standard_normal((1, 5, 32, 32)).astype(np.float32)
     fakes = {"pytorch-fp32": FakeRuntime(fake_file, logits), "bad": FakeRuntime(fake_file, logits, offset=5.0)}
     for rt in fakes.values():
-        rt.metadata = ModelMetadata(model={"arch": "fake"}, classes=[f"c{i}" for i in range(5)], palette=[[0, 0, 0]] * 5)
+        rt.info = ArtifactInfo(ModelMetadata(model={"arch": "fake"}, classes=[f"c{i}" for i in range(5)],
+                                             palette=[[0, 0, 0]] * 5), "checkpoint")
         rt.activate()
-    monkeypatch.setattr(parity, "open_runtimes", lambda args, shape: (fakes, {"bad": "fp32"}, {}))
+    monkeypatch.setattr(parity, "open_runtimes", lambda args, shape: (fakes, {}))
     code = parity.main([str(tiny_checkpoint), "--num-samples", "2", "--size", "32x32", "--output", str(tmp_path / "p")])
     assert code == 1
     report = json.loads((tmp_path / "p" / "parity.json").read_text())
@@ -234,7 +237,7 @@ def test_model_table_measures_params_and_flops():
 def test_freezing_without_binary_folding_keeps_transposed_conv_bn_exact():
     import torch
 
-    from benchmarks.artifacts import _no_binary_folding
+    from export.aoti import compile_settings
 
     torch.manual_seed(0)
     model = nn.Sequential(nn.ConvTranspose2d(4, 4, 3, stride=2, padding=1, output_padding=1), nn.BatchNorm2d(4))
@@ -243,6 +246,6 @@ def test_freezing_without_binary_folding_keeps_transposed_conv_bn_exact():
     model.eval()
     x = torch.randn(1, 4, 8, 8)
     torch._dynamo.reset()
-    with torch.no_grad(), torch._inductor.config.patch(freezing=True), _no_binary_folding():
+    with torch.no_grad(), compile_settings():
         out = torch.compile(model)(x)
         assert (out - model(x)).abs().max().item() < 1e-5

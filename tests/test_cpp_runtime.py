@@ -18,7 +18,6 @@ import torch
 from PIL import Image
 
 from export.aoti import main as export_main
-from export.aoti import read_package_metadata
 from runtimes import open_runtime
 from runtimes.predict import Predictor
 from runtimes.pytorch import PyTorchRuntime
@@ -91,7 +90,9 @@ def python_aoti_mask(cpp: Path, image_path: Path) -> np.ndarray:
 
 def test_package_matches_eager_and_carries_metadata(cpp):
     model, ckpt = load_model(cpp / "model.safetensors")
-    meta = read_package_metadata(cpp / "model.pt2")
+    info = open_runtime(cpp / "model.pt2").info
+    meta = info.metadata
+    assert (info.format, info.precision, info.input_shape) == ("aoti", "fp32", (1, 3, *SIZE))
     assert (meta.classes, meta.palette, meta.mean, meta.std) == (ckpt.meta.classes, ckpt.meta.palette, ckpt.meta.mean, ckpt.meta.std)
     assert meta.source_sha256 == ckpt.sha256
     x = torch.randn(1, 3, *SIZE, generator=torch.Generator().manual_seed(2))
@@ -177,11 +178,11 @@ def test_usage_error(cpp):
 
 
 def test_export_refuses_bad_arguments(cpp, tmp_path, capsys):
-    assert export_main([str(cpp / "model.safetensors"), "-o", str(tmp_path / "model.zip"), "--size", "64x96"]) == 1
+    assert export_main([str(cpp / "model.safetensors"), "-o", str(tmp_path / "model.zip"), "--size", "64x96"]) == 2
     assert "must end in .pt2" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:
         export_main([str(cpp / "model.safetensors"), "-o", str(tmp_path / "m.pt2"), "--size", "64"])
     assert exit_info.value.code == 2
-    assert export_main([str(tmp_path / "none.safetensors"), "-o", str(tmp_path / "m.pt2")]) == 1
+    assert export_main([str(tmp_path / "none.safetensors"), "-o", str(tmp_path / "m.pt2")]) == 2
     assert "no such file" in capsys.readouterr().err
     assert not list(tmp_path.glob("*.pt2")), "a failed export left a file behind"

@@ -11,6 +11,7 @@ from conftest import make_meta
 from sunet_deploy import engine_env
 from sunet_deploy.engine_env import (EngineEnvironmentError, EngineSidecar, GpuInfo, check_engine_environment,
                                      read_engine_sidecar, write_engine_sidecar)
+from sunet_deploy.artifact import ArtifactInfo
 from sunet_deploy.fileio import file_sha256
 from sunet_deploy.models import ModelSpec
 
@@ -21,11 +22,11 @@ GPU = GpuInfo("NVIDIA H100 80GB HBM3", "9.0")
 def engine(tmp_path):
     path = tmp_path / "model.engine"
     path.write_bytes(b"serialized engine")
+    profile = ((1, 3, 64, 64), (1, 3, 512, 512), (4, 3, 1024, 1024))
+    artifact = ArtifactInfo(make_meta(ModelSpec("sunet_tiny", num_classes=3)), "tensorrt", "fp16", profile[2], profile)
     sidecar = EngineSidecar(
-        tensorrt_version="10.9.0", gpu=GPU, precision="fp16",
-        profiles=[{"input": "input", "min": [1, 3, 64, 64], "opt": [1, 3, 512, 512], "max": [4, 3, 1024, 1024]}],
+        artifact=artifact, tensorrt_version="10.9.0", gpu=GPU,
         onnx_sha256="ab" * 32, engine_sha256=file_sha256(path),
-        metadata=make_meta(ModelSpec("sunet_tiny", num_classes=3)),
         inputs=[{"name": "input", "shape": ["batch", 3, "height", "width"], "dtype": "float32"}],
         outputs=[{"name": "logits", "shape": ["batch", 3, "height", "width"], "dtype": "float32"}],
     )
@@ -94,7 +95,7 @@ def test_tensorrt_runtime_reads_the_sidecar_without_tensorrt(engine):
 
     path, sidecar = engine
     runtime = TensorRTRuntime(path)
-    assert runtime.metadata == sidecar.metadata
+    assert runtime.info == sidecar.artifact and runtime.info.fixed_size is None
     assert runtime.inputs()[0].shape == ("batch", 3, "height", "width") and runtime.outputs()[0].name == "logits"
 
 

@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from conftest import make_meta, randomize_bn, spread_classes
-from export.onnx import ExportError, export_onnx, main, read_onnx_metadata
+from export.onnx import ExportError, export_onnx, main
 from export.opcheck import Issue
 from export.verify import TOLERANCES, compare
 from sunet_deploy.checkpoint import load_model, save_checkpoint
-from sunet_deploy.metadata import METADATA_KEY
+from sunet_deploy.artifact import ARTIFACT_KEY, read_onnx_info
 from sunet_deploy.models import ModelSpec, build_model
 
 STATIC = (72, 104)
@@ -97,13 +97,15 @@ def test_metadata_round_trip_in_one_file(tmp_path, checkpoints):
     path = tmp_path / "model.onnx"
     result = export_onnx(checkpoints[16], path, argmax=True)
     _, ckpt = load_model(checkpoints[16])
-    meta = read_onnx_metadata(path)
+    info = read_onnx_info(path)
+    meta = info.metadata
+    assert (info.format, info.precision, info.input_shape) == ("onnx", "fp32", (None, 3, None, None))
     assert meta == result.metadata
     assert meta.output == "labels" and meta.source_sha256 == ckpt.sha256
     assert (meta.classes, meta.palette, meta.mean, meta.model) == (ckpt.meta.classes, ckpt.meta.palette,
                                                                    ckpt.meta.mean, ckpt.meta.model)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    assert METADATA_KEY in session.get_modelmeta().custom_metadata_map
+    assert ARTIFACT_KEY in session.get_modelmeta().custom_metadata_map
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]  # no external data, no temporary files
     assert not any(t.data_location == onnx.TensorProto.EXTERNAL for t in onnx.load(str(path)).graph.initializer)
 

@@ -182,23 +182,23 @@ def test_tensorrt10_build_writes_engine_and_sidecar(tmp_path, monkeypatch, onnx_
     assert trt.calls["profiles_added"] == 1
     assert trt.calls["profile"] == ("input", (1, 3, 64, 64), (1, 3, 512, 512), (2, 3, 768, 768))
     sidecar = read_engine_sidecar(engine)
-    assert (sidecar.tensorrt_version, sidecar.gpu, sidecar.precision) == ("10.9.0", GPU, "fp16")
-    assert sidecar.metadata.num_classes == 5 and sidecar.build["fp16_share"] == 1.0
+    assert (sidecar.tensorrt_version, sidecar.gpu, sidecar.artifact.precision) == ("10.9.0", GPU, "fp16")
+    assert sidecar.artifact.metadata.num_classes == 5 and sidecar.build["fp16_share"] == 1.0
     assert sidecar.inputs == [{"name": "input", "shape": ["batch", 3, "height", "width"], "dtype": "float32"}]
     assert sidecar.outputs[0]["name"] == "logits"
-    assert sidecar.profiles == [{"input": "input", "min": [1, 3, 64, 64], "opt": [1, 3, 512, 512],
-                                 "max": [2, 3, 768, 768]}]
+    assert sidecar.artifact.profile == ((1, 3, 64, 64), (1, 3, 512, 512), (2, 3, 768, 768))
+    assert sidecar.artifact.format == "tensorrt" and sidecar.artifact.accepts((2, 3, 700, 100))
     assert check_engine_environment(engine, "10.9.0", gpu=GPU) == sidecar
 
 
 def test_tensorrt11_is_strongly_typed_and_needs_the_fp16_onnx(tmp_path, monkeypatch, capsys, onnx_models):
     trt = fake_tensorrt("11.0.0")
     engine = tmp_path / "model.engine"
-    assert run_cli(monkeypatch, [onnx_models["fp32"], "-o", engine], trt) == 1
+    assert run_cli(monkeypatch, [onnx_models["fp32"], "-o", engine], trt) == 2
     assert "--fp16" in capsys.readouterr().err and not engine.exists()
     assert run_cli(monkeypatch, [onnx_models["fp16"], "-o", engine], trt) == 0
     assert trt.calls["network_flags"] == 1 << 5 and "flags" not in trt.calls
-    assert read_engine_sidecar(engine).precision == "fp16"
+    assert read_engine_sidecar(engine).artifact.precision == "fp16"
 
 
 def test_engine_that_is_not_fp16_is_refused(tmp_path, monkeypatch, capsys, onnx_models):
@@ -208,7 +208,7 @@ def test_engine_that_is_not_fp16_is_refused(tmp_path, monkeypatch, capsys, onnx_
     assert list(tmp_path.iterdir()) == []
     fp32_trt = fake_tensorrt(layer_datatype="Float")
     assert run_cli(monkeypatch, [onnx_models["fp32"], "-o", engine, "--fp32"], fp32_trt) == 0
-    assert read_engine_sidecar(engine).precision == "fp32"
+    assert read_engine_sidecar(engine).artifact.precision == "fp32"
 
 
 def test_parse_failure_lists_the_parser_errors(tmp_path, monkeypatch, capsys, onnx_models):
@@ -241,7 +241,7 @@ def test_bad_inputs_give_clear_errors(tmp_path, monkeypatch, capsys, onnx_models
     else:
         monkeypatch.setattr(trt_export, "import_tensorrt", lambda: fake_tensorrt())
     monkeypatch.setattr(trt_export, "query_gpu", no_gpu if case == "no_gpu" else lambda device_id: GPU)
-    assert trt_export.main([str(model), "-o", str(output)]) == 1
+    assert trt_export.main([str(model), "-o", str(output)]) == 2
     assert message in capsys.readouterr().err
     assert not output.is_file()
 

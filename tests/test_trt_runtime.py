@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 
 from runtimes import ArtifactError, open_runtime
+from runtimes.options import OnnxRuntimeOptions
 from runtimes import trt as trt_runtime
 from sunet_deploy import engine_env
 from sunet_deploy.engine_env import EngineEnvironmentError, EngineSidecar, GpuInfo, write_engine_sidecar
+from sunet_deploy.artifact import ArtifactInfo
 from sunet_deploy.fileio import file_sha256
 from sunet_deploy.metadata import ModelMetadata
 
@@ -114,8 +116,8 @@ def write_engine(path, tensorrt_version="10.9.0", gpu=GPU, data=b"engine"):
     meta = ModelMetadata(model={"arch": "sunet_tiny", "num_classes": NUM_CLASSES},
                          classes=[f"c{i}" for i in range(NUM_CLASSES)], palette=[[i, i, i] for i in range(NUM_CLASSES)])
     tensor = {"name": "input", "shape": ["batch", 3, "height", "width"], "dtype": "float32"}
-    sidecar = EngineSidecar(tensorrt_version, gpu, "fp16", [{"input": "input", "min": PROFILE[0], "opt": PROFILE[1],
-                            "max": PROFILE[2]}], "0" * 64, file_sha256(path), meta, [tensor],
+    artifact = ArtifactInfo(meta, "tensorrt", "fp16", PROFILE[2], PROFILE)
+    sidecar = EngineSidecar(artifact, tensorrt_version, gpu, "0" * 64, file_sha256(path), [tensor],
                             [{"name": "logits", "shape": ["batch", NUM_CLASSES, "height", "width"], "dtype": "float32"}])
     write_engine_sidecar(path, sidecar)
     return path
@@ -126,6 +128,7 @@ def fake_gpu(monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorrt", fake_tensorrt())
     monkeypatch.setattr(engine_env, "query_gpu", lambda device_id=0: GPU)
     monkeypatch.setattr(trt_runtime.TensorRTRuntime, "_make_buffers", lambda self: HostBuffers())
+    monkeypatch.setattr(trt_runtime, "_cuda_device_count", lambda: 1)
 
 
 def test_engine_runs_through_the_contract(tmp_path, fake_gpu):
@@ -170,7 +173,7 @@ def test_engine_without_sidecar_is_refused(tmp_path):
     with pytest.raises(EngineEnvironmentError, match="no build environment file model.engine.json"):
         open_runtime(tmp_path / "model.engine")
     with pytest.raises(ArtifactError, match="is a tensorrt artifact"):
-        open_runtime(tmp_path / "model.engine", runtime="onnxruntime")
+        open_runtime(tmp_path / "model.engine", OnnxRuntimeOptions())
 
 
 def test_without_tensorrt_the_reason_says_how_to_install(tmp_path, monkeypatch):

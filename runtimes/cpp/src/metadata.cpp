@@ -8,7 +8,7 @@
 namespace sunet::detail {
 namespace {
 
-const char* const kFormat = "sunet-deploy-aoti-1";
+const char* const kFormat = "sunet-deploy-1";
 
 class Reader {
  public:
