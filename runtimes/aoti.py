@@ -5,6 +5,7 @@ The same package runs in C++ applications through runtimes/cpp.
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -16,12 +17,23 @@ from .base import Runtime, TensorInfo, Timing, output_info
 from .options import AOTInductorOptions
 
 
+def _looks_like_package(path: Path) -> bool:
+    """A zip archive holding AOTInductor's archive_format entry (what torch's loader reads first)."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(name.endswith("/archive_format") for name in archive.namelist())
+
+
 class AOTInductorRuntime(Runtime):
     name = "aoti"
 
     def __init__(self, path: str | Path, options: AOTInductorOptions | None = None) -> None:
         super().__init__(path, options or AOTInductorOptions())
         self.device = torch.device(self.options.device)
+        if not _looks_like_package(self.path):  # torch would log a misleading "outdated pt2 file" first
+            raise ArtifactError(self.path, "not an AOTInductor package (no AOTInductor archive inside); "
+                                "export one with `python -m export.aoti`")
         try:
             self.package = torch._inductor.aoti_load_package(str(self.path))
         except Exception as exc:  # the loader raises RuntimeError or zipfile errors for foreign files

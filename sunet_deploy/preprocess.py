@@ -41,8 +41,33 @@ class ImageError(ValueError):
 # ---------------------------------------------------------------- reading images
 
 
+EXIF_ORIENTATION = 0x0112
+_ORIENT = {  # EXIF orientation -> how to turn the stored pixels into the image viewers show
+    2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
+    5: lambda a: a.swapaxes(0, 1), 6: lambda a: np.rot90(a, -1), 7: lambda a: a[::-1, ::-1].swapaxes(0, 1),
+    8: lambda a: np.rot90(a, 1),
+}  # fmt: skip
+
+
+def exif_orientation(path: str | os.PathLike) -> int:
+    """The EXIF orientation tag of an image file (1, the identity, when it has none)."""
+    try:
+        with Image.open(path) as image:
+            orientation = image.getexif().get(EXIF_ORIENTATION, 1)
+    except (OSError, ValueError, SyntaxError):  # Pillow cannot parse it: OpenCV's decoding will say why
+        return 1
+    return orientation if orientation in _ORIENT else 1
+
+
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read any image OpenCV can decode as HxWx3 uint8 RGB (16-bit scaled, gray replicated, alpha dropped)."""
+    """Read any image OpenCV can decode as HxWx3 uint8 RGB (16-bit scaled, gray replicated, alpha dropped),
+    turned as its EXIF orientation says, so that it is the image every viewer shows."""
+    image = _decode(path)
+    orientation = exif_orientation(path)
+    return np.ascontiguousarray(_ORIENT[orientation](image)) if orientation != 1 else image
+
+
+def _decode(path: str | os.PathLike) -> np.ndarray:
     if not os.path.isfile(path):
         raise ImageError(path, "no such file")
     data = np.fromfile(path, dtype=np.uint8)  # also handles non-ASCII paths, unlike cv2.imread
@@ -125,8 +150,35 @@ def _resize_to(image: np.ndarray, size: tuple[int, int], interpolation: int) -> 
     return np.concatenate(chunks, axis=2)
 
 
-def plan_geometry(size: tuple[int, int], policy: "str | SizePolicy") -> Geometry:
-    policy = SizePolicy.parse(policy)
+def fit_geometry(size: tuple[int, int], low: tuple[int, int], high: tuple[int | None, int | None]) -> Geometry:
+    """Letterbox `size` into what an artifact accepts: heights and widths between `low` and `high`.
+
+    A size inside the bounds is kept. Otherwise the image is scaled, aspect ratio kept, by the
+    largest factor that fits `high` (at least up to `low` where possible), then padded at the bottom
+    and right up to `low`. A fixed-size artifact (low == high) gets the classic letterbox.
+    """
+    h, w = size
+    high_h, high_w = (v if v is not None else float("inf") for v in high)
+    if low[0] <= h <= high_h and low[1] <= w <= high_w:
+        return Geometry(size, size, size)
+    scale = min(max(1.0, low[0] / h, low[1] / w), high_h / h, high_w / w)
+    resized = (int(min(high_h, max(1, round(h * scale)))), int(min(high_w, max(1, round(w * scale)))))
+    return Geometry(size, resized, (max(resized[0], low[0]), max(resized[1], low[1])))
+
+
+def plan_geometry(size: tuple[int, int], policy: "str | SizePolicy",
+                  bounds: tuple[tuple[int, int], tuple[int | None, int | None]] | None = None) -> Geometry:
+    """The model's own size policy, then (when the artifact only takes some sizes) a letterbox into `bounds`."""
+    geometry = _policy_geometry(size, SizePolicy.parse(policy))
+    if bounds is None:
+        return geometry
+    fitted = fit_geometry(geometry.padded, *bounds)
+    if fitted.padded == geometry.padded:
+        return geometry
+    return fit_geometry(size, *bounds)
+
+
+def _policy_geometry(size: tuple[int, int], policy: SizePolicy) -> Geometry:
     h, w = size
     resized = (h, w)
     if policy.resize_short:
@@ -147,11 +199,13 @@ def to_tensor_input(
     mean: Sequence[float],
     std: Sequence[float],
     size_policy: "str | SizePolicy" = "none",
+    bounds: tuple[tuple[int, int], tuple[int | None, int | None]] | None = None,
 ) -> tuple[np.ndarray, list[Geometry]]:
     """RGB uint8 image(s) -> (float32 NCHW batch of (x/255 - mean)/std, one Geometry per image).
 
-    Padding is zero in normalised units (the mean colour). After the size policy all images of a
-    batch must have the same size.
+    Padding is zero in normalised units (the mean colour). `bounds` (min and max height x width)
+    letterboxes images into the sizes a fixed-size artifact accepts (see `fit_geometry`). After
+    this, all images of a batch must have the same size.
     """
     if isinstance(images, np.ndarray) and images.ndim == 3:
         images = [images]
@@ -161,7 +215,7 @@ def to_tensor_input(
     for image in images:
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"expected an HxWx3 uint8 RGB image, got {image.dtype} {image.shape}")
-        geometry = plan_geometry(image.shape[:2], size_policy)
+        geometry = plan_geometry(image.shape[:2], size_policy, bounds)
         if geometry.resized != geometry.original:
             image = _resize_to(image, geometry.resized, cv2.INTER_LINEAR)
         x = (image.astype(np.float32) - mean_arr) * inv_std
@@ -182,14 +236,22 @@ class Normalization:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     size_policy: str = "none"
+    bounds: tuple[tuple[int, int], tuple[int | None, int | None]] | None = None
 
     @classmethod
     def from_metadata(cls, meta) -> "Normalization":
         """From a `ModelMetadata` (or anything with mean, std and resize_policy)."""
         return cls(tuple(meta.mean), tuple(meta.std), meta.resize_policy)
 
+    @classmethod
+    def for_artifact(cls, info) -> "Normalization":
+        """From an `ArtifactInfo`: its metadata, and the image sizes it accepts when they are limited."""
+        low, high = info.shape_bounds()
+        bounds = None if (low[2:], high[2:]) == ((1, 1), (None, None)) else (low[2:], high[2:])
+        return cls(tuple(info.metadata.mean), tuple(info.metadata.std), info.metadata.resize_policy, bounds)
+
     def __call__(self, images: Sequence[np.ndarray] | np.ndarray) -> tuple[np.ndarray, list[Geometry]]:
-        return to_tensor_input(images, self.mean, self.std, self.size_policy)
+        return to_tensor_input(images, self.mean, self.std, self.size_policy, self.bounds)
 
 
 # ---------------------------------------------------------------- output -> mask

@@ -1,0 +1,103 @@
+"""Seven real photos (odd sizes, grayscale, RGBA, JPEG, EXIF-rotated) through every runtime here,
+fixed-size artifacts included: every mask has its photo's size (as viewers show it), and FP32
+runtimes label >= 99.9 % of pixels as PyTorch FP32 does on the same input geometry."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from benchmarks.variants import VARIANTS
+from conftest import make_meta, randomize_bn, spread_classes
+from photos import upright_chelsea, write_photos
+from runtimes import open_runtime
+from runtimes.options import AOTInductorOptions, OnnxRuntimeOptions, PyTorchOptions
+from runtimes.predict import Predictor
+from sunet_deploy.checkpoint import save_checkpoint
+from sunet_deploy.models import ModelSpec, build_model
+from sunet_deploy.preprocess import Normalization, read_image
+
+FIXED = (64, 96)
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    paths = write_photos(tmp_path_factory.mktemp("photos"))
+    return {name: read_image(path) for name, path in paths.items()}
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory, photos):
+    """A tiny model that draws several classes on the photos, and its exports (the AOTInductor
+    package is compiled once for all pytest-xdist workers)."""
+    from export.aoti import export_aoti
+    from export.onnx import export_onnx
+
+    base = tmp_path_factory.getbasetemp()
+    root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "photo_artifacts"
+    root.mkdir(exist_ok=True)
+    with open(root / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (root / "model.pt2").exists():
+            spec = ModelSpec("sunet_tiny", num_classes=5, output_stride=16)
+            torch.manual_seed(0)
+            model = randomize_bn(build_model(spec)).eval()
+            spread_classes(model, torch.from_numpy(Normalization.from_metadata(make_meta(spec))(photos["coffee"])[0]))
+            save_checkpoint(root / "model.safetensors", model, make_meta(spec))
+            export_onnx(root / "model.safetensors", root / "model.onnx")
+            export_onnx(root / "model.safetensors", root / "static.onnx", static=FIXED)
+            export_aoti(root / "model.safetensors", root / "model.pt2", size=FIXED)
+    return root
+
+
+def masks(runtime, photos, geometry_of=None) -> dict[str, np.ndarray]:
+    """Masks of every photo; `geometry_of` (a runtime) imposes that runtime's letterbox on this one."""
+    with runtime:
+        predictor = Predictor(runtime)
+        if geometry_of is not None:
+            predictor.normalize = Normalization.for_artifact(geometry_of.info)
+        return {name: predictor.mask(image) for name, image in photos.items()}
+
+
+CASES = {  # name -> (artifact file, options)
+    **{name: ("model.safetensors", v.options) for name, v in VARIANTS.items()
+       if v.artifact == "checkpoint" and v.device == "cpu" and name != "pytorch-fp32"},
+    "onnxruntime-cpu": ("model.onnx", OnnxRuntimeOptions()),
+    "onnxruntime-cpu-static": ("static.onnx", OnnxRuntimeOptions()),
+    "aoti-cpu": ("model.pt2", AOTInductorOptions()),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_every_runtime_segments_every_photo_at_its_size(name, artifacts, photos):
+    artifact, options = CASES[name]
+    runtime = open_runtime(artifacts / artifact, options)
+    got = masks(runtime, photos)
+    reference = masks(open_runtime(artifacts / "model.safetensors", PyTorchOptions()), photos, geometry_of=runtime)
+    assert got["chelsea"].shape == upright_chelsea().shape[:2]  # EXIF orientation applied
+    for photo, mask in got.items():
+        assert mask.shape == photos[photo].shape[:2], photo
+    pixels = np.concatenate([(got[p] == reference[p]).ravel() for p in photos])
+    classes = np.unique(np.concatenate([m.ravel() for m in reference.values()]))
+    print(f"{name} ({runtime.info.precision}, {runtime.info.describe_shapes()}): agreement {100 * pixels.mean():.4f} % "
+          f"over {pixels.size} pixels, {len(classes)} classes in the reference")
+    assert len(classes) >= 3, "vacuous: the reference draws fewer than 3 classes"
+    if runtime.info.precision == "fp32":
+        assert pixels.mean() >= 0.999
+
+
+def test_package_follows_the_umask_and_foreign_files_get_one_line(artifacts, tmp_path, capfd):
+    from runtimes import ArtifactError
+
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (artifacts / "model.pt2").stat().st_mode & 0o777 == 0o666 & ~umask  # as model.onnx is
+    junk = tmp_path / "random.pt2"
+    junk.write_bytes(np.random.default_rng(0).bytes(1000))
+    with pytest.raises(ArtifactError, match="not an AOTInductor package"):
+        open_runtime(junk)
+    assert "outdated" not in capfd.readouterr().err
