@@ -105,6 +105,23 @@ class OnnxRuntimeOptions(RuntimeOptions):
 
         return provider_availability(self.provider)
 
+    def session_options(self, ort):
+        """onnxruntime.SessionOptions for these options (`ort` is the onnxruntime module)."""
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if self.threads:
+            options.intra_op_num_threads = self.threads
+        return options
+
+    def providers(self) -> list:
+        """The execution providers with their options, CPU as the fallback of a GPU provider."""
+        from runtimes.ort import PROVIDERS
+
+        if self.provider == "cpu":
+            return [(PROVIDERS["cpu"], dict(self.provider_options))]
+        return [(PROVIDERS[self.provider], {"device_id": self.device_id, **self.provider_options}),
+                PROVIDERS["cpu"]]
+
 
 @dataclass(frozen=True)
 class TensorRTOptions(RuntimeOptions):

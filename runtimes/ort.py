@@ -71,18 +71,8 @@ class OnnxRuntimeRuntime(Runtime):
             raise ArtifactError(self.path, f"not a loadable ONNX model ({str(exc).splitlines()[0]})") from exc
 
     def _activate(self) -> None:
-        opts = self.options
-        options = self.ort.SessionOptions()
-        options.graph_optimization_level = self.ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if opts.threads:
-            options.intra_op_num_threads = opts.threads
-        provider_options = dict(opts.provider_options)
-        if opts.provider != "cpu":
-            provider_options.setdefault("device_id", opts.device_id)
-        providers = [(PROVIDERS[opts.provider], provider_options)]
-        if opts.provider != "cpu":
-            providers.append("CPUExecutionProvider")
-        self.session = self.ort.InferenceSession(str(self.path), options, providers=providers)
+        self.session = self.ort.InferenceSession(str(self.path), self.options.session_options(self.ort),
+                                                 providers=self.options.providers())
 
     def _deactivate(self) -> None:
         self.session = None
