@@ -6,7 +6,7 @@ TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench clean clean-demo
 
 setup: $(STAMP)
 
@@ -22,6 +22,7 @@ DEMO := runs/demo
 # The end-to-end demo on built-in synthetic data (CPU, no download): train, evaluate, export,
 # predict on image files, and check every runtime against PyTorch FP32.
 demo: setup
+	@if [ -e $(DEMO) ]; then echo "$(DEMO) holds an earlier demo run, kept as it is: remove it with 'make clean-demo', or run 'make demo DEMO=runs/demo2'" >&2; exit 2; fi
 	$(PY) -m train --config demo --out-dir $(DEMO)
 	$(PY) -m train.evaluate $(DEMO)/best.safetensors --output $(DEMO)/eval.json
 	$(PY) -m export.onnx $(DEMO)/best.safetensors -o $(DEMO)/model.onnx
@@ -35,6 +36,9 @@ bench: setup
 
 test: setup
 	$(PY) -m pytest -q -n 2 --durations=15
+
+clean-demo:
+	rm -rf $(DEMO)
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info
