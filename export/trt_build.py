@@ -52,9 +52,15 @@ class BuildResult:
     timing_cache: bytes | None  # None when TensorRT kept none
 
 
+def fp16_builder_flag(trt):
+    """BuilderFlag.FP16 on TensorRT 10.x; None on 11.x, which removed it (strongly typed only). The one
+    place that probes for it, so that no code path names it where it does not exist."""
+    return getattr(trt.BuilderFlag, "FP16", None)
+
+
 def has_fp16_builder_flag(trt) -> bool:
     """True for TensorRT 10.x (BuilderFlag.FP16 exists), False for 11.x (strongly typed only)."""
-    return hasattr(trt.BuilderFlag, "FP16")
+    return fp16_builder_flag(trt) is not None
 
 
 def run_builder(trt, plan: BuildPlan, settings: BuildSettings) -> BuildResult:
@@ -70,7 +76,7 @@ def run_builder(trt, plan: BuildPlan, settings: BuildSettings) -> BuildResult:
     config.builder_optimization_level = settings.optimization_level
     config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
     if plan.fp16_flag:
-        config.set_flag(trt.BuilderFlag.FP16)
+        config.set_flag(fp16_builder_flag(trt))
     if not settings.tf32:
         config.clear_flag(trt.BuilderFlag.TF32)
     profile = builder.create_optimization_profile()

@@ -306,7 +306,7 @@ def build_module(major: int, version: str, scenario: Scenario, inspector_json) -
             if source is None:
                 return (-1,) * rank
             n, _, h, w = source
-            return (n, self._engine.num_classes, h, w) if rank == 4 else (n, h, w)
+            return (n, self._engine._num_classes, h, w) if rank == 4 else (n, h, w)
 
         def set_tensor_address(self, name, memory):
             self._addresses[name] = int(memory)
@@ -323,14 +323,14 @@ def build_module(major: int, version: str, scenario: Scenario, inspector_json) -
             for name in outputs:
                 out = host_view(self._addresses[name], self.get_tensor_shape(name),
                                 NUMPY_TYPES[self._engine._io[name]["dtype"]])
-                logits = fake_logits(batch.astype(np.float32), self._engine.num_classes)
+                logits = fake_logits(batch.astype(np.float32), self._engine._num_classes)
                 out[...] = logits if out.ndim == 4 else logits.argmax(axis=1)
             return True
 
     class ICudaEngine(Recorded):
         _api = "ICudaEngine"
         _writable = writable("ICudaEngine")
-        num_classes = 4
+        _num_classes = 4
 
         def __init__(self, plan):
             self._plan = plan
