@@ -232,11 +232,13 @@ def build_module(major: int, version: str, scenario: Scenario, inspector_json) -
             fp16 = fp16_graph if strongly_typed else trt.BuilderFlag.FP16 in config._flags
             if config._cache is not None:
                 config._cache._entries.append(f"conv tactics for {network._graph['inputs'][0]['name']}")
+            settings = config.__dict__  # read without recording: the project did not touch these here
             plan = {"device": scenario.device, "network_flags": network._flags, "fp16": fp16,
                     "tf32": trt.BuilderFlag.TF32 in config._flags, "strongly_typed": strongly_typed,
-                    "flags": sorted(int(f) for f in config._flags), "workspace": config._pools.get(
-                        trt.MemoryPoolType.WORKSPACE), "optimization_level": config.__dict__["builder_optimization_level"],
-                    "verbosity": int(config.__dict__["profiling_verbosity"]), "io": network._graph["io"],
+                    "flags": sorted(int(f) for f in config._flags),
+                    "workspace": config._pools.get(trt.MemoryPoolType.WORKSPACE),
+                    "optimization_level": settings["builder_optimization_level"],
+                    "verbosity": int(settings["profiling_verbosity"]), "io": network._graph["io"],
                     "profiles": [{k: [list(s) for s in v] for k, v in p._shapes.items()} for p in config._profiles]}
             return IHostMemory(ENGINE_MAGIC + json.dumps(plan).encode())
 
