@@ -96,7 +96,6 @@ class TensorRTRuntime(Runtime):
         except BaseException:
             self._deactivate()
             raise
-        self.trt = trt
 
     def _load_engine(self, trt) -> None:
         logger = trt.Logger(trt.Logger.WARNING)
@@ -134,16 +133,20 @@ class TensorRTRuntime(Runtime):
         with self.buffers.current():
             return self._run(batch)
 
+    def _bind(self, name: str, address: int) -> None:
+        if not self.context.set_tensor_address(name, address):
+            raise RuntimeError(f"TensorRT refused the device address of {name!r} (see the log above)")
+
     def _run(self, batch: np.ndarray) -> tuple[np.ndarray, Timing]:
         name, buffers, context = self.input_names[0], self.buffers, self.context
         check_shape_in_profile(name, batch.shape, self.engine.get_tensor_profile_shape(name, 0))
         if not context.set_input_shape(name, batch.shape):
             raise RuntimeError(f"TensorRT refused input shape {batch.shape} for {name!r}")
         batch = batch.astype(self.dtypes[name], copy=False)
-        context.set_tensor_address(name, buffers.prepare(name, batch.shape, batch.dtype))
+        self._bind(name, buffers.prepare(name, batch.shape, batch.dtype))
         shapes = {out: tuple(context.get_tensor_shape(out)) for out in self.output_names}
         for out, shape in shapes.items():
-            context.set_tensor_address(out, buffers.prepare(out, shape, self.dtypes[out]))
+            self._bind(out, buffers.prepare(out, shape, self.dtypes[out]))
         t0 = time.perf_counter()
         buffers.upload(name, batch)
         buffers.synchronize()
