@@ -4,7 +4,8 @@ FP16 by default (`--fp32` for FP32). TensorRT 10.x builds an FP32 ONNX with the 
 TensorRT 11.x builds strongly typed networks only, so FP16 there needs the FP16 ONNX from
 `python -m export.onnx --fp16` (an FP16 ONNX is always built strongly typed). After the build the
 engine inspector (detailed profiling verbosity) shows which layers run in FP16: an engine whose
-convolutions are not mostly FP16 is refused instead of being called FP16.
+convolutions are not mostly FP16 is refused instead of being called FP16. TF32 (TensorRT's default
+for FP32 layers) is off unless --tf32 is given, so an FP32 engine computes in FP32.
 
 The optimization profile spans --min/--opt/--max input shapes (NxCxHxW). Dimensions fixed in the
 ONNX graph are taken from it; dynamic ones default to min 1x3x64x64, opt 1x3x512x512, max
@@ -20,6 +21,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -29,8 +31,8 @@ import onnx
 from google.protobuf.message import DecodeError
 
 from export.common import check_writable
-from export.trt_build import BuildPlan, BuildResult, BuildSettings, TensorRTBuildError, has_fp16_builder_flag, \
-    run_builder
+from export.trt_build import BuildError, BuildPlan, BuildResult, BuildSettings, TensorRTBuildError, \
+    has_fp16_builder_flag, run_builder
 from sunet_deploy.artifact import ArtifactError, ArtifactInfo, info_from_strings
 from sunet_deploy.cli import EXIT_FAILED, EXIT_OK, EXIT_STATUS_HELP, EXIT_USAGE, parse_dims
 from sunet_deploy.engine_env import EngineEnvironmentError, EngineSidecar, GpuInfo, query_gpu, write_engine_sidecar
@@ -41,10 +43,6 @@ INSTALL_HINT = ("TensorRT is not installed: pip install tensorrt (10.x or 11.x; 
                 "or pip install 'sunet-deploy[gpu]'")
 ONNX_DTYPES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16",
                onnx.TensorProto.INT64: "int64", onnx.TensorProto.INT32: "int32", onnx.TensorProto.UINT8: "uint8"}
-
-
-class BuildError(RuntimeError):
-    """A build that cannot start (bad input, missing TensorRT or GPU); the message says what to do."""
 
 
 class EngineRefused(BuildError):
@@ -77,6 +75,7 @@ class EngineOptions:
     timing_cache: Path | None = None
     optimization_level: int = 3
     min_fp16_share: float = 0.9
+    tf32: bool = False  # allow TF32 in FP32 layers (TensorRT's default, which would make "fp32" untrue)
 
 
 @dataclass(frozen=True)
@@ -85,6 +84,7 @@ class PrecisionSummary:
     convolutions: int
     fp16_layers: int
     float_layers: int
+    schema: str = "10.x"  # which inspector JSON schema was read: "10.x" or "11.x"
 
     @property
     def fp16_share(self) -> float:
@@ -162,8 +162,11 @@ def plan_build(fp16_flag_available: bool, onnx_precision: str, requested: str) -
 
 
 def summarize_precision(inspector_json: str) -> PrecisionSummary:
-    """Count FP16 layers in the engine inspector's JSON (ProfilingVerbosity.DETAILED)."""
-    layers = json.loads(inspector_json).get("Layers", [])
+    """Count FP16 layers in the engine inspector's JSON (ProfilingVerbosity.DETAILED), either schema:
+    10.x writes a tensor's type in "Format/Datatype" and lists "Bindings"; 11.x splits it into "Format"
+    and "Datatype" and lists "I/O Tensors" (objects with "DataType")."""
+    info = json.loads(inspector_json)
+    layers = info.get("Layers", [])
     if layers and not isinstance(layers[0], dict):
         raise BuildError("the engine inspector listed layer names only: the engine was not built with "
                          "ProfilingVerbosity.DETAILED, so its precision cannot be proven")
@@ -172,28 +175,41 @@ def summarize_precision(inspector_json: str) -> PrecisionSummary:
     convolutions = [kind for layer, kind in float_layers
                     if "conv" in (layer.get("LayerType", "") + layer.get("ParameterType", "")).lower()]
     return PrecisionSummary(fp16_convolutions=convolutions.count("fp16"), convolutions=len(convolutions),
-                            fp16_layers=sum(kind == "fp16" for _, kind in float_layers), float_layers=len(float_layers))
+                            fp16_layers=sum(kind == "fp16" for _, kind in float_layers), float_layers=len(float_layers),
+                            schema="11.x" if "I/O Tensors" in info or _split_datatype(layers) else "10.x")
 
 
 def require_fp16(summary: PrecisionSummary, min_share: float) -> None:
     """Refuse to call an engine FP16 unless the inspector shows it."""
     if summary.float_layers == 0:
         raise EngineRefused("the engine inspector reported no layer data types, so FP16 cannot be proven; "
-                         "not writing an engine labelled FP16")
+                            "not writing an engine labelled FP16")
     if summary.fp16_share < min_share:
         raise EngineRefused(f"asked for FP16, but only {summary.fp16_share:.0%} of the layers run in FP16 "
-                         f"(--min-fp16-share {min_share:.0%}); not writing an engine labelled FP16")
+                            f"(--min-fp16-share {min_share:.0%}); not writing an engine labelled FP16")
+
+
+DATATYPE_KEYS = ("Datatype", "DataType", "Format/Datatype")  # 11.x layer tensors, 11.x I/O tensors, 10.x
+PRECISION_WORDS = (("bf16", {"bf16", "bfloat16"}), ("fp16", {"fp16", "half", "float16"}), ("fp8", {"fp8"}),
+                   ("fp32", {"fp32", "float", "float32"}), ("int8", {"int8"}))
+
+
+def _split_datatype(layers: list) -> bool:
+    return any("Datatype" in t for layer in layers for t in layer.get("Outputs") or [])
 
 
 def _layer_precision(layer: dict) -> str | None:
-    """'fp16', 'fp32' or another float kind from a layer's first output format; None for non-float layers."""
+    """'fp16', 'fp32' or another float kind from a layer's first output; None for non-float layers."""
     outputs = layer.get("Outputs") or [{}]
-    text = str(outputs[0].get("Format/Datatype", "")).lower()
-    for kind, words in (("bf16", ("bf16", "bfloat")), ("fp16", ("fp16", "half")), ("fp8", ("fp8",)),
-                        ("fp32", ("fp32", "float")), ("int8", ("int8",))):
-        if any(word in text for word in words):
-            return kind
-    return None
+    return tensor_precision(outputs[0])
+
+
+def tensor_precision(tensor: dict) -> str | None:
+    """The float kind of an inspector tensor entry: "Half", "Row major linear FP32", "Channel major FP16
+    format where channel % 8 == 0" -> 'fp16'/'fp32'...; None for integer or unknown types."""
+    text = next((tensor[key] for key in DATATYPE_KEYS if key in tensor), "")
+    words = set(re.findall(r"[a-z0-9]+", str(text).lower()))
+    return next((kind for kind, names in PRECISION_WORDS if words & names), None)
 
 
 def make_sidecar(info: OnnxInfo, result: BuildResult, plan: BuildPlan, gpu: GpuInfo, trt_version: str,
@@ -236,21 +252,23 @@ def build_engine(onnx_path: str | os.PathLike, output: str | os.PathLike, option
     plan = plan_build(has_fp16_builder_flag(trt), info.precision, "fp32" if options.fp32 else "fp16")
     cache = options.timing_cache.read_bytes() if options.timing_cache and options.timing_cache.is_file() else None
     print(f"building a {plan.precision} engine with TensorRT {trt.__version__} on {gpu.describe()}, "
-          f"{'strongly typed' if plan.strongly_typed else 'FP16 builder flag' if plan.fp16_flag else 'FP32'}, "
+          f"{'strongly typed' if plan.strongly_typed else 'FP16 builder flag' if plan.fp16_flag else 'FP32'}"
+          f"{', TF32 allowed' if options.tf32 else ''}, "
           f"profile min {_fmt(profile[0])} opt {_fmt(profile[1])} max {_fmt(profile[2])} (minutes for large models)",
           flush=True)
     settings = BuildSettings(onnx_path, info.inputs[0]["name"], profile, int(options.workspace_gib * 2**30),
-                             options.optimization_level, cache)
+                             options.optimization_level, cache, options.timing_cache, options.tf32)
     result = run_builder(trt, plan, settings)
     summary = summarize_precision(result.inspector_json)
     print(f"engine inspector: {summary.describe()}")
     if plan.precision == "fp16":
         require_fp16(summary, options.min_fp16_share)
     sidecar = make_sidecar(info, result, plan, gpu, trt.__version__, profile, summary,
-                           {"workspace_gib": options.workspace_gib, "optimization_level": options.optimization_level})
+                           {"workspace_gib": options.workspace_gib, "optimization_level": options.optimization_level,
+                            "tf32": options.tf32, "inspector_schema": summary.schema})
     atomic_write_bytes(output, result.engine)
     write_engine_sidecar(output, sidecar)
-    if options.timing_cache:
+    if options.timing_cache and result.timing_cache is not None:
         atomic_write_bytes(options.timing_cache, result.timing_cache)
     return sidecar
 
@@ -262,6 +280,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("-o", "--output", type=Path, required=True,
                         help="engine to write; its build environment goes to OUTPUT.json")
     parser.add_argument("--fp32", action="store_true", help="build an FP32 engine (default: FP16)")
+    parser.add_argument("--tf32", action="store_true",
+                        help="let FP32 layers use TF32 tensor cores (TensorRT's own default; off here so that an "
+                             "FP32 engine computes in FP32; recorded in the sidecar)")
     for name, default in zip(("min", "opt", "max"), DEFAULT_PROFILE):
         parser.add_argument(f"--{name}", type=lambda t: parse_dims(t, 4, "1x3x512x512"), metavar="NxCxHxW",
                             help=f"{name} input shape of the optimization profile (default: the graph's fixed "
@@ -282,7 +303,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def options_from_args(args: argparse.Namespace) -> EngineOptions:
     return EngineOptions(args.fp32, args.min, args.opt, args.max, args.workspace, args.timing_cache,
-                         args.optimization_level, args.min_fp16_share)
+                         args.optimization_level, args.min_fp16_share, args.tf32)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,7 +3,7 @@
 
 import json
 import sys
-import types
+import threading
 
 import numpy as np
 import onnx
@@ -12,7 +12,9 @@ import torch
 
 from export import tensorrt as trt_export
 from export.onnx import export_onnx
-from export.trt_build import TensorRTBuildError
+from export import trt_build
+from fakes import tensorrt10, tensorrt11
+from fakes.tensorrt_base import ENGINE_MAGIC, RECORDED
 from sunet_deploy.engine_env import EngineEnvironmentError, GpuInfo, check_engine_environment, read_engine_sidecar
 from test_export_onnx import bad_case_paths, make_checkpoint
 from test_opcheck import relu_model
@@ -29,101 +31,11 @@ def onnx_models(tmp_path_factory):
     return {"checkpoint": checkpoint, "fp32": root / "fp32.onnx", "fp16": root / "fp16.onnx"}
 
 
-def inspector_json(datatype: str) -> str:
-    conv = {"Name": "conv", "LayerType": "CaskConvolution", "Outputs": [{"Format/Datatype": datatype}]}
-    return json.dumps({"Layers": [
-        conv, dict(conv, Name="conv2"),
-        {"Name": "reformat", "LayerType": "Reformat", "Outputs": [{"Format/Datatype": "Row major linear FP32"}]},
-        {"Name": "resize", "LayerType": "Resize", "Outputs": [{"Format/Datatype": datatype}]},
-        {"Name": "argmax", "LayerType": "TopK", "Outputs": [{"Format/Datatype": "Int64"}]},
-    ]})
-
-
-def fake_tensorrt(version="10.9.0", layer_datatype="Half", parse_errors=()):
-    """Enough of the tensorrt module for export.trt_build; records what the build asked for."""
-    calls = {}
-    trt = types.SimpleNamespace(__version__=version, calls=calls)
-    trt.BuilderFlag = types.SimpleNamespace(**({"FP16": "fp16"} if version.startswith("10.") else {}))
-    trt.NetworkDefinitionCreationFlag = types.SimpleNamespace(STRONGLY_TYPED=5)
-    trt.MemoryPoolType = types.SimpleNamespace(WORKSPACE="workspace")
-    trt.ProfilingVerbosity = types.SimpleNamespace(DETAILED="detailed")
-    trt.LayerInformationFormat = types.SimpleNamespace(JSON="json")
-    trt.Logger = type("Logger", (), {"WARNING": 2, "__init__": lambda self, level: None})
-    trt.nptype = lambda dtype: dtype
-
-    class Config:
-        flags = []
-
-        def set_memory_pool_limit(self, pool, size):
-            calls["workspace"] = size
-
-        def set_flag(self, flag):
-            calls.setdefault("flags", []).append(flag)
-
-        def create_timing_cache(self, data):
-            calls["timing_cache_in"] = data
-            return types.SimpleNamespace(serialize=lambda: b"cache-v2")
-
-        def set_timing_cache(self, cache, ignore_mismatch):
-            self.cache = cache
-
-        def get_timing_cache(self):
-            return self.cache
-
-        def add_optimization_profile(self, profile):
-            calls["profiles_added"] = calls.get("profiles_added", 0) + 1
-
-    class Profile:
-        def set_shape(self, name, low, opt, high):
-            calls["profile"] = (name, low, opt, high)
-
-    class Builder:
-        def __init__(self, logger):
-            pass
-
-        def create_network(self, flags):
-            calls["network_flags"] = flags
-            return "network"
-
-        def create_builder_config(self):
-            calls["config"] = Config()
-            return calls["config"]
-
-        def create_optimization_profile(self):
-            return Profile()
-
-        def build_serialized_network(self, network, config):
-            calls["optimization_level"] = config.builder_optimization_level
-            calls["verbosity"] = config.profiling_verbosity
-            return b"ENGINE-BYTES"
-
-    class Parser:
-        num_errors = len(parse_errors)
-
-        def __init__(self, network, logger):
-            pass
-
-        def parse_from_file(self, path):
-            return not parse_errors
-
-        def get_error(self, i):
-            return parse_errors[i]
-
-    class Engine:
-        num_io_tensors = 2
-
-        def get_tensor_name(self, i):
-            return ["input", "logits"][i]
-
-        def get_tensor_dtype(self, name):
-            return np.float32
-
-        def create_engine_inspector(self):
-            return types.SimpleNamespace(get_engine_information=lambda fmt: inspector_json(layer_datatype))
-
-    trt.Builder, trt.OnnxParser = Builder, Parser
-    trt.Runtime = lambda logger: types.SimpleNamespace(deserialize_cuda_engine=lambda data: Engine())
-    return trt
+def built_plan(engine) -> dict:
+    """What the fake builder recorded in the engine it wrote: flags, profile, precision."""
+    data = engine.read_bytes()
+    assert data.startswith(ENGINE_MAGIC)
+    return json.loads(data[len(ENGINE_MAGIC):])
 
 
 def run_cli(monkeypatch, argv, trt):
@@ -155,35 +67,61 @@ def test_profile_defaults_overrides_and_errors():
         derive(["batch", 3, 256, 320], max_shape=(4, 3, 512, 320))
 
 
-def test_precision_is_read_from_the_inspector():
-    fp16 = trt_export.summarize_precision(inspector_json("Half"))
-    assert (fp16.fp16_convolutions, fp16.convolutions, fp16.fp16_layers, fp16.float_layers) == (2, 2, 3, 3)
-    assert fp16.fp16_share == 1.0
-    assert trt_export.summarize_precision(inspector_json("Row major linear FP32")).fp16_share == 0.0
+def plan_for(fp16=True):
+    io = [{"name": "input", "mode": "INPUT", "dtype": "FLOAT", "rank": 4},
+          {"name": "logits", "mode": "OUTPUT", "dtype": "FLOAT", "rank": 4}]
+    return {"io": io, "fp16": fp16, "profiles": [{"input": [[1, 3, 64, 64], [1, 3, 512, 512], [4, 3, 1024, 1024]]}]}
+
+
+@pytest.mark.parametrize("fake, schema", [(tensorrt10, "10.x"), (tensorrt11, "11.x")])
+def test_precision_is_read_from_either_inspector_schema(fake, schema):
+    scenario = fake.make().scenario
+    fp16 = trt_export.summarize_precision(fake.inspector_json(plan_for(fp16=True), scenario))
+    assert (fp16.fp16_convolutions, fp16.convolutions, fp16.fp16_layers, fp16.float_layers) == (8, 8, 9, 9)
+    assert fp16.fp16_share == 1.0 and fp16.schema == schema, "the Myelin (kgen) layer counts as a float layer"
+    fp32 = trt_export.summarize_precision(fake.inspector_json(plan_for(fp16=False), scenario))
+    assert fp32.fp16_share == 0.0 and fp32.float_layers == 9
+    trt_export.require_fp16(fp16, 0.9)
+    with pytest.raises(trt_export.EngineRefused, match="only 0% of the layers run in FP16"):
+        trt_export.require_fp16(fp32, 0.9)
+
+
+def test_inspector_entries_of_both_schemas():
+    precision = trt_export.tensor_precision
+    assert precision({"Format/Datatype": "Channel major FP16 format where channel % 8 == 0"}) == "fp16"
+    assert precision({"Format/Datatype": "Row major linear FP32"}) == "fp32"
+    assert precision({"Format/Datatype": "Half"}) == "fp16" and precision({"Format/Datatype": "Int64"}) is None
+    assert precision({"Format": "Row major linear FP32 format (kLINEAR)", "Datatype": "Half"}) == "fp16"
+    assert precision({"Name": "input_0", "IOMode": "Input", "DataType": "Float"}) == "fp32"
+    assert precision({"Format/Datatype": "Row major linear BF16"}) == "bf16"
+
+
+def test_layer_names_only_and_untyped_engines_prove_nothing():
     with pytest.raises(trt_export.BuildError, match="ProfilingVerbosity.DETAILED"):
         trt_export.summarize_precision(json.dumps({"Layers": ["conv", "relu"]}))
     untyped = trt_export.summarize_precision(json.dumps({"Layers": [{"Name": "fused", "LayerType": "Myelin"}]}))
     with pytest.raises(trt_export.BuildError, match="no layer data types"):
         trt_export.require_fp16(untyped, 0.9)
-    trt_export.require_fp16(fp16, 0.9)
 
 
 def test_tensorrt10_build_writes_engine_and_sidecar(tmp_path, monkeypatch, onnx_models):
-    trt = fake_tensorrt("10.9.0")
+    trt = tensorrt10.make()
     engine, cache = tmp_path / "model.engine", tmp_path / "timing.cache"
-    cache.write_bytes(b"cache-v1")
     argv = [onnx_models["fp32"], "-o", engine, "--workspace", "2", "--optimization-level", "4",
             "--timing-cache", cache, "--max", "2x3x768x768"]
     assert run_cli(monkeypatch, argv, trt) == 0
-    assert engine.read_bytes() == b"ENGINE-BYTES" and cache.read_bytes() == b"cache-v2"
-    assert trt.calls["flags"] == ["fp16"] and trt.calls["network_flags"] == 0
-    assert trt.calls["workspace"] == 2 * 2**30 and trt.calls["optimization_level"] == 4
-    assert trt.calls["verbosity"] == "detailed" and trt.calls["timing_cache_in"] == b"cache-v1"
-    assert trt.calls["profiles_added"] == 1
-    assert trt.calls["profile"] == ("input", (1, 3, 64, 64), (1, 3, 512, 512), (2, 3, 768, 768))
+    plan = built_plan(engine)
+    assert int(trt.BuilderFlag.FP16) in plan["flags"] and plan["network_flags"] == 0 and plan["fp16"]
+    assert plan["workspace"] == 2 * 2**30 and plan["optimization_level"] == 4
+    assert plan["verbosity"] == int(trt.ProfilingVerbosity.DETAILED)
+    assert plan["profiles"] == [{"input": [[1, 3, 64, 64], [1, 3, 512, 512], [2, 3, 768, 768]]}]
+    first_cache = json.loads(cache.read_bytes().split(b"\n", 1)[1])
+    assert run_cli(monkeypatch, argv, trt) == 0, "the second build starts from the cache of the first"
+    assert len(json.loads(cache.read_bytes().split(b"\n", 1)[1])["entries"]) == len(first_cache["entries"]) + 1
     sidecar = read_engine_sidecar(engine)
     assert (sidecar.tensorrt_version, sidecar.gpu, sidecar.artifact.precision) == ("10.9.0", GPU, "fp16")
     assert sidecar.artifact.metadata.num_classes == 5 and sidecar.build["fp16_share"] == 1.0
+    assert sidecar.build["inspector_schema"] == "10.x" and sidecar.build["tf32"] is False
     assert sidecar.inputs == [{"name": "input", "shape": ["batch", 3, "height", "width"], "dtype": "float32"}]
     assert sidecar.outputs[0]["name"] == "logits"
     assert sidecar.artifact.profile == ((1, 3, 64, 64), (1, 3, 512, 512), (2, 3, 768, 768))
@@ -191,31 +129,89 @@ def test_tensorrt10_build_writes_engine_and_sidecar(tmp_path, monkeypatch, onnx_
     assert check_engine_environment(engine, "10.9.0", gpu=GPU) == sidecar
 
 
+def test_tensorrt10_builds_the_fp16_onnx_strongly_typed(tmp_path, monkeypatch, onnx_models):
+    trt = tensorrt10.make()
+    engine = tmp_path / "model.engine"
+    assert run_cli(monkeypatch, [onnx_models["fp16"], "-o", engine], trt) == 0
+    plan = built_plan(engine)
+    assert plan["network_flags"] == 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) == 2
+    assert plan["strongly_typed"] and int(trt.BuilderFlag.FP16) not in plan["flags"]
+
+
 def test_tensorrt11_is_strongly_typed_and_needs_the_fp16_onnx(tmp_path, monkeypatch, capsys, onnx_models):
-    trt = fake_tensorrt("11.0.0")
+    trt = tensorrt11.make()
     engine = tmp_path / "model.engine"
     assert run_cli(monkeypatch, [onnx_models["fp32"], "-o", engine], trt) == 2
     assert "--fp16" in capsys.readouterr().err and not engine.exists()
-    assert run_cli(monkeypatch, [onnx_models["fp16"], "-o", engine], trt) == 0
-    assert trt.calls["network_flags"] == 1 << 5 and "flags" not in trt.calls
-    assert read_engine_sidecar(engine).artifact.precision == "fp16"
+    assert run_cli(monkeypatch, [onnx_models["fp16"], "-o", engine], trt) == 0, capsys.readouterr().err
+    plan = built_plan(engine)
+    assert plan["network_flags"] == 0, "11.x: STRONGLY_TYPED is 0, deprecated and ignored; bit 1 is a plugin flag"
+    sidecar = read_engine_sidecar(engine)
+    assert sidecar.artifact.precision == "fp16" and sidecar.build["inspector_schema"] == "11.x"
+    assert sidecar.build["fp16_share"] == 1.0
+
+
+def test_foreign_timing_cache_is_refused_before_the_build(tmp_path, monkeypatch, capsys, onnx_models):
+    cache = tmp_path / "timing.cache"
+    other_gpu = tensorrt10.make(device="NVIDIA Other GPU sm_80")
+    assert run_cli(monkeypatch, [onnx_models["fp32"], "-o", tmp_path / "a.engine", "--timing-cache", cache],
+                   other_gpu) == 0
+    written = cache.read_bytes()
+    RECORDED.clear()
+    engine = tmp_path / "b.engine"
+    assert run_cli(monkeypatch, [onnx_models["fp32"], "-o", engine, "--timing-cache", cache], tensorrt10.make()) == 2
+    err = capsys.readouterr().err
+    assert "TensorRT refused this timing cache" in err and str(cache) in err and "delete it" in err
+    assert err.count("error:") == 1 and ("Builder", "build_serialized_network") not in RECORDED
+    assert not engine.exists() and cache.read_bytes() == written
+
+
+def test_fp32_engine_computes_in_fp32_unless_tf32_is_asked_for(tmp_path, monkeypatch, onnx_models):
+    trt = tensorrt10.make()
+    engine = tmp_path / "model.engine"
+    assert run_cli(monkeypatch, [onnx_models["fp32"], "-o", engine, "--fp32"], trt) == 0
+    assert not built_plan(engine)["tf32"] and read_engine_sidecar(engine).build["tf32"] is False
+    assert run_cli(monkeypatch, [onnx_models["fp32"], "-o", engine, "--fp32", "--tf32"], trt) == 0
+    assert built_plan(engine)["tf32"] and read_engine_sidecar(engine).build["tf32"] is True
 
 
 def test_engine_that_is_not_fp16_is_refused(tmp_path, monkeypatch, capsys, onnx_models):
     engine = tmp_path / "model.engine"
-    assert run_cli(monkeypatch, [onnx_models["fp32"], "-o", engine], fake_tensorrt(layer_datatype="Float")) == 1
-    assert "only 0% of the layers run in FP16" in capsys.readouterr().err
+    assert run_cli(monkeypatch, [onnx_models["fp32"], "-o", engine], tensorrt10.make(fp16_share=0.5)) == 1
+    assert "only 50% of the layers run in FP16" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
-    fp32_trt = fake_tensorrt(layer_datatype="Float")
-    assert run_cli(monkeypatch, [onnx_models["fp32"], "-o", engine, "--fp32"], fp32_trt) == 0
+    assert run_cli(monkeypatch, [onnx_models["fp32"], "-o", engine, "--fp32"], tensorrt10.make(fp16_share=0.5)) == 0
     assert read_engine_sidecar(engine).artifact.precision == "fp32"
 
 
+@pytest.mark.parametrize("failure, message", [
+    ({"build_fails": True}, "could not build the engine"),
+    ({"deserialize_fails": True}, "could not load it back"),
+])
+def test_failed_builds_report_one_clear_line(tmp_path, monkeypatch, capsys, onnx_models, failure, message):
+    engine = tmp_path / "model.engine"
+    assert run_cli(monkeypatch, [onnx_models["fp32"], "-o", engine], tensorrt10.make(**failure)) == 1
+    assert message in capsys.readouterr().err and not engine.exists()
+
+
 def test_parse_failure_lists_the_parser_errors(tmp_path, monkeypatch, capsys, onnx_models):
-    trt = fake_tensorrt(parse_errors=("node 3 (Foo): unsupported", "node 7 (Bar): bad attribute"))
+    trt = tensorrt10.make(parse_errors=("node 3 (Foo): unsupported", "node 7 (Bar): bad attribute"))
     assert run_cli(monkeypatch, [onnx_models["fp32"], "-o", tmp_path / "m.engine"], trt) == 1
     err = capsys.readouterr().err
     assert "ONNX parser failed" in err and "node 3 (Foo)" in err and "node 7 (Bar)" in err
+
+
+def test_engine_tensor_types_without_a_numpy_type_keep_tensorrt_names():
+    trt = tensorrt11.make()
+    assert trt_build._dtype_name(trt, trt.DataType.FLOAT) == "float32"
+    assert trt_build._dtype_name(trt, trt.DataType.BF16) == "bf16"
+
+
+def test_typed_api_used_by_the_benchmarks(tmp_path, onnx_models):
+    sidecar = trt_export.build_engine(onnx_models["fp16"], tmp_path / "m.engine",
+                                      trt_export.EngineOptions(min=(1, 3, 64, 64), opt=(1, 3, 64, 64),
+                                                               max=(1, 3, 64, 64)), trt=tensorrt11.make(), gpu=GPU)
+    assert sidecar == read_engine_sidecar(tmp_path / "m.engine") and sidecar.artifact.fixed_size == (64, 64)
 
 
 def no_gpu(device_id):
@@ -239,7 +235,7 @@ def test_bad_inputs_give_clear_errors(tmp_path, monkeypatch, capsys, onnx_models
     if case == "no_tensorrt":
         monkeypatch.setitem(sys.modules, "tensorrt", None)  # `import tensorrt` now raises ImportError
     else:
-        monkeypatch.setattr(trt_export, "import_tensorrt", lambda: fake_tensorrt())
+        monkeypatch.setattr(trt_export, "import_tensorrt", lambda: tensorrt10.make())
     monkeypatch.setattr(trt_export, "query_gpu", no_gpu if case == "no_gpu" else lambda device_id: GPU)
     assert trt_export.main([str(model), "-o", str(output)]) == 2
     assert message in capsys.readouterr().err
@@ -250,8 +246,8 @@ def test_help_explains_every_option(capsys):
     with pytest.raises(SystemExit):
         trt_export.main(["--help"])
     text = capsys.readouterr().out
-    for option in ("--fp32", "--min", "--opt", "--max", "--workspace", "--timing-cache", "--optimization-level",
-                   "--min-fp16-share"):
+    for option in ("--fp32", "--tf32", "--min", "--opt", "--max", "--workspace", "--timing-cache",
+                   "--optimization-level", "--min-fp16-share"):
         assert option in text
     with pytest.raises(SystemExit) as exc:
         trt_export.main(["m.onnx", "-o", "m.engine", "--min", "1x3x64"])
@@ -260,7 +256,7 @@ def test_help_explains_every_option(capsys):
 
 def test_mismatch_errors(tmp_path, monkeypatch, onnx_models):
     engine = tmp_path / "model.engine"
-    assert run_cli(monkeypatch, [onnx_models["fp32"], "-o", engine], fake_tensorrt("10.9.0")) == 0
+    assert run_cli(monkeypatch, [onnx_models["fp32"], "-o", engine], tensorrt10.make("10.9.0")) == 0
     with pytest.raises(EngineEnvironmentError, match="built for TensorRT 10.9.0, this machine has TensorRT 10.13.0"):
         check_engine_environment(engine, "10.13.0", gpu=GPU)
     with pytest.raises(EngineEnvironmentError, match=r"compute capability 8.9\), this machine has .*9.0"):
@@ -271,8 +267,13 @@ def test_mismatch_errors(tmp_path, monkeypatch, onnx_models):
 
 
 @pytest.mark.tensorrt
-def test_real_tensorrt_build_runs_like_pytorch(tmp_path, onnx_models):
+@pytest.mark.parametrize("buffers", ["torch", "pycuda"])
+def test_real_tensorrt_build_runs_like_pytorch(tmp_path, onnx_models, buffers):
+    """Runs wherever TensorRT and a CUDA GPU are present (nothing to opt into); skips with the reason elsewhere."""
     pytest.importorskip("tensorrt", reason="TensorRT is not installed (pip install tensorrt on a machine with a GPU)")
+    if buffers == "pycuda":
+        pytest.importorskip("pycuda.driver", reason="pycuda is not installed (pip install pycuda)")
+    from runtimes.options import TensorRTOptions
     from runtimes.trt import TensorRTRuntime, availability
     from sunet_deploy.checkpoint import load_model
     from export.verify import TOLERANCES, compare
@@ -284,13 +285,20 @@ def test_real_tensorrt_build_runs_like_pytorch(tmp_path, onnx_models):
     source = onnx_models["fp32"] if hasattr(trt.BuilderFlag, "FP16") else onnx_models["fp16"]
     engine = tmp_path / "model.engine"
     assert trt_export.main([str(source), "-o", str(engine), "--min", "1x3x32x32", "--opt", "1x3x96x96",
-                            "--max", "2x3x128x128"]) == 0
+                            "--max", "2x3x128x128", "--timing-cache", str(tmp_path / "timing.cache")]) == 0
     x = np.random.default_rng(0).standard_normal((2, 3, 89, 121)).astype(np.float32)
-    with TensorRTRuntime(engine) as runtime:
+    results = {}
+    with TensorRTRuntime(engine, TensorRTOptions(buffers=buffers)) as runtime:
         out = runtime.infer(x)
+        runtime.infer(x[:1, :, :64, :64])
+        assert runtime.buffers.allocations == 2 and runtime.buffers.stream_handle != 0
+        worker = threading.Thread(target=lambda: results.setdefault("out", runtime.infer(x)))
+        worker.start()
+        worker.join()
+    np.testing.assert_array_equal(results["out"], out)
     model, _ = load_model(onnx_models["checkpoint"])
     with torch.no_grad():
         reference = model(torch.from_numpy(x)).numpy()
     check = compare(out, reference, TOLERANCES["fp16"])
-    print(f"TensorRT {trt.__version__} FP16 vs PyTorch FP32: agreement {check.agreement:.5f}")
+    print(f"TensorRT {trt.__version__} FP16 ({buffers} buffers) vs PyTorch FP32: agreement {check.agreement:.5f}")
     assert check.failures(TOLERANCES["fp16"]) == []

@@ -1,20 +1,27 @@
-"""runtimes.trt around TensorRT: environment checks, profile checks, shape setting and address
-binding, run against a fake `tensorrt` module whose engine computes on host memory. The real
-engine runs in tests/test_tensorrt_export.py where TensorRT and a GPU exist."""
+"""runtimes.trt around TensorRT: environment checks, profile checks, shape setting and address binding,
+and both buffer classes (pycuda, torch) with their stream, pinning, allocation and thread behaviour.
 
-import ctypes
+Runs against fakes (tests/fakes): a fake `tensorrt` 10.x whose engine computes on host memory, a fake
+`pycuda.driver` whose device memory is host memory and whose contexts are current per thread like
+CUDA's, and a CPU stand-in for torch.cuda. The real engine runs in tests/test_tensorrt_export.py where
+TensorRT and a GPU exist."""
+
 import sys
-import types
+import threading
 
 import numpy as np
 import pytest
 
-from runtimes import ArtifactError, open_runtime
-from runtimes.options import OnnxRuntimeOptions
+from fakes import tensorrt10
+from fakes.pycuda_driver import FakeDriver
+from fakes.tensorrt_base import engine_bytes, fake_logits
+from fakes.torch_cuda import FakeTorch
+from runtimes import ArtifactError, open_runtime, trt_buffers
 from runtimes import trt as trt_runtime
+from runtimes.options import OnnxRuntimeOptions, TensorRTOptions
 from sunet_deploy import engine_env
-from sunet_deploy.engine_env import EngineEnvironmentError, EngineSidecar, GpuInfo, write_engine_sidecar
 from sunet_deploy.artifact import ArtifactInfo
+from sunet_deploy.engine_env import EngineEnvironmentError, EngineSidecar, GpuInfo, write_engine_sidecar
 from sunet_deploy.fileio import file_sha256
 from sunet_deploy.metadata import ModelMetadata
 
@@ -23,96 +30,8 @@ NUM_CLASSES = 4
 PROFILE = ((1, 3, 16, 16), (1, 3, 32, 32), (2, 3, 64, 64))
 
 
-def host_view(address: int, shape: tuple, dtype=np.float32) -> np.ndarray:
-    count = int(np.prod(shape))
-    return np.ctypeslib.as_array((ctypes.c_float * count).from_address(address)).reshape(shape)
-
-
-def fake_logits(batch: np.ndarray) -> np.ndarray:
-    """What the fake engine computes: class c scores channel c % 3 times (c + 1)."""
-    return np.stack([batch[:, c % 3] * (c + 1) for c in range(NUM_CLASSES)], axis=1)
-
-
-class FakeContext:
-    def __init__(self) -> None:
-        self.shape = None
-        self.addresses = {}
-
-    def set_input_shape(self, name, shape):
-        self.shape = tuple(shape)
-        return True
-
-    def get_tensor_shape(self, name):
-        n, _, h, w = self.shape
-        return (n, NUM_CLASSES, h, w)
-
-    def set_tensor_address(self, name, address):
-        self.addresses[name] = address
-
-    def execute_async_v3(self, stream):
-        batch = host_view(self.addresses["input"], self.shape)
-        out = host_view(self.addresses["logits"], self.get_tensor_shape("logits"))
-        out[...] = fake_logits(batch)
-        return True
-
-
-class FakeEngine:
-    num_io_tensors = 2
-
-    def get_tensor_name(self, index):
-        return ("input", "logits")[index]
-
-    def get_tensor_mode(self, name):
-        return "in" if name == "input" else "out"
-
-    def get_tensor_profile_shape(self, name, profile_index):
-        return PROFILE
-
-    def get_tensor_dtype(self, name):
-        return np.float32
-
-    def create_execution_context(self):
-        return FakeContext()
-
-
-def fake_tensorrt(version="10.9.0"):
-    runtime = types.SimpleNamespace(deserialize_cuda_engine=lambda data: FakeEngine() if data == b"engine" else None)
-    return types.SimpleNamespace(
-        __version__=version,
-        Logger=type("Logger", (), {"WARNING": 2, "__init__": lambda self, level: None}),
-        Runtime=lambda logger: runtime,
-        TensorIOMode=types.SimpleNamespace(INPUT="in", OUTPUT="out"),
-        nptype=lambda dtype: dtype,
-    )
-
-
-class HostBuffers:
-    """The buffer interface of runtimes.trt (TorchBuffers / PycudaBuffers) on host memory."""
-
-    stream_handle = 0
-
-    def to_device(self, array):
-        return np.ascontiguousarray(array).copy()
-
-    def empty(self, shape, dtype):
-        return np.empty(shape, dtype)
-
-    @staticmethod
-    def address(buffer):
-        return buffer.ctypes.data
-
-    def to_host(self, buffer):
-        return buffer.copy()
-
-    def synchronize(self):
-        pass
-
-    def close(self):
-        pass
-
-
-def write_engine(path, tensorrt_version="10.9.0", gpu=GPU, data=b"engine"):
-    path.write_bytes(data)
+def write_engine(path, tensorrt_version="10.9.0", gpu=GPU, data=None):
+    path.write_bytes(engine_bytes(profile=PROFILE) if data is None else data)
     meta = ModelMetadata(model={"arch": "sunet_tiny", "num_classes": NUM_CLASSES},
                          classes=[f"c{i}" for i in range(NUM_CLASSES)], palette=[[i, i, i] for i in range(NUM_CLASSES)])
     tensor = {"name": "input", "shape": ["batch", 3, "height", "width"], "dtype": "float32"}
@@ -123,49 +42,149 @@ def write_engine(path, tensorrt_version="10.9.0", gpu=GPU, data=b"engine"):
     return path
 
 
-@pytest.fixture
-def fake_gpu(monkeypatch):
-    monkeypatch.setitem(sys.modules, "tensorrt", fake_tensorrt())
-    monkeypatch.setattr(engine_env, "query_gpu", lambda device_id=0: GPU)
-    monkeypatch.setattr(trt_runtime.TensorRTRuntime, "_make_buffers", lambda self: HostBuffers())
-    monkeypatch.setattr(trt_runtime, "_cuda_device_count", lambda: 1)
+class FakeGpu:
+    """The fakes one test uses: `trt`, and `driver` (pycuda) or `torch`, whichever `buffers` names."""
+
+    def __init__(self, monkeypatch, buffers: str) -> None:
+        self.buffers = buffers
+        self.trt = tensorrt10.make()
+        self.driver = self.torch = None
+        monkeypatch.setitem(sys.modules, "tensorrt", self.trt)
+        monkeypatch.setattr(engine_env, "query_gpu", lambda device_id=0: GPU)
+        monkeypatch.setattr(trt_runtime, "_cuda_device_count", lambda: 2)
+        if buffers == "pycuda":
+            self.driver = FakeDriver()
+            monkeypatch.setattr(trt_buffers, "_pycuda_driver", lambda: self.driver)
+            self.trt.scenario.on_execute = self.driver.require_context  # TensorRT needs a current context
+        else:
+            self.torch = FakeTorch()
+            monkeypatch.setattr(trt_buffers, "_torch", lambda: self.torch)
+
+    def open(self, path, device_id=0):
+        return open_runtime(path, TensorRTOptions(device_id=device_id, buffers=self.buffers))
 
 
-def test_engine_runs_through_the_contract(tmp_path, fake_gpu):
-    runtime = open_runtime(write_engine(tmp_path / "model.engine"))
+@pytest.fixture(params=["pycuda", "torch"])
+def gpu(request, monkeypatch):
+    return FakeGpu(monkeypatch, request.param)
+
+
+def batch(shape=(2, 3, 20, 36), seed=0):
+    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+def test_engine_runs_through_the_contract(tmp_path, gpu):
+    runtime = gpu.open(write_engine(tmp_path / "model.engine"))
     assert runtime.metadata.num_classes == NUM_CLASSES
     assert [t.name for t in runtime.inputs()] == ["input"] and runtime.outputs()[0].shape[1] == NUM_CLASSES
-    batch = np.random.default_rng(0).standard_normal((2, 3, 20, 36)).astype(np.float32)
+    x = batch()
     with runtime:
-        out = runtime.infer(batch)
-    np.testing.assert_allclose(out, fake_logits(batch), rtol=1e-6)
+        out = runtime.infer(x)
+    np.testing.assert_allclose(out, fake_logits(x, NUM_CLASSES), rtol=1e-6)
     timing = runtime.last_timing
     assert timing.total_ms > 0 and None not in (timing.h2d_ms, timing.compute_ms, timing.d2h_ms)
+    if gpu.driver:
+        assert gpu.driver.live_allocations == 0, "deactivate frees the device buffers"
+
+
+def test_buffers_are_allocated_once_per_shape(tmp_path, gpu):
+    with gpu.open(write_engine(tmp_path / "model.engine")) as runtime:
+        for _ in range(3):
+            runtime.infer(batch((1, 3, 32, 32)))
+        assert runtime.buffers.allocations == 2, "one input and one output buffer for a steady shape"
+        smaller = batch((1, 3, 16, 24))
+        np.testing.assert_allclose(runtime.infer(smaller), fake_logits(smaller, NUM_CLASSES), rtol=1e-6)
+        assert runtime.buffers.allocations == 2, "a smaller shape fits the buffers it has"
+        larger = batch((2, 3, 48, 64))
+        np.testing.assert_allclose(runtime.infer(larger), fake_logits(larger, NUM_CLASSES), rtol=1e-6)
+        assert runtime.buffers.allocations == 4, "a larger shape reallocates both"
+    pinned = gpu.driver.operations("pagelocked_empty") if gpu.driver else \
+        [a for a in gpu.torch.allocations if a["pinned"]]
+    assert len(pinned) == 4, "pinned host buffers follow the device buffers, not the calls"
+
+
+def test_execution_runs_on_a_dedicated_stream_with_pinned_copies(tmp_path, gpu):
+    with gpu.open(write_engine(tmp_path / "model.engine")) as runtime:
+        runtime.infer(batch())
+        runtime.infer(batch())
+        handle = runtime.buffers.stream_handle
+    assert handle != 0, "0 is the legacy default stream"
+    assert gpu.trt.scenario.executed_streams == [handle, handle]
+    if gpu.driver:
+        copies = gpu.driver.operations("htod") + gpu.driver.operations("dtoh")
+        assert len(copies) == 4 and all(c[2]["stream"] == handle and not c[2]["pageable"] for c in copies)
+    else:
+        assert {e[2] for e in gpu.torch.cuda.events if e[0] == "enter_stream"} == {handle}
+        host = [a for a in gpu.torch.allocations if a["device"] == "cpu"]
+        assert host and all(a["pinned"] for a in host)
+
+
+def test_a_runtime_activated_in_one_thread_runs_in_another(tmp_path, gpu):
+    runtime = gpu.open(write_engine(tmp_path / "model.engine"), device_id=1)
+    runtime.activate()
+    x, results = batch(), {}
+
+    def serve():
+        results["out"] = runtime.infer(x)
+
+    worker = threading.Thread(target=serve, name="worker")
+    worker.start()
+    worker.join()
+    runtime.deactivate()
+    np.testing.assert_allclose(results["out"], fake_logits(x, NUM_CLASSES), rtol=1e-6)
+    if gpu.driver:
+        assert ("push", "worker", 1) in gpu.driver.calls, "the calling thread makes the context current"
+        assert all(call[1] == "worker" for call in gpu.driver.calls if call[0] in ("htod", "dtoh"))
+    else:
+        assert ("enter_device", "worker", 1) in gpu.torch.cuda.events, "the calling thread selects device 1"
+
+
+def test_device_id_reaches_the_buffers(tmp_path, gpu):
+    with gpu.open(write_engine(tmp_path / "model.engine"), device_id=1) as runtime:
+        runtime.infer(batch())
+    if gpu.driver:
+        assert {call[2] for call in gpu.driver.calls if call[0] == "push"} == {1}
+        assert {call[2][0] for call in gpu.driver.operations("mem_alloc")} == {1}
+    else:
+        assert {a["device"] for a in gpu.torch.allocations if a["device"] != "cpu"} == {"cuda:1"}
+        assert [e[2][1] for e in gpu.torch.cuda.events if e[0] == "stream"] == [1]
 
 
 @pytest.mark.parametrize("shape", [(1, 3, 8, 32), (3, 3, 32, 32), (1, 3, 32, 65)])
-def test_shape_outside_profile_is_refused(tmp_path, fake_gpu, shape):
-    with open_runtime(write_engine(tmp_path / "model.engine")) as runtime:
+def test_shape_outside_profile_is_refused(tmp_path, monkeypatch, shape):
+    gpu = FakeGpu(monkeypatch, "pycuda")
+    with gpu.open(write_engine(tmp_path / "model.engine")) as runtime:
         with pytest.raises(ValueError, match=r"outside the engine's profile: min \(1, 3, 16, 16\), max \(2, 3, 64, 64\)"):
             runtime.infer(np.zeros(shape, np.float32))
+
+
+def test_shape_tensorrt_refuses_is_reported(tmp_path, monkeypatch):
+    gpu = FakeGpu(monkeypatch, "pycuda")
+    path = write_engine(tmp_path / "model.engine")
+    with gpu.open(path) as runtime:
+        monkeypatch.setattr(type(runtime.context), "set_input_shape", lambda self, name, shape: False)
+        with pytest.raises(RuntimeError, match="TensorRT refused input shape"):
+            runtime.infer(batch())
 
 
 @pytest.mark.parametrize("built_with, message", [
     ({"tensorrt_version": "10.3.0"}, "built for TensorRT 10.3.0, this machine has TensorRT 10.9.0"),
     ({"gpu": GpuInfo("NVIDIA A100", "8.0")}, r"built for GPU NVIDIA A100 \(compute capability 8.0\)"),
 ])
-def test_engine_from_another_environment_is_refused(tmp_path, fake_gpu, built_with, message):
-    runtime = open_runtime(write_engine(tmp_path / "model.engine", **built_with))
+def test_engine_from_another_environment_is_refused(tmp_path, monkeypatch, built_with, message):
+    gpu = FakeGpu(monkeypatch, "pycuda")
+    runtime = gpu.open(write_engine(tmp_path / "model.engine", **built_with))
     with pytest.raises(EngineEnvironmentError, match=message):
         runtime.activate()
     assert not runtime.active
 
 
-def test_engine_replaced_without_its_sidecar_is_refused(tmp_path, fake_gpu):
+def test_engine_replaced_without_its_sidecar_is_refused(tmp_path, monkeypatch):
+    gpu = FakeGpu(monkeypatch, "pycuda")
     path = write_engine(tmp_path / "model.engine")
     path.write_bytes(b"another engine")
     with pytest.raises(EngineEnvironmentError, match="does not match its model.engine.json"):
-        open_runtime(path).activate()
+        gpu.open(path).activate()
 
 
 def test_engine_without_sidecar_is_refused(tmp_path):
@@ -184,8 +203,19 @@ def test_without_tensorrt_the_reason_says_how_to_install(tmp_path, monkeypatch):
         runtime.activate()
 
 
-def test_engine_tensorrt_cannot_deserialize_is_refused(tmp_path, fake_gpu):
-    runtime = open_runtime(write_engine(tmp_path / "model.engine", data=b"garbage"))
-    with pytest.raises(RuntimeError, match="could not deserialize the engine"):
+@pytest.mark.parametrize("failure, message", [
+    ({"data": b"garbage"}, "could not deserialize the engine"),
+    ("context_fails", "could not create an execution context"),
+])
+def test_engine_tensorrt_cannot_load_is_refused(tmp_path, monkeypatch, failure, message):
+    gpu = FakeGpu(monkeypatch, "pycuda")
+    if failure == "context_fails":
+        gpu.trt.scenario.context_fails = True  # create_execution_context returns None: out of device memory
+        path = write_engine(tmp_path / "model.engine")
+    else:
+        path = write_engine(tmp_path / "model.engine", **failure)
+    runtime = gpu.open(path)
+    with pytest.raises(RuntimeError, match=message):
         runtime.activate()
-    assert not runtime.active and runtime.buffers is None
+    assert not runtime.active and runtime.buffers is None and runtime.engine is None
+    assert gpu.driver.live_allocations == 0 and gpu.driver._stack() == [], "nothing left allocated or pushed"
