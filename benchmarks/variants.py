@@ -66,6 +66,8 @@ VARIANTS = {
         Variant("pytorch-fp16-cuda-graph", "checkpoint", dataclasses.replace(CUDA_FP16_CL, cuda_graph=True)),
         Variant("pytorch-fp16-cuda-graph-argmax", "checkpoint",
                 dataclasses.replace(CUDA_FP16_CL, cuda_graph=True, argmax=True)),
+        Variant("pytorch-fp16-compile-max-autotune", "checkpoint",
+                dataclasses.replace(CUDA_FP16_CL, compile="max-autotune")),
         Variant("onnxruntime-cuda", "onnx", OnnxRuntimeOptions(provider="cuda")),
         Variant("onnxruntime-cuda-fp16", "onnx-fp16", OnnxRuntimeOptions(provider="cuda")),
         Variant("onnxruntime-tensorrt", "onnx", OnnxRuntimeOptions(provider="tensorrt")),

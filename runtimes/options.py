@@ -73,10 +73,14 @@ class PyTorchOptions(RuntimeOptions):
     channels_last: bool = option(False, "pytorch: channels_last memory format")
     cuda_graph: bool = option(False, "pytorch on cuda: capture one CUDA graph per input shape and replay it")
     argmax: bool = option(False, "pytorch: return labels (argmax on the device) instead of logits")
+    compile: str | None = option(None, "pytorch: torch.compile the model with this mode (compiled at the first "
+                                 "call of each input shape)", choices=("default", "reduce-overhead", "max-autotune"))
 
     def availability(self) -> str | None:
         if self.cuda_graph and not self.device.startswith("cuda"):
             return "CUDA graphs need --device cuda"
+        if self.cuda_graph and self.compile:
+            return "choose CUDA graphs or torch.compile (its reduce-overhead/max-autotune modes use CUDA graphs)"
         return _torch_device_availability(self.device)
 
 

@@ -37,15 +37,17 @@ class PyTorchRuntime(Runtime):
 
     def _activate(self) -> None:
         self.model.to(self.device, self.dtype, memory_format=self.memory_format)
+        self.module = torch.compile(self.model, mode=self.options.compile) if self.options.compile else self.model
 
     def _deactivate(self) -> None:
         self.model.to("cpu", torch.float32)
+        self.module = None
         self._graphs.clear()
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.model(x)
+        out = self.module(x)
         return out.argmax(1) if self.output_kind == "labels" else out.float()
 
     def _infer(self, batch: np.ndarray) -> tuple[np.ndarray, Timing]:
