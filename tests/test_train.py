@@ -15,6 +15,7 @@ from PIL import Image
 
 import train.loop
 from sunet_deploy.checkpoint import load_checkpoint, load_model, load_tensors
+from sunet_deploy.cli import EXIT_FAILED, EXIT_STATUS_HELP, EXIT_USAGE
 from sunet_deploy.data import DatasetError
 from train import distributed as D
 from train.__main__ import main
@@ -113,7 +114,7 @@ BAD_INPUTS = {
 @pytest.mark.parametrize("case", BAD_INPUTS)
 def test_bad_input_gives_a_clear_error(tmp_path, capsys, case):
     setup, message = BAD_INPUTS[case]
-    assert main(tiny_args(tmp_path, setup(tmp_path))) == 2
+    assert main(tiny_args(tmp_path, setup(tmp_path))) == EXIT_USAGE
     assert re.search(message, capsys.readouterr().err), message
 
 
@@ -127,7 +128,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch
         return loss * float("nan") if calls["n"] == 3 else loss
 
     monkeypatch.setattr(train.loop, "segmentation_loss", loss_nan_on_third)
-    assert main(tiny_args(tmp_path, "--checkpoint-every 1")) == 3
+    assert main(tiny_args(tmp_path, "--checkpoint-every 1")) == EXIT_FAILED
     err = capsys.readouterr().err
     assert "loss became nan at step 3" in err and "latest_state.safetensors kept unchanged" in err
     assert json.loads(load_tensors(tmp_path / "run/latest_state.safetensors", "train_state")[1])["progress"]["step"] == 2
@@ -171,3 +172,11 @@ def test_recipe_defaults_and_config_file(tmp_path):
     (tmp_path / "bad.json").write_text('{"learning_rate": 1}')
     with pytest.raises(ValueError, match="unknown config keys.*learning_rate"):
         parse_config(["--config", str(tmp_path / "bad.json")])
+
+
+@pytest.mark.parametrize("command", [main, evaluate_main], ids=["train", "evaluate"])
+def test_help_ends_with_the_exit_status_convention(command, capsys):
+    with pytest.raises(SystemExit) as exited:
+        command(["--help"])
+    assert exited.value.code == 0
+    assert " ".join(capsys.readouterr().out.split()).endswith(EXIT_STATUS_HELP)

@@ -5,12 +5,10 @@ from __future__ import annotations
 import sys
 
 from sunet_deploy.checkpoint import CheckpointError
+from sunet_deploy.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 
 from .config import parse_config
 from .loop import Diverged, run
-
-EXIT_BAD_INPUT = 2
-EXIT_DIVERGED = 3
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,11 +17,11 @@ def main(argv: list[str] | None = None) -> int:
         run(config)
     except Diverged as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return EXIT_DIVERGED
+        return EXIT_FAILED
     except (CheckpointError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    return 0
+        return EXIT_USAGE
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from sunet_deploy.cli import parse_size
+from sunet_deploy.cli import EXIT_STATUS_HELP, parse_size
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 TASKS = ("segmentation", "classification")
@@ -173,6 +173,7 @@ def build_parser(prog: str = "python -m train") -> argparse.ArgumentParser:
         prog=prog,
         description="Train a SUNet (segmentation, or classification pre-training of the backbone). "
         "Defaults follow the paper's recipe; 'recipe default' values depend on --task.",
+        epilog=EXIT_STATUS_HELP,
     )
     parser.add_argument("--config", help="JSON file of these options (keys with underscores), or a built-in name: "
                         + ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.json"))))  # fmt: skip

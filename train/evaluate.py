@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Subset
 
-from sunet_deploy.cli import parse_size
+from sunet_deploy.cli import EXIT_OK, EXIT_STATUS_HELP, EXIT_USAGE, parse_size
 from sunet_deploy.checkpoint import CheckpointError, load_model
 from sunet_deploy.data import KINDS, DatasetError
 from sunet_deploy.fileio import atomic_write_bytes
@@ -156,7 +156,7 @@ def _progress(iterable, enabled: bool, desc: str):
 def build_parser() -> argparse.ArgumentParser:
     paper = Protocol()
     p = argparse.ArgumentParser(prog="python -m train.evaluate", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)  # fmt: skip
+                                epilog=EXIT_STATUS_HELP, formatter_class=argparse.ArgumentDefaultsHelpFormatter)  # fmt: skip
     p.add_argument("checkpoint", help="a sunet-deploy checkpoint (e.g. runs/demo/best.safetensors)")
     p.add_argument("--dataset", default="synthetic", choices=KINDS, help="dataset kind (voc_aug evaluates on VOC)")
     p.add_argument("--data-root", help="dataset root (not for synthetic)")
@@ -183,12 +183,12 @@ def main(argv: list[str] | None = None) -> int:
         results, table = run(args)
     except (CheckpointError, DatasetError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     print(table)
     output = Path(args.output or Path(args.checkpoint).with_name(f"{Path(args.checkpoint).stem}_eval_{args.split}.json"))
     atomic_write_bytes(output, (json.dumps(results, indent=2) + "\n").encode())
     print(f"results: {output}")
-    return 0
+    return EXIT_OK
 
 
 def run(args: argparse.Namespace) -> tuple[dict, str]:
