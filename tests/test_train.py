@@ -5,6 +5,7 @@ import os
 import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import cv2
@@ -16,10 +17,11 @@ from PIL import Image
 import train.loop
 from sunet_deploy.checkpoint import load_checkpoint, load_model, load_tensors
 from sunet_deploy.cli import EXIT_FAILED, EXIT_STATUS_HELP, EXIT_USAGE
-from sunet_deploy.data import DatasetError
+from sunet_deploy.data import DatasetError, SyntheticSegmentation
 from train import distributed as D
 from train.__main__ import main
 from train.config import parse_config
+from train.data import EvalSet, make_loader
 from train.evaluate import main as evaluate_main
 from train.loop import Trainer, run
 
@@ -180,3 +182,15 @@ def test_help_ends_with_the_exit_status_convention(command, capsys):
         command(["--help"])
     assert exited.value.code == 0
     assert " ".join(capsys.readouterr().out.split()).endswith(EXIT_STATUS_HELP)
+
+
+def test_default_workers_fit_the_usable_cpus(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    config = parse_config([])
+    assert config.workers == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch warns when a loader has more workers than usable CPUs
+        make_loader(EvalSet(SyntheticSegmentation(2, (8, 8))), 1, config.workers)
+    assert parse_config(["--workers", "3"]).workers == 3  # an explicit value is honoured
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)))
+    assert parse_config([]).workers == 4

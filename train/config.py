@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -17,6 +18,7 @@ from sunet_deploy.cli import EXIT_STATUS_HELP, parse_size
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 TASKS = ("segmentation", "classification")
+DEFAULT_WORKERS = 4
 
 # The paper's recipes (ARCHITECTURE.md 2.4). Fields left at None take these values.
 RECIPES: dict[str, dict] = {
@@ -29,6 +31,13 @@ RECIPES: dict[str, dict] = {
         bn_momentum=0.1, crop_size=224, batch_size=256, epochs=100,
     ),
 }  # fmt: skip
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, as torch's DataLoader counts them)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def _opt(default, help: str, **kw):
@@ -83,7 +92,7 @@ class TrainConfig:
     amp: bool = _opt(None, "mixed precision (default: on for CUDA, off on CPU)")
     # ---- running
     device: str = _opt("auto", "auto, cpu, cuda")
-    workers: int = _opt(4, "data loader worker processes per training process (0 = load in the main process)")
+    workers: int = _opt(None, "data loader worker processes per training process (0 = load in the main process)", shown="4, at most the usable CPUs")
     threads: int = _opt(0, "torch CPU threads (0 = torch's default)")
     seed: int = _opt(0, "seed of the model init, the sampling order and the augmentation")
     out_dir: str = _opt("runs/train", "run folder: checkpoints, metrics.jsonl, curves.png, config.json")
@@ -102,7 +111,8 @@ class TrainConfig:
         for key, value in RECIPES[self.task].items():
             if values[key] is None:
                 values[key] = value
-        defaults = dict(iterations=0, epochs=0, model_overrides={}, amp=False, checkpoint_every=values["val_every"])
+        defaults = dict(iterations=0, epochs=0, model_overrides={}, amp=False, checkpoint_every=values["val_every"],
+                        workers=min(DEFAULT_WORKERS, usable_cpus()))  # fmt: skip
         for key, value in defaults.items():
             if values[key] is None:
                 values[key] = value
