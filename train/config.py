@@ -97,6 +97,7 @@ class TrainConfig:
     seed: int = _opt(0, "seed of the model init, the sampling order and the augmentation")
     out_dir: str = _opt("runs/train", "run folder: checkpoints, metrics.jsonl, curves.png, config.json")
     resume: bool = _opt(False, "continue from <out_dir>/latest_state.safetensors (model, optimizer, schedule, step, RNG)")
+    overwrite: bool = _opt(False, "replace the run already in --out-dir (without it, such a folder is refused)")
     val_every: int = _opt(1000, "validate (and save) every this many steps; always at the end")
     checkpoint_every: int = _opt(None, "save the resumable state every this many steps (default: --val-every)")
     log_every: int = _opt(20, "write a metrics line every this many steps")
@@ -121,6 +122,8 @@ class TrainConfig:
         return config
 
     def check(self) -> None:
+        if self.resume and self.overwrite:
+            raise ValueError("--resume continues the run in --out-dir and --overwrite replaces it: choose one")
         if self.iterations <= 0 and self.epochs <= 0:
             raise ValueError("set --iterations or --epochs to a positive number")
         if self.batch_size % self.accumulate:

@@ -28,6 +28,7 @@ from .config import TrainConfig
 from .data import EvalSet, ResumableSampler, TrainSet, check_training_set, make_loader, training_datasets
 from .evaluate import constant_prediction, evaluate_classification, evaluate_segmentation, shard
 from .plots import plot_curves
+from .rundir import CONFIG_FILE, CURVES_FILE, METRICS_FILE, check_out_dir, remove_earlier_run
 from .schedule import build_optimizer, configure_batchnorm, kaiming_init, lr_factor, set_lr, train_mode
 from .state import BEST_FILE, STATE_FILE, Progress, load_state, save_best, save_state
 
@@ -88,7 +89,7 @@ class Trainer:
         self.progress = Progress()
         if config.resume:
             self.progress = load_state(self.out / STATE_FILE, self.model, self.optimizer, self.scaler, config)
-        self.log = RunLog(self.out / "metrics.jsonl", ctx.is_main, self.progress.step if config.resume else None)
+        self.log = RunLog(self.out / METRICS_FILE, ctx.is_main, self.progress.step if config.resume else None)
         self.baseline_class = self._majority_class() if config.task == "segmentation" else None
 
     def _build_model(self) -> nn.Module:
@@ -116,7 +117,9 @@ class Trainer:
         config, p = self.config, self.progress
         if self.ctx.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(self.out / "config.json", (config.to_json() + "\n").encode())
+            if config.overwrite:
+                remove_earlier_run(self.out)
+            atomic_write_bytes(self.out / CONFIG_FILE, (config.to_json() + "\n").encode())
         self._announce()
         bar = self._bar()
         train_mode(self.model, config.freeze_bn)
@@ -255,10 +258,10 @@ class Trainer:
             record["baseline_miou"] = last_val["baseline_miou"]
         self.log.write(record)
         if self.ctx.is_main:
-            plot_curves(self.out / "metrics.jsonl", self.out / "curves.png")
+            plot_curves(self.out / METRICS_FILE, self.out / CURVES_FILE)
             metric = "mIoU" if self.config.task == "segmentation" else "top-1"
             self.log.say(f"done: best val {metric} {100 * p.best_score:.2f}% at step {p.best_step}; "
-                         f"best model {self.out / BEST_FILE}; curves {self.out / 'curves.png'}")  # fmt: skip
+                         f"best model {self.out / BEST_FILE}; curves {self.out / CURVES_FILE}")  # fmt: skip
         return record
 
     def _announce(self) -> None:
@@ -279,6 +282,7 @@ class Trainer:
 
 def run(config: TrainConfig) -> dict:
     """Set up the process group, train, tear down. Errors are raised with the run's position in them."""
+    check_out_dir(config)  # before any rank joins the group, so that no rank has written yet
     ctx = D.setup(config.device)
     if config.threads:
         torch.set_num_threads(config.threads)
