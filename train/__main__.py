@@ -9,18 +9,24 @@ from sunet_deploy.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 
 from .config import parse_config
 from .loop import Diverged, run
+from .processes import Interrupted, signals_interrupt, tie_to_launcher
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        config = parse_config(argv)
-        run(config)
-    except Diverged as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    except (CheckpointError, ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    tie_to_launcher()
+    with signals_interrupt():
+        try:
+            config = parse_config(argv)
+            run(config)
+        except Interrupted as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return exc.exit_status
+        except Diverged as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+        except (CheckpointError, ValueError, FileNotFoundError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
     return EXIT_OK
 
 

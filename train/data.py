@@ -7,6 +7,7 @@ processes, not on how often the run was stopped and resumed.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from pathlib import Path
@@ -24,6 +25,7 @@ from sunet_deploy.preprocess import ImageError, read_image, to_tensor_input
 
 from .config import TrainConfig
 from .distributed import Context
+from .processes import exit_with, interrupts_deferred
 
 SYNTHETIC_CLASSES = 7
 
@@ -205,9 +207,24 @@ class ResumableSampler(DistributedSampler):
         return self.num_samples - self.skip
 
 
-def _worker_init(_: int) -> None:
+def _worker_init(_: int, parent: int) -> None:
+    exit_with(parent)
     torch.set_num_threads(1)  # workers only decode and augment; the main process computes
     cv2.setNumThreads(1)
+
+
+class _Loader(DataLoader):
+    """A DataLoader whose batches are received whole: an interrupt waits for the batch in transit.
+    Cut while fetching a batch's shared memory from a worker, the worker prints a traceback."""
+
+    def __iter__(self):
+        batches = super().__iter__()
+        while True:
+            with interrupts_deferred():
+                batch = next(batches, None)
+            if batch is None:
+                return
+            yield batch
 
 
 def make_loader(dataset: Dataset, batch_size: int, workers: int, sampler=None, pin: bool = False) -> DataLoader:
@@ -215,9 +232,10 @@ def make_loader(dataset: Dataset, batch_size: int, workers: int, sampler=None, p
     serves the whole run."""
     # Workers come from a fork server, not a fork of this process: forking a process that has
     # already run torch's CPU thread pool can hang the child (seen with torch 2.13 CPU builds).
-    return DataLoader(
+    # _worker_init ties each worker's life to this process (processes.py says why it must).
+    return _Loader(
         dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, pin_memory=pin,
-        drop_last=sampler is not None, worker_init_fn=_worker_init,
+        drop_last=sampler is not None, worker_init_fn=functools.partial(_worker_init, parent=os.getpid()),
         multiprocessing_context="forkserver" if workers else None, persistent_workers=workers > 0,
     )  # fmt: skip
 

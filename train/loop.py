@@ -28,6 +28,7 @@ from .config import TrainConfig
 from .data import EvalSet, ResumableSampler, TrainSet, check_training_set, make_loader, training_datasets
 from .evaluate import constant_prediction, evaluate_classification, evaluate_segmentation, shard
 from .plots import plot_curves
+from .processes import Interrupted
 from .rundir import CONFIG_FILE, CURVES_FILE, METRICS_FILE, check_out_dir, remove_earlier_run
 from .schedule import build_optimizer, configure_batchnorm, kaiming_init, lr_factor, set_lr, train_mode
 from .state import BEST_FILE, STATE_FILE, Progress, load_state, save_best, save_state
@@ -291,9 +292,12 @@ def run(config: TrainConfig) -> dict:
         try:
             return trainer.fit()
         except (Diverged, DatasetError) as exc:
-            note = _saved_note(trainer)
             trainer.log.write({"event": "error", "step": trainer.progress.step, "error": str(exc)})
-            raise type(exc)(f"{_clean(exc)}. Training stopped; {note}") from exc
+            raise type(exc)(f"{_clean(exc)}. Training stopped; {_saved_note(trainer)}") from exc
+        except Interrupted as exc:
+            trainer.log.write({"event": "error", "step": trainer.progress.step, "error": str(exc)})
+            resume = "; continue with --resume" if (trainer.out / STATE_FILE).exists() else ""
+            raise Interrupted(exc.signum, f" at step {trainer.progress.step}; {_saved_note(trainer)}{resume}") from exc
     finally:
         D.teardown(ctx)
 
