@@ -129,6 +129,21 @@ def test_folder_dataset(tmp_path):
     np.testing.assert_array_equal(label, mask)
 
 
+def test_folder_dataset_reads_its_class_names_from_classes_txt(tmp_path):
+    write_image(tmp_path / "images" / "x1.png")
+    (tmp_path / "masks").mkdir()
+    Image.fromarray(np.zeros((H, W), np.uint8)).save(tmp_path / "masks" / "x1.png")
+    (tmp_path / "classes.txt").write_text("sky\npotted plant\n\ncar\n")
+    for ds in (FolderSegmentation(tmp_path), build_dataset("folder", tmp_path, num_classes=3)):
+        assert ds.classes == ["sky", "potted plant", "car"] and ds.palette.shape == (3, 3)
+    with pytest.raises(DatasetError, match=r"classes\.txt: 3 classes, but num_classes is 4"):
+        FolderSegmentation(tmp_path, num_classes=4)
+    (tmp_path / "classes.txt").unlink()
+    assert FolderSegmentation(tmp_path, num_classes=2).classes == ["class0", "class1"]
+    with pytest.raises(DatasetError, match="needs num_classes or a classes.txt"):
+        FolderSegmentation(tmp_path)
+
+
 def test_label_values_out_of_range_name_file_and_values(tmp_path):
     write_image(tmp_path / "images" / "x1.png")
     (tmp_path / "masks").mkdir()

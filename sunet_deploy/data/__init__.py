@@ -24,7 +24,8 @@ def build_dataset(kind: str, root: str | os.PathLike | None = None, split: str =
     """Build a dataset by kind name.
 
     synthetic: no root; kw num_samples, size, num_classes, seed. voc, sbd, cityscapes: root and split.
-    voc_aug: root = VOC root, kw sbd_root (the split is always trainaug). folder: root, kw num_classes, classes.
+    voc_aug: root = VOC root, kw sbd_root (the split is always trainaug). folder: root, kw num_classes
+    and classes (default: the names in root/classes.txt).
     """
     if kind == "synthetic":
         return SyntheticSegmentation(split=split, **kw)
