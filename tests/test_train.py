@@ -48,14 +48,16 @@ def test_training_writes_loadable_checkpoints_and_logs(tmp_path):
     out = tmp_path / "run"
     model, ckpt = load_model(out / "best.safetensors")
     assert ckpt.meta.classes[0] == "background" and len(ckpt.meta.palette) == 7 == ckpt.meta.num_classes
-    assert ckpt.meta.training["validation"]["miou"] >= 0 and ckpt.meta.training["dataset"] == "synthetic"
+    assert ckpt.meta.training["validation"]["miou"] >= 0
+    synthetic = dict(kind="synthetic", size=[40, 48], num_classes=7, seed=0)  # the dataset's seed is its default 0
+    assert ckpt.meta.training["dataset"] == {"train": {**synthetic, "split": "train", "num_samples": 16},
+                                             "val": {**synthetic, "split": "val", "num_samples": 4}}  # fmt: skip
     assert model(torch.zeros(1, 3, 40, 48)).shape == (1, 7, 40, 48)
     events = [r["event"] for r in records(out)]
     assert events.count("train") == 4 and events.count("val") == 2 and events[-1] == "end"
     assert (out / "curves.png").stat().st_size > 1000 and json.loads((out / "config.json").read_text())["lr"] == 0.01
-    # evaluation CLI on the same checkpoint: JSON with the confusion matrix, and the baseline
-    assert evaluate_main([str(out / "best.safetensors"), "--synthetic-samples", "4", "--synthetic-size", "40x48",
-                          "--workers", "0", "--output", str(tmp_path / "eval.json")]) == 0  # fmt: skip
+    # evaluation CLI on the same checkpoint, no dataset flags: JSON with the confusion matrix, and the baseline
+    assert evaluate_main([str(out / "best.safetensors"), "--workers", "0", "--output", str(tmp_path / "eval.json")]) == 0
     result = json.loads((tmp_path / "eval.json").read_text())
     assert np.array(result["confusion_matrix"]).sum() == 4 * 40 * 48
     assert result["miou"] == pytest.approx(records(out)[-2]["miou"])  # same images as validation

@@ -72,7 +72,7 @@ class Trainer:
     def __init__(self, config: TrainConfig, ctx: D.Context) -> None:
         self.config, self.ctx, self.out = config, ctx, Path(config.out_dir)
         self.amp = config.amp and ctx.device.type == "cuda"
-        self.train_data, self.val_data = training_datasets(config)
+        self.train_data, self.val_data, self.dataset_specs = training_datasets(config)
         self.spec = ModelSpec(config.arch, config.task, len(self.train_data.classes), config.output_stride,
                               config.head, config.model_overrides)  # fmt: skip
         self.model = self._build_model()
@@ -233,9 +233,13 @@ class Trainer:
 
     def _summary(self, record: dict) -> dict:
         c = self.config
-        return {"step": record["step"], "validation": {k: v for k, v in record.items() if k not in ("event", "iou")},
-                "dataset": c.dataset, "iterations": self.total_steps, "batch_size": c.batch_size * self.ctx.world_size,
-                "crop_size": c.crop_size, "lr": c.lr, "schedule": c.schedule, "world_size": self.ctx.world_size}  # fmt: skip
+        summary = {"step": record["step"], "validation": {k: v for k, v in record.items() if k not in ("event", "iou")},
+                   "iterations": self.total_steps, "batch_size": c.batch_size * self.ctx.world_size,
+                   "crop_size": c.crop_size, "lr": c.lr, "schedule": c.schedule, "world_size": self.ctx.world_size}  # fmt: skip
+        if self.dataset_specs:  # what evaluation and the benchmarks read back (sunet_deploy.data.validation_spec)
+            train, val = self.dataset_specs
+            summary["dataset"] = {"train": train.to_dict(), "val": val.to_dict()}
+        return summary
 
     def save(self) -> None:
         if self.ctx.is_main:

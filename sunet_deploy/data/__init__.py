@@ -7,16 +7,18 @@ import os
 from .base import IGNORE_INDEX, DatasetError, SegmentationDataset
 from .cityscapes import CityscapesSegmentation
 from .folder import FolderSegmentation
+from .spec import KIND_FIELDS, DatasetSpec, validation_spec
 from .synthetic import SyntheticSegmentation
 from .transforms import EvalTransform, TrainTransform
 from .voc import SBDSegmentation, VOCAugSegmentation, VOCSegmentation, trainaug_ids
 
-KINDS = ("synthetic", "voc", "sbd", "voc_aug", "cityscapes", "folder")
+KINDS = tuple(KIND_FIELDS)
 
 __all__ = [
-    "IGNORE_INDEX", "KINDS", "CityscapesSegmentation", "DatasetError", "EvalTransform",
+    "IGNORE_INDEX", "KINDS", "CityscapesSegmentation", "DatasetError", "DatasetSpec", "EvalTransform",
     "FolderSegmentation", "SBDSegmentation", "SegmentationDataset", "SyntheticSegmentation",
     "TrainTransform", "VOCAugSegmentation", "VOCSegmentation", "build_dataset", "trainaug_ids",
+    "validation_spec",
 ]  # fmt: skip
 
 
