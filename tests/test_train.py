@@ -17,7 +17,8 @@ from PIL import Image
 import train.loop
 from sunet_deploy.checkpoint import load_checkpoint, load_model, load_tensors
 from sunet_deploy.cli import EXIT_FAILED, EXIT_STATUS_HELP, EXIT_USAGE
-from sunet_deploy.data import DatasetError, SyntheticSegmentation
+from sunet_deploy.data import DatasetSpec, SyntheticSegmentation, validation_spec
+from sunet_deploy.data.__main__ import write_synthetic_folder
 from train import distributed as D
 from train.__main__ import main
 from train.config import parse_config
@@ -100,6 +101,18 @@ def folder_dataset(root: Path, label: np.ndarray | None = None, image: bool = Tr
     if label is not None:
         Image.fromarray(label).save(root / "masks" / "x.png")
     return f"--dataset folder --num-classes 3 --data-root {root} --val-root {root}"
+
+
+def test_folder_dataset_trains_with_the_classes_of_its_classes_txt(tmp_path):
+    for split, count in (("train", 8), ("val", 2)):
+        write_synthetic_folder(SyntheticSegmentation(count, (40, 48), num_classes=4, split=split), tmp_path / split)
+    folders = f"--dataset folder --data-root {tmp_path / 'train'} --val-root {tmp_path / 'val'}"  # no --num-classes
+    assert main(tiny_args(tmp_path, folders + " --iterations 2 --val-every 2")) == 0
+    meta = load_checkpoint(tmp_path / "run/best.safetensors").meta
+    assert meta.classes == ["background", "ellipse", "rectangle", "triangle"]
+    assert validation_spec(meta) == DatasetSpec("folder", str(tmp_path / "val"), num_classes=4)
+    assert evaluate_main([str(tmp_path / "run/best.safetensors"), "--workers", "0"]) == 0  # on the val folder
+    assert json.loads((tmp_path / "run/best_eval_folder.json").read_text())["images"] == 2
 
 
 BAD_INPUTS = {

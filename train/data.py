@@ -54,7 +54,7 @@ def segmentation_specs(config: TrainConfig) -> tuple[DatasetSpec, DatasetSpec]:
     if config.dataset == "folder":
         if not config.val_root:
             raise DatasetError("dataset folder needs --val-root: a second images/ + masks/ folder for validation")
-        return DatasetSpec("folder", root, num_classes=config.num_classes), DatasetSpec("folder", val_root, num_classes=config.num_classes)
+        return tuple(DatasetSpec("folder", folder, num_classes=config.num_classes) for folder in (root, val_root))
     if config.dataset == "voc_aug":
         return _voc_aug(root, config.train_split, config.sbd_root), _voc_aug(val_root, config.val_split, config.sbd_root)
     return DatasetSpec(config.dataset, root, config.train_split), DatasetSpec(config.dataset, val_root, config.val_split)

@@ -59,7 +59,8 @@ def _class_names(root: Path, num_classes: int | None, classes: Sequence[str] | N
         classes, source = read_class_names(root), str(root / CLASSES_FILE)
     if classes is None:
         if num_classes is None:
-            raise DatasetError(f"folder dataset {root} has no {CLASSES_FILE}: give its number of classes (num_classes, --num-classes)")
+            raise DatasetError(f"folder dataset {root} has no {CLASSES_FILE}: give its number of classes "
+                               "(num_classes, --num-classes)")  # fmt: skip
         return placeholder_classes(num_classes)
     if num_classes is not None and len(classes) != num_classes:
         raise DatasetError(f"{source}: {len(classes)} classes, but num_classes is {num_classes}")
