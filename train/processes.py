@@ -37,7 +37,9 @@ def exit_with(pid: int) -> None:
 
 
 def _kill_self_when_readable(pidfd: int) -> None:
-    select.select([pidfd], [], [])  # a pidfd becomes readable when its process has ended
+    poller = select.poll()  # not select.select, which fails on descriptors past 1023
+    poller.register(pidfd, select.POLLIN)  # a pidfd becomes readable when its process has ended
+    poller.poll()
     _kill_self()
 
 
