@@ -18,12 +18,26 @@ ENDLESS = ("--arch sunet_tiny --crop-size 32 --batch-size 4 --synthetic-samples 
            "--iterations 1000000 --val-every 1000000 --no-progress --log-every 1 --device cpu")  # fmt: skip
 
 
-def start(tmp_path: Path, launcher: list[str], workers: int) -> subprocess.Popen:
-    cmd = [sys.executable, *launcher, "-m", "train", *ENDLESS.split(), "--workers", str(workers),
-           "--out-dir", str(tmp_path / "run")]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    with open(tmp_path / "output.txt", "w") as output:  # not a pipe: orphans would hold it open
-        return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=output, stderr=subprocess.STDOUT)
+@pytest.fixture
+def start(tmp_path):
+    """start(launcher, workers): an endless training run in a subprocess, killed with all its
+    descendants at the end of the test whatever happened."""
+    started = []
+
+    def start_(launcher: list[str], workers: int) -> subprocess.Popen:
+        cmd = [sys.executable, *launcher, "-m", "train", *ENDLESS.split(), "--workers", str(workers),
+               "--out-dir", str(tmp_path / "run")]  # fmt: skip
+        env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+        with open(tmp_path / "output.txt", "w") as output:  # not a pipe: orphans would hold it open
+            started.append(subprocess.Popen(cmd, cwd=REPO, env=env, stdout=output, stderr=subprocess.STDOUT))
+        return started[-1]
+
+    yield start_
+    for proc in started:
+        if proc.poll() is None:
+            for process in [*psutil.Process(proc.pid).children(recursive=True), psutil.Process(proc.pid)]:
+                process.kill()
+            proc.wait()
 
 
 def wait_for_training(proc: subprocess.Popen, tmp_path: Path, processes: int) -> list[psutil.Process]:
@@ -62,14 +76,14 @@ def survivors_after(proc: subprocess.Popen, descendants: list[psutil.Process], s
     return described
 
 
-def test_sigkilled_trainer_leaves_no_process_behind(tmp_path):
-    proc = start(tmp_path, [], workers=2)
+def test_sigkilled_trainer_leaves_no_process_behind(start, tmp_path):
+    proc = start([], workers=2)
     descendants = wait_for_training(proc, tmp_path, 2 + 2)  # the workers, fork server, resource tracker
     assert survivors_after(proc, descendants, signal.SIGKILL) == []
 
 
-def test_sigterm_ends_the_trainer_promptly_with_one_line(tmp_path):
-    proc = start(tmp_path, [], workers=1)
+def test_sigterm_ends_the_trainer_promptly_with_one_line(start, tmp_path):
+    proc = start([], workers=1)
     descendants = wait_for_training(proc, tmp_path, 1 + 2)
     assert survivors_after(proc, descendants, signal.SIGTERM) == []
     assert proc.returncode == 128 + signal.SIGTERM
@@ -77,14 +91,14 @@ def test_sigterm_ends_the_trainer_promptly_with_one_line(tmp_path):
     assert "Traceback" not in output and "error: interrupted by SIGTERM at step" in output, output[-2000:]
 
 
-def test_sigkilled_torchrun_leaves_no_rank_behind(tmp_path):
-    proc = start(tmp_path, ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"], workers=1)
+def test_sigkilled_torchrun_leaves_no_rank_behind(start, tmp_path):
+    proc = start(["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"], workers=1)
     descendants = wait_for_training(proc, tmp_path, 2 * (1 + 3))  # per rank: worker, fork server, tracker
     assert survivors_after(proc, descendants, signal.SIGKILL) == []
 
 
 def test_an_interrupt_inside_a_deferred_block_is_raised_on_its_way_out():
-    reached_the_end = False
+    reached_the_end, handler_before = False, signal.getsignal(signal.SIGTERM)
     with signals_interrupt():
         with pytest.raises(Interrupted) as caught:
             with interrupts_deferred():  # as around receiving a batch from a worker
@@ -92,4 +106,4 @@ def test_an_interrupt_inside_a_deferred_block_is_raised_on_its_way_out():
                 time.sleep(0.01)  # python runs signal handlers between bytecodes: it has run by now
                 reached_the_end = True
     assert reached_the_end and caught.value.signum == signal.SIGTERM and caught.value.exit_status == 143
-    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # the handler before signals_interrupt
+    assert signal.getsignal(signal.SIGTERM) == handler_before
