@@ -1,3 +1,4 @@
+import json
 from pathlib import Path
 
 import cv2
@@ -9,6 +10,7 @@ from PIL import Image
 from sunet_deploy.data import (
     CityscapesSegmentation,
     DatasetError,
+    DatasetSpec,
     FolderSegmentation,
     SBDSegmentation,
     SyntheticSegmentation,
@@ -16,7 +18,9 @@ from sunet_deploy.data import (
     VOCSegmentation,
     build_dataset,
     trainaug_ids,
+    validation_spec,
 )
+from sunet_deploy.metadata import ModelMetadata
 from sunet_deploy.preprocess import save_palette_png, voc_palette
 
 H, W = 6, 8
@@ -129,6 +133,21 @@ def test_folder_dataset(tmp_path):
     np.testing.assert_array_equal(label, mask)
 
 
+def test_folder_dataset_reads_its_class_names_from_classes_txt(tmp_path):
+    write_image(tmp_path / "images" / "x1.png")
+    (tmp_path / "masks").mkdir()
+    Image.fromarray(np.zeros((H, W), np.uint8)).save(tmp_path / "masks" / "x1.png")
+    (tmp_path / "classes.txt").write_text("sky\npotted plant\n\ncar\n")
+    for ds in (FolderSegmentation(tmp_path), build_dataset("folder", tmp_path, num_classes=3)):
+        assert ds.classes == ["sky", "potted plant", "car"] and ds.palette.shape == (3, 3)
+    with pytest.raises(DatasetError, match=r"classes\.txt: 3 classes, but num_classes is 4"):
+        FolderSegmentation(tmp_path, num_classes=4)
+    (tmp_path / "classes.txt").unlink()
+    assert FolderSegmentation(tmp_path, num_classes=2).classes == ["class0", "class1"]
+    with pytest.raises(DatasetError, match="has no classes.txt: give its number of classes"):
+        FolderSegmentation(tmp_path)
+
+
 def test_label_values_out_of_range_name_file_and_values(tmp_path):
     write_image(tmp_path / "images" / "x1.png")
     (tmp_path / "masks").mkdir()
@@ -214,3 +233,50 @@ def test_synthetic_argument_errors():
         SyntheticSegmentation(num_classes=9)
     with pytest.raises(ValueError, match="split"):
         SyntheticSegmentation(split="holdout")
+
+
+# ---------------------------------------------------------------- dataset specs
+
+SYNTHETIC_VAL = DatasetSpec("synthetic", split="val", num_samples=3, size=(40, 48), num_classes=5, seed=4)
+
+
+def test_spec_round_trips_through_json_and_builds_its_dataset(tmp_path):
+    make_voc(tmp_path / "voc")
+    for spec in (SYNTHETIC_VAL, DatasetSpec("voc", str(tmp_path / "voc"), "val"), DatasetSpec("folder", "f", num_classes=3)):
+        assert DatasetSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+        assert "\n" not in spec.describe() and spec.kind in spec.describe()
+    assert SYNTHETIC_VAL.to_dict() == {"kind": "synthetic", "split": "val", "num_samples": 3, "size": [40, 48],
+                                       "num_classes": 5, "seed": 4}  # fmt: skip
+    built = SYNTHETIC_VAL.build()
+    np.testing.assert_array_equal(built[2][0], SyntheticSegmentation(3, (40, 48), 5, seed=4, split="val")[2][0])
+    voc = DatasetSpec("voc", str(tmp_path / "voc"), "val").build()
+    assert isinstance(voc, VOCSegmentation) and len(voc) == 1
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"kind": "synthetic", "split": "val", "num_samples": 3, "size": [4, 4], "num_classes": 5, "seed": 0, "colour": 1},
+     r"unknown keys \['colour'\]"),
+    ({"split": "val"}, "without a kind"),
+    ({"kind": "imagenet", "root": "x"}, "unknown dataset kind 'imagenet'"),
+    ({"kind": "voc", "split": "val"}, "'voc' needs root"),
+    ({"kind": "synthetic", "split": "val", "num_samples": 3, "size": [4, 4], "num_classes": 5}, "needs seed"),
+    ({"kind": "folder", "root": "x", "split": "val"}, "'folder' takes no split"),
+    ({"kind": "voc", "root": "x", "split": "val", "seed": 1}, "takes no seed"),
+    ({"kind": "synthetic", "split": "val", "num_samples": "3", "size": [4, 4], "num_classes": 5, "seed": 0},
+     "num_samples must be of type int"),
+    ({"kind": "synthetic", "split": "val", "num_samples": 3, "size": [4], "num_classes": 5, "seed": 0}, "size must be"),
+])  # fmt: skip
+def test_spec_from_dict_rejects_what_it_cannot_build(data, message):
+    with pytest.raises(DatasetError, match=message):
+        DatasetSpec.from_dict(data)
+
+
+def test_validation_spec_reads_what_training_recorded():
+    def meta(training: dict) -> ModelMetadata:
+        return ModelMetadata(model={"num_classes": 2}, classes=["a", "b"], palette=[[0, 0, 0], [1, 1, 1]], training=training)
+
+    train = DatasetSpec("folder", "train_folder", num_classes=2)
+    recorded = {"dataset": {"train": train.to_dict(), "val": SYNTHETIC_VAL.to_dict()}}
+    assert validation_spec(meta(recorded)) == SYNTHETIC_VAL
+    assert validation_spec(meta({"dataset": "synthetic"})) is None  # checkpoints from before the record
+    assert validation_spec(meta({})) is None

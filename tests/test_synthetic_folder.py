@@ -1,20 +1,29 @@
 """`python -m sunet_deploy.data` writes synthetic samples that load back exactly as a folder dataset."""
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 
 from sunet_deploy.data import FolderSegmentation, SyntheticSegmentation
 
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write_folder(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "sunet_deploy.data", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True)  # fmt: skip
+
 
 def test_written_folder_loads_back_identically(tmp_path):
     root = tmp_path / "synthetic"
-    done = subprocess.run([sys.executable, "-m", "sunet_deploy.data", str(root), "--count", "3",
-                           "--size", "40x56", "--classes", "5", "--seed", "4"], capture_output=True, text=True)
+    done = write_folder(str(root), "--count", "3", "--size", "40x56", "--classes", "5", "--seed", "4")
     assert done.returncode == 0, done.stderr
     source = SyntheticSegmentation(num_samples=3, size=(40, 56), num_classes=5, seed=4, split="val")
-    folder = FolderSegmentation(root, num_classes=5, classes=(root / "classes.txt").read_text().split("\n")[:-1])
+    folder = FolderSegmentation(root)  # the classes come from root/classes.txt
     assert len(folder) == 3 and folder.classes == source.classes
     for index in range(3):
         image, label = folder[index]
@@ -25,7 +34,6 @@ def test_written_folder_loads_back_identically(tmp_path):
 
 
 def test_bad_arguments_give_one_line_errors(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "sunet_deploy.data", str(tmp_path), "--classes", "40"],
-                          capture_output=True, text=True)
+    done = write_folder(str(tmp_path), "--classes", "40")
     assert done.returncode == 2
     assert done.stderr.startswith("error: num_classes must be in")

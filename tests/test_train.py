@@ -5,6 +5,7 @@ import os
 import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import cv2
@@ -15,10 +16,13 @@ from PIL import Image
 
 import train.loop
 from sunet_deploy.checkpoint import load_checkpoint, load_model, load_tensors
-from sunet_deploy.data import DatasetError
+from sunet_deploy.cli import EXIT_FAILED, EXIT_STATUS_HELP, EXIT_USAGE
+from sunet_deploy.data import DatasetSpec, SyntheticSegmentation, validation_spec
+from sunet_deploy.data.__main__ import write_synthetic_folder
 from train import distributed as D
 from train.__main__ import main
 from train.config import parse_config
+from train.data import EvalSet, make_loader
 from train.evaluate import main as evaluate_main
 from train.loop import Trainer, run
 
@@ -45,14 +49,16 @@ def test_training_writes_loadable_checkpoints_and_logs(tmp_path):
     out = tmp_path / "run"
     model, ckpt = load_model(out / "best.safetensors")
     assert ckpt.meta.classes[0] == "background" and len(ckpt.meta.palette) == 7 == ckpt.meta.num_classes
-    assert ckpt.meta.training["validation"]["miou"] >= 0 and ckpt.meta.training["dataset"] == "synthetic"
+    assert ckpt.meta.training["validation"]["miou"] >= 0
+    synthetic = dict(kind="synthetic", size=[40, 48], num_classes=7, seed=0)  # the dataset's seed is its default 0
+    assert ckpt.meta.training["dataset"] == {"train": {**synthetic, "split": "train", "num_samples": 16},
+                                             "val": {**synthetic, "split": "val", "num_samples": 4}}  # fmt: skip
     assert model(torch.zeros(1, 3, 40, 48)).shape == (1, 7, 40, 48)
     events = [r["event"] for r in records(out)]
     assert events.count("train") == 4 and events.count("val") == 2 and events[-1] == "end"
     assert (out / "curves.png").stat().st_size > 1000 and json.loads((out / "config.json").read_text())["lr"] == 0.01
-    # evaluation CLI on the same checkpoint: JSON with the confusion matrix, and the baseline
-    assert evaluate_main([str(out / "best.safetensors"), "--synthetic-samples", "4", "--synthetic-size", "40x48",
-                          "--workers", "0", "--output", str(tmp_path / "eval.json")]) == 0  # fmt: skip
+    # evaluation CLI on the same checkpoint, no dataset flags: JSON with the confusion matrix, and the baseline
+    assert evaluate_main([str(out / "best.safetensors"), "--workers", "0", "--output", str(tmp_path / "eval.json")]) == 0
     result = json.loads((tmp_path / "eval.json").read_text())
     assert np.array(result["confusion_matrix"]).sum() == 4 * 40 * 48
     assert result["miou"] == pytest.approx(records(out)[-2]["miou"])  # same images as validation
@@ -97,6 +103,18 @@ def folder_dataset(root: Path, label: np.ndarray | None = None, image: bool = Tr
     return f"--dataset folder --num-classes 3 --data-root {root} --val-root {root}"
 
 
+def test_folder_dataset_trains_with_the_classes_of_its_classes_txt(tmp_path):
+    for split, count in (("train", 8), ("val", 2)):
+        write_synthetic_folder(SyntheticSegmentation(count, (40, 48), num_classes=4, split=split), tmp_path / split)
+    folders = f"--dataset folder --data-root {tmp_path / 'train'} --val-root {tmp_path / 'val'}"  # no --num-classes
+    assert main(tiny_args(tmp_path, folders + " --iterations 2 --val-every 2")) == 0
+    meta = load_checkpoint(tmp_path / "run/best.safetensors").meta
+    assert meta.classes == ["background", "ellipse", "rectangle", "triangle"]
+    assert validation_spec(meta) == DatasetSpec("folder", str(tmp_path / "val"), num_classes=4)
+    assert evaluate_main([str(tmp_path / "run/best.safetensors"), "--workers", "0"]) == 0  # on the val folder
+    assert json.loads((tmp_path / "run/best_eval_folder.json").read_text())["images"] == 2
+
+
 BAD_INPUTS = {
     "missing-root": (lambda p: f"--dataset voc --data-root {p / 'missing'}", "VOC root not found"),
     "missing-split": (lambda p: (p / "voc").mkdir() or f"--dataset voc --data-root {p / 'voc'}", "split file not found.*train.txt"),
@@ -113,7 +131,7 @@ BAD_INPUTS = {
 @pytest.mark.parametrize("case", BAD_INPUTS)
 def test_bad_input_gives_a_clear_error(tmp_path, capsys, case):
     setup, message = BAD_INPUTS[case]
-    assert main(tiny_args(tmp_path, setup(tmp_path))) == 2
+    assert main(tiny_args(tmp_path, setup(tmp_path))) == EXIT_USAGE
     assert re.search(message, capsys.readouterr().err), message
 
 
@@ -127,7 +145,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch
         return loss * float("nan") if calls["n"] == 3 else loss
 
     monkeypatch.setattr(train.loop, "segmentation_loss", loss_nan_on_third)
-    assert main(tiny_args(tmp_path, "--checkpoint-every 1")) == 3
+    assert main(tiny_args(tmp_path, "--checkpoint-every 1")) == EXIT_FAILED
     err = capsys.readouterr().err
     assert "loss became nan at step 3" in err and "latest_state.safetensors kept unchanged" in err
     assert json.loads(load_tensors(tmp_path / "run/latest_state.safetensors", "train_state")[1])["progress"]["step"] == 2
@@ -171,3 +189,23 @@ def test_recipe_defaults_and_config_file(tmp_path):
     (tmp_path / "bad.json").write_text('{"learning_rate": 1}')
     with pytest.raises(ValueError, match="unknown config keys.*learning_rate"):
         parse_config(["--config", str(tmp_path / "bad.json")])
+
+
+@pytest.mark.parametrize("command", [main, evaluate_main], ids=["train", "evaluate"])
+def test_help_ends_with_the_exit_status_convention(command, capsys):
+    with pytest.raises(SystemExit) as exited:
+        command(["--help"])
+    assert exited.value.code == 0
+    assert " ".join(capsys.readouterr().out.split()).endswith(EXIT_STATUS_HELP)
+
+
+def test_default_workers_fit_the_usable_cpus(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    config = parse_config([])
+    assert config.workers == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch warns when a loader has more workers than usable CPUs
+        make_loader(EvalSet(SyntheticSegmentation(2, (8, 8))), 1, config.workers)
+    assert parse_config(["--workers", "3"]).workers == 3  # an explicit value is honoured
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)))
+    assert parse_config([]).workers == 4

@@ -5,25 +5,29 @@ from __future__ import annotations
 import sys
 
 from sunet_deploy.checkpoint import CheckpointError
+from sunet_deploy.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 
 from .config import parse_config
 from .loop import Diverged, run
-
-EXIT_BAD_INPUT = 2
-EXIT_DIVERGED = 3
+from .processes import Interrupted, signals_interrupt, tie_to_launcher
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        config = parse_config(argv)
-        run(config)
-    except Diverged as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_DIVERGED
-    except (CheckpointError, ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    return 0
+    tie_to_launcher()
+    with signals_interrupt():
+        try:
+            config = parse_config(argv)
+            run(config)
+        except Interrupted as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return exc.exit_status
+        except Diverged as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+        except (CheckpointError, ValueError, FileNotFoundError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from sunet_deploy.cli import parse_size
+from sunet_deploy.cli import EXIT_STATUS_HELP, parse_size
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 TASKS = ("segmentation", "classification")
+DEFAULT_WORKERS = 4
 
 # The paper's recipes (ARCHITECTURE.md 2.4). Fields left at None take these values.
 RECIPES: dict[str, dict] = {
@@ -29,6 +31,13 @@ RECIPES: dict[str, dict] = {
         bn_momentum=0.1, crop_size=224, batch_size=256, epochs=100,
     ),
 }  # fmt: skip
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, as torch's DataLoader counts them)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def _opt(default, help: str, **kw):
@@ -83,11 +92,12 @@ class TrainConfig:
     amp: bool = _opt(None, "mixed precision (default: on for CUDA, off on CPU)")
     # ---- running
     device: str = _opt("auto", "auto, cpu, cuda")
-    workers: int = _opt(4, "data loader worker processes per training process (0 = load in the main process)")
+    workers: int = _opt(None, "data loader worker processes per training process (0 = load in the main process)", shown="4, at most the usable CPUs")
     threads: int = _opt(0, "torch CPU threads (0 = torch's default)")
     seed: int = _opt(0, "seed of the model init, the sampling order and the augmentation")
     out_dir: str = _opt("runs/train", "run folder: checkpoints, metrics.jsonl, curves.png, config.json")
     resume: bool = _opt(False, "continue from <out_dir>/latest_state.safetensors (model, optimizer, schedule, step, RNG)")
+    overwrite: bool = _opt(False, "replace the run already in --out-dir (without it, such a folder is refused)")
     val_every: int = _opt(1000, "validate (and save) every this many steps; always at the end")
     checkpoint_every: int = _opt(None, "save the resumable state every this many steps (default: --val-every)")
     log_every: int = _opt(20, "write a metrics line every this many steps")
@@ -102,7 +112,8 @@ class TrainConfig:
         for key, value in RECIPES[self.task].items():
             if values[key] is None:
                 values[key] = value
-        defaults = dict(iterations=0, epochs=0, model_overrides={}, amp=False, checkpoint_every=values["val_every"])
+        defaults = dict(iterations=0, epochs=0, model_overrides={}, amp=False, checkpoint_every=values["val_every"],
+                        workers=min(DEFAULT_WORKERS, usable_cpus()))  # fmt: skip
         for key, value in defaults.items():
             if values[key] is None:
                 values[key] = value
@@ -111,6 +122,8 @@ class TrainConfig:
         return config
 
     def check(self) -> None:
+        if self.resume and self.overwrite:
+            raise ValueError("--resume continues the run in --out-dir and --overwrite replaces it: choose one")
         if self.iterations <= 0 and self.epochs <= 0:
             raise ValueError("set --iterations or --epochs to a positive number")
         if self.batch_size % self.accumulate:
@@ -173,6 +186,7 @@ def build_parser(prog: str = "python -m train") -> argparse.ArgumentParser:
         prog=prog,
         description="Train a SUNet (segmentation, or classification pre-training of the backbone). "
         "Defaults follow the paper's recipe; 'recipe default' values depend on --task.",
+        epilog=EXIT_STATUS_HELP,
     )
     parser.add_argument("--config", help="JSON file of these options (keys with underscores), or a built-in name: "
                         + ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.json"))))  # fmt: skip

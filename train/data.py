@@ -7,8 +7,10 @@ processes, not on how often the run was stopped and resumed.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -17,15 +19,17 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from sunet_deploy.cli import parse_size
-from sunet_deploy.data import DatasetError, EvalTransform, TrainTransform, build_dataset
+from sunet_deploy.data import DatasetError, DatasetSpec, EvalTransform, TrainTransform
 from sunet_deploy.data.folder import IMAGE_SUFFIXES
 from sunet_deploy.metadata import IMAGENET_MEAN, IMAGENET_STD
 from sunet_deploy.preprocess import ImageError, read_image, to_tensor_input
 
 from .config import TrainConfig
 from .distributed import Context
+from .processes import exit_with, interrupts_deferred
 
 SYNTHETIC_CLASSES = 7
+SYNTHETIC_SEED = 0  # the synthetic images' seed; --seed is the model's and the augmentation's
 
 
 def to_input(image: np.ndarray) -> torch.Tensor:
@@ -37,43 +41,49 @@ def to_input(image: np.ndarray) -> torch.Tensor:
 # ---------------------------------------------------------------- building datasets
 
 
-def segmentation_dataset(kind: str, root: str | None, split: str, *, num_classes: int | None = None,
-                         sbd_root: str | None = None, samples: int = 200, size=(128, 128)):  # fmt: skip
-    """One split of a segmentation dataset (numpy samples). voc_aug is trainaug for training, VOC otherwise."""
-    if kind == "synthetic":
-        return build_dataset("synthetic", split=split, num_samples=samples, size=tuple(size),
-                             num_classes=num_classes or SYNTHETIC_CLASSES)  # fmt: skip
-    if kind == "voc_aug":
-        if split != "train":
-            return build_dataset("voc", root, split)
-        if sbd_root is None:
-            raise DatasetError("dataset voc_aug needs --sbd-root (the SBD benchmark_RELEASE folder)")
-        return build_dataset("voc_aug", root, sbd_root=sbd_root)
-    if kind == "folder":
-        if num_classes is None:
-            raise DatasetError("dataset folder needs --num-classes")
-        return build_dataset("folder", root, num_classes=num_classes)
-    return build_dataset(kind, root, split)
+def segmentation_specs(config: TrainConfig) -> tuple[DatasetSpec, DatasetSpec]:
+    """The (train, val) datasets of a segmentation config. voc_aug trains on trainaug and validates
+    on VOC; a 'folder' dataset validates on the folder --val-root."""
+    if config.dataset == "synthetic":
+        common = dict(size=parse_size(config.synthetic_size), num_classes=config.num_classes or SYNTHETIC_CLASSES,
+                      seed=SYNTHETIC_SEED)  # fmt: skip
+        return (DatasetSpec("synthetic", split=config.train_split, num_samples=config.synthetic_samples[0], **common),
+                DatasetSpec("synthetic", split=config.val_split, num_samples=config.synthetic_samples[1], **common))  # fmt: skip
+    root = _required_root(config)
+    val_root = config.val_root or root
+    if config.dataset == "folder":
+        if not config.val_root:
+            raise DatasetError("dataset folder needs --val-root: a second images/ + masks/ folder for validation")
+        return tuple(DatasetSpec("folder", folder, num_classes=config.num_classes) for folder in (root, val_root))
+    if config.dataset == "voc_aug":
+        return _voc_aug(root, config.train_split, config.sbd_root), _voc_aug(val_root, config.val_split, config.sbd_root)
+    return DatasetSpec(config.dataset, root, config.train_split), DatasetSpec(config.dataset, val_root, config.val_split)
+
+
+def _voc_aug(root: str, split: str, sbd_root: str | None) -> DatasetSpec:
+    if split != "train":
+        return DatasetSpec("voc", root, split)
+    if sbd_root is None:
+        raise DatasetError("dataset voc_aug needs --sbd-root (the SBD benchmark_RELEASE folder)")
+    return DatasetSpec("voc_aug", root, sbd_root=sbd_root)
 
 
 def training_datasets(config: TrainConfig) -> tuple:
-    """(train, val) datasets of the config; for the 'folder' kind the validation folder is --val-root."""
+    """(train, val, specs): the datasets of the config and, for segmentation, the (train, val) specs
+    as built, a folder's class count filled in (None for classification)."""
     if config.task == "classification":
         root = _required_root(config)
         train = ClassFolder(root, config.train_split)
-        return train, ClassFolder(config.val_root or root, config.val_split, classes=train.classes)
-    if config.dataset != "synthetic":
-        _required_root(config)
-    if config.dataset == "folder" and not config.val_root:
-        raise DatasetError("dataset folder needs --val-root: a second images/ + masks/ folder for validation")
-    common = dict(num_classes=config.num_classes, sbd_root=config.sbd_root, size=parse_size(config.synthetic_size))
-    train = segmentation_dataset(config.dataset, config.data_root, config.train_split,
-                                 samples=config.synthetic_samples[0], **common)  # fmt: skip
-    val = segmentation_dataset(config.dataset, config.val_root or config.data_root, config.val_split,
-                               samples=config.synthetic_samples[1], **common)  # fmt: skip
+        return train, ClassFolder(config.val_root or root, config.val_split, classes=train.classes), None
+    (train, train_spec), (val, val_spec) = (_build(spec) for spec in segmentation_specs(config))
     if val.classes != train.classes:
         raise DatasetError(f"training classes {train.classes} differ from validation classes {val.classes}")
-    return train, val
+    return train, val, (train_spec, val_spec)
+
+
+def _build(spec: DatasetSpec) -> tuple:
+    dataset = spec.build()
+    return dataset, replace(spec, num_classes=dataset.num_classes) if spec.kind == "folder" else spec
 
 
 def _required_root(config: TrainConfig) -> str:
@@ -205,9 +215,24 @@ class ResumableSampler(DistributedSampler):
         return self.num_samples - self.skip
 
 
-def _worker_init(_: int) -> None:
+def _worker_init(_: int, parent: int) -> None:
+    exit_with(parent)
     torch.set_num_threads(1)  # workers only decode and augment; the main process computes
     cv2.setNumThreads(1)
+
+
+class _Loader(DataLoader):
+    """A DataLoader whose batches are received whole: an interrupt waits for the batch in transit.
+    Cut while fetching a batch's shared memory from a worker, the worker prints a traceback."""
+
+    def __iter__(self):
+        batches = super().__iter__()
+        while True:
+            with interrupts_deferred():
+                batch = next(batches, None)
+            if batch is None:
+                return
+            yield batch
 
 
 def make_loader(dataset: Dataset, batch_size: int, workers: int, sampler=None, pin: bool = False) -> DataLoader:
@@ -215,9 +240,10 @@ def make_loader(dataset: Dataset, batch_size: int, workers: int, sampler=None, p
     serves the whole run."""
     # Workers come from a fork server, not a fork of this process: forking a process that has
     # already run torch's CPU thread pool can hang the child (seen with torch 2.13 CPU builds).
-    return DataLoader(
+    # _worker_init ties each worker's life to this process (processes.py says why it must).
+    return _Loader(
         dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, pin_memory=pin,
-        drop_last=sampler is not None, worker_init_fn=_worker_init,
+        drop_last=sampler is not None, worker_init_fn=functools.partial(_worker_init, parent=os.getpid()),
         multiprocessing_context="forkserver" if workers else None, persistent_workers=workers > 0,
     )  # fmt: skip
 

@@ -1,7 +1,7 @@
 """Evaluation: dataset-wide confusion matrix, per-class IoU, mIoU, pixel accuracy (top-1/top-5 for
 classifiers), single-scale or the paper's multi-scale + flip + sliding-window protocol.
 
-    python -m train.evaluate runs/demo/best.safetensors --dataset synthetic
+    python -m train.evaluate runs/demo/best.safetensors    # the validation set the checkpoint records
     python -m train.evaluate runs/voc/best.safetensors --dataset voc --data-root VOC2012 --multi-scale
 """
 
@@ -20,14 +20,15 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Subset
 
-from sunet_deploy.cli import parse_size
+from sunet_deploy.cli import EXIT_OK, EXIT_STATUS_HELP, EXIT_USAGE, parse_size
 from sunet_deploy.checkpoint import CheckpointError, load_model
 from sunet_deploy.data import KINDS, DatasetError
 from sunet_deploy.fileio import atomic_write_bytes
 from sunet_deploy.metrics import ConfusionMatrix, format_table
 
-from .data import EvalSet, make_loader, segmentation_dataset
+from .data import EvalSet, make_loader
 from .distributed import Context, all_reduce_sum, pick_device
+from .eval_dataset import check_classes, evaluation_spec
 
 
 @dataclass(frozen=True)
@@ -156,14 +157,16 @@ def _progress(iterable, enabled: bool, desc: str):
 def build_parser() -> argparse.ArgumentParser:
     paper = Protocol()
     p = argparse.ArgumentParser(prog="python -m train.evaluate", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)  # fmt: skip
+                                epilog=EXIT_STATUS_HELP, formatter_class=argparse.ArgumentDefaultsHelpFormatter)  # fmt: skip
     p.add_argument("checkpoint", help="a sunet-deploy checkpoint (e.g. runs/demo/best.safetensors)")
-    p.add_argument("--dataset", default="synthetic", choices=KINDS, help="dataset kind (voc_aug evaluates on VOC)")
-    p.add_argument("--data-root", help="dataset root (not for synthetic)")
-    p.add_argument("--split", default="val", help="split to evaluate")
-    p.add_argument("--num-classes", type=int, help="classes of a folder dataset (default: the checkpoint's)")
-    p.add_argument("--synthetic-samples", type=int, default=200, help="synthetic dataset: number of images")
-    p.add_argument("--synthetic-size", type=parse_size, default=(128, 128), help="synthetic dataset: image size HxW")
+    p.add_argument("--dataset", choices=KINDS, help="dataset kind, if not the validation set recorded in the "
+                   "checkpoint (voc_aug evaluates on VOC)")  # fmt: skip
+    p.add_argument("--data-root", help="dataset root, if not the recorded one (not for synthetic)")
+    p.add_argument("--split", help="split to evaluate, if not the recorded one (val for another dataset)")
+    p.add_argument("--num-classes", type=int, help="classes of a folder dataset without classes.txt (the checkpoint's if not given)")
+    p.add_argument("--synthetic-samples", type=int, help="synthetic: number of images (a checkpoint that records its "
+                   "validation set takes only that; else 200)")  # fmt: skip
+    p.add_argument("--synthetic-size", type=parse_size, help="synthetic: image size HxW (as --synthetic-samples; else 128x128)")
     p.add_argument("--resize-short", type=int, help="single-scale: resize the short side to this size first")
     p.add_argument("--multi-scale", action="store_true", help="paper protocol: scales, flip, sliding window")
     p.add_argument("--scales", type=float, nargs="+", default=list(paper.scales), help="multi-scale: scales of --base-size")
@@ -171,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=paper.flip, help="multi-scale: add left-right flips")
     p.add_argument("--window", type=int, default=paper.window, help="multi-scale: sliding window size (0: whole image)")
     p.add_argument("--stride", type=int, default=paper.stride, help="multi-scale: sliding window stride")
-    p.add_argument("--output", help="JSON results file (default: <checkpoint stem>_eval_<split>.json next to it)")
+    p.add_argument("--output", help="JSON results file (default: <checkpoint stem>_eval_<split or kind>.json next to it)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--workers", type=int, default=2, help="data loader workers")
     return p
@@ -183,22 +186,24 @@ def main(argv: list[str] | None = None) -> int:
         results, table = run(args)
     except (CheckpointError, DatasetError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     print(table)
-    output = Path(args.output or Path(args.checkpoint).with_name(f"{Path(args.checkpoint).stem}_eval_{args.split}.json"))
+    name = f"{Path(args.checkpoint).stem}_eval_{results['split'] or results['dataset']['kind']}.json"
+    output = Path(args.output or Path(args.checkpoint).with_name(name))
     atomic_write_bytes(output, (json.dumps(results, indent=2) + "\n").encode())
     print(f"results: {output}")
-    return 0
+    return EXIT_OK
 
 
 def run(args: argparse.Namespace) -> tuple[dict, str]:
     model, ckpt = load_model(args.checkpoint)
     if ckpt.meta.model.get("task") == "classification":
         raise ValueError(f"{args.checkpoint} is a classifier; this evaluates segmentation checkpoints")
-    dataset = segmentation_dataset(args.dataset, args.data_root, args.split, num_classes=args.num_classes or ckpt.meta.num_classes,
-                                   samples=args.synthetic_samples, size=args.synthetic_size)  # fmt: skip
-    if len(dataset.classes) != ckpt.meta.num_classes:
-        raise ValueError(f"dataset has {len(dataset.classes)} classes, the checkpoint {ckpt.meta.num_classes}")
+    spec, note = evaluation_spec(args, ckpt.meta)
+    if note:
+        print(f"note: {args.checkpoint} {note}", file=sys.stderr)
+    dataset = spec.build()
+    check_classes(list(dataset.classes), spec, ckpt.meta)
     device = pick_device(args.device)
     protocol = Protocol(tuple(args.scales), args.base_size, args.flip, args.window, args.stride) if args.multi_scale else None
     loader = make_loader(EvalSet(dataset, resize_short=None if protocol else args.resize_short), 1, args.workers)
@@ -208,15 +213,15 @@ def run(args: argparse.Namespace) -> tuple[dict, str]:
     majority = int(cm.matrix.sum(axis=1).argmax())
     baseline = constant_prediction(cm, majority).scores()
     results = {
-        "checkpoint": str(args.checkpoint), "checkpoint_sha256": ckpt.sha256, "dataset": args.dataset,
-        "split": args.split, "images": len(dataset), "seconds": round(seconds, 2),
+        "checkpoint": str(args.checkpoint), "checkpoint_sha256": ckpt.sha256, "dataset": spec.to_dict(),
+        "split": spec.split, "images": len(dataset), "seconds": round(seconds, 2),
         "protocol": asdict(protocol) if protocol else {"single_scale": True, "resize_short": args.resize_short},
         **cm.to_dict(ckpt.meta.classes),
         "majority_class_baseline": {"class": ckpt.meta.classes[majority], "miou": baseline.miou,
                                     "pixel_accuracy": baseline.pixel_accuracy},
     }  # fmt: skip
     mode = "multi-scale " + json.dumps(asdict(protocol)) if protocol else "single scale"
-    table = (f"{args.checkpoint} on {args.dataset}/{args.split} ({len(dataset)} images, {mode}, {seconds:.1f} s)\n"
+    table = (f"{args.checkpoint} on {spec.describe()} ({len(dataset)} images, {mode}, {seconds:.1f} s)\n"
              f"{format_table(cm, ckpt.meta.classes)}\n"
              f"baseline (predict '{ckpt.meta.classes[majority]}' everywhere): mIoU {100 * baseline.miou:.2f}, "
              f"pixel accuracy {100 * baseline.pixel_accuracy:.2f}")  # fmt: skip

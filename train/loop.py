@@ -28,6 +28,8 @@ from .config import TrainConfig
 from .data import EvalSet, ResumableSampler, TrainSet, check_training_set, make_loader, training_datasets
 from .evaluate import constant_prediction, evaluate_classification, evaluate_segmentation, shard
 from .plots import plot_curves
+from .processes import Interrupted
+from .rundir import CONFIG_FILE, CURVES_FILE, METRICS_FILE, check_out_dir, remove_earlier_run
 from .schedule import build_optimizer, configure_batchnorm, kaiming_init, lr_factor, set_lr, train_mode
 from .state import BEST_FILE, STATE_FILE, Progress, load_state, save_best, save_state
 
@@ -70,7 +72,7 @@ class Trainer:
     def __init__(self, config: TrainConfig, ctx: D.Context) -> None:
         self.config, self.ctx, self.out = config, ctx, Path(config.out_dir)
         self.amp = config.amp and ctx.device.type == "cuda"
-        self.train_data, self.val_data = training_datasets(config)
+        self.train_data, self.val_data, self.dataset_specs = training_datasets(config)
         self.spec = ModelSpec(config.arch, config.task, len(self.train_data.classes), config.output_stride,
                               config.head, config.model_overrides)  # fmt: skip
         self.model = self._build_model()
@@ -88,7 +90,7 @@ class Trainer:
         self.progress = Progress()
         if config.resume:
             self.progress = load_state(self.out / STATE_FILE, self.model, self.optimizer, self.scaler, config)
-        self.log = RunLog(self.out / "metrics.jsonl", ctx.is_main, self.progress.step if config.resume else None)
+        self.log = RunLog(self.out / METRICS_FILE, ctx.is_main, self.progress.step if config.resume else None)
         self.baseline_class = self._majority_class() if config.task == "segmentation" else None
 
     def _build_model(self) -> nn.Module:
@@ -116,7 +118,9 @@ class Trainer:
         config, p = self.config, self.progress
         if self.ctx.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(self.out / "config.json", (config.to_json() + "\n").encode())
+            if config.overwrite:
+                remove_earlier_run(self.out)
+            atomic_write_bytes(self.out / CONFIG_FILE, (config.to_json() + "\n").encode())
         self._announce()
         bar = self._bar()
         train_mode(self.model, config.freeze_bn)
@@ -229,9 +233,13 @@ class Trainer:
 
     def _summary(self, record: dict) -> dict:
         c = self.config
-        return {"step": record["step"], "validation": {k: v for k, v in record.items() if k not in ("event", "iou")},
-                "dataset": c.dataset, "iterations": self.total_steps, "batch_size": c.batch_size * self.ctx.world_size,
-                "crop_size": c.crop_size, "lr": c.lr, "schedule": c.schedule, "world_size": self.ctx.world_size}  # fmt: skip
+        summary = {"step": record["step"], "validation": {k: v for k, v in record.items() if k not in ("event", "iou")},
+                   "iterations": self.total_steps, "batch_size": c.batch_size * self.ctx.world_size,
+                   "crop_size": c.crop_size, "lr": c.lr, "schedule": c.schedule, "world_size": self.ctx.world_size}  # fmt: skip
+        if self.dataset_specs:  # what evaluation and the benchmarks read back (sunet_deploy.data.validation_spec)
+            train, val = self.dataset_specs
+            summary["dataset"] = {"train": train.to_dict(), "val": val.to_dict()}
+        return summary
 
     def save(self) -> None:
         if self.ctx.is_main:
@@ -255,10 +263,10 @@ class Trainer:
             record["baseline_miou"] = last_val["baseline_miou"]
         self.log.write(record)
         if self.ctx.is_main:
-            plot_curves(self.out / "metrics.jsonl", self.out / "curves.png")
+            plot_curves(self.out / METRICS_FILE, self.out / CURVES_FILE)
             metric = "mIoU" if self.config.task == "segmentation" else "top-1"
             self.log.say(f"done: best val {metric} {100 * p.best_score:.2f}% at step {p.best_step}; "
-                         f"best model {self.out / BEST_FILE}; curves {self.out / 'curves.png'}")  # fmt: skip
+                         f"best model {self.out / BEST_FILE}; curves {self.out / CURVES_FILE}")  # fmt: skip
         return record
 
     def _announce(self) -> None:
@@ -279,6 +287,7 @@ class Trainer:
 
 def run(config: TrainConfig) -> dict:
     """Set up the process group, train, tear down. Errors are raised with the run's position in them."""
+    check_out_dir(config)  # before any rank joins the group, so that no rank has written yet
     ctx = D.setup(config.device)
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -287,9 +296,12 @@ def run(config: TrainConfig) -> dict:
         try:
             return trainer.fit()
         except (Diverged, DatasetError) as exc:
-            note = _saved_note(trainer)
             trainer.log.write({"event": "error", "step": trainer.progress.step, "error": str(exc)})
-            raise type(exc)(f"{_clean(exc)}. Training stopped; {note}") from exc
+            raise type(exc)(f"{_clean(exc)}. Training stopped; {_saved_note(trainer)}") from exc
+        except Interrupted as exc:
+            trainer.log.write({"event": "error", "step": trainer.progress.step, "error": str(exc)})
+            resume = "; continue with --resume" if (trainer.out / STATE_FILE).exists() else ""
+            raise Interrupted(exc.signum, f" at step {trainer.progress.step}; {_saved_note(trainer)}{resume}") from exc
     finally:
         D.teardown(ctx)
 

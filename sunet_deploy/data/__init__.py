@@ -7,16 +7,18 @@ import os
 from .base import IGNORE_INDEX, DatasetError, SegmentationDataset
 from .cityscapes import CityscapesSegmentation
 from .folder import FolderSegmentation
+from .spec import KIND_FIELDS, DatasetSpec, validation_spec
 from .synthetic import SyntheticSegmentation
 from .transforms import EvalTransform, TrainTransform
 from .voc import SBDSegmentation, VOCAugSegmentation, VOCSegmentation, trainaug_ids
 
-KINDS = ("synthetic", "voc", "sbd", "voc_aug", "cityscapes", "folder")
+KINDS = tuple(KIND_FIELDS)
 
 __all__ = [
-    "IGNORE_INDEX", "KINDS", "CityscapesSegmentation", "DatasetError", "EvalTransform",
+    "IGNORE_INDEX", "KINDS", "CityscapesSegmentation", "DatasetError", "DatasetSpec", "EvalTransform",
     "FolderSegmentation", "SBDSegmentation", "SegmentationDataset", "SyntheticSegmentation",
     "TrainTransform", "VOCAugSegmentation", "VOCSegmentation", "build_dataset", "trainaug_ids",
+    "validation_spec",
 ]  # fmt: skip
 
 
@@ -24,7 +26,8 @@ def build_dataset(kind: str, root: str | os.PathLike | None = None, split: str =
     """Build a dataset by kind name.
 
     synthetic: no root; kw num_samples, size, num_classes, seed. voc, sbd, cityscapes: root and split.
-    voc_aug: root = VOC root, kw sbd_root (the split is always trainaug). folder: root, kw num_classes, classes.
+    voc_aug: root = VOC root, kw sbd_root (the split is always trainaug). folder: root, kw num_classes
+    and classes (default: the names in root/classes.txt).
     """
     if kind == "synthetic":
         return SyntheticSegmentation(split=split, **kw)

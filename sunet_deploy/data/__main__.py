@@ -1,8 +1,8 @@
 """`python -m sunet_deploy.data OUT`: write synthetic samples to disk in the plain folder layout.
 
 OUT/images/<name>.png and OUT/masks/<name>.png (palette PNG of class indices), plus
-OUT/classes.txt. The result is a `folder` dataset (`build_dataset("folder", OUT, num_classes=...)`)
-and a set of real image files for `python -m runtimes.predict`.
+OUT/classes.txt. The result is a `folder` dataset (`build_dataset("folder", OUT)` takes its
+classes from OUT/classes.txt) and a set of real image files for `python -m runtimes.predict`.
 """
 
 from __future__ import annotations
