@@ -1,8 +1,12 @@
 """`python -m benchmarks.parity CHECKPOINT`: every runtime's masks against PyTorch eager FP32.
 
-    python -m benchmarks.parity runs/demo/best.safetensors                  # synthetic val split
-    python -m benchmarks.parity ckpt.safetensors --dataset voc --root VOCdevkit/VOC2012
+    python -m benchmarks.parity runs/demo/best.safetensors          # the validation set training recorded
+    python -m benchmarks.parity ckpt.safetensors --dataset voc --root VOCdevkit/VOC2012 --limit 0
     python -m benchmarks.parity ckpt.safetensors --device cuda --max-delta-miou fp16=0.2
+
+The images are the checkpoint's own validation set, as training recorded it (the first --limit of
+them); --dataset/--root/--split choose another one with the same classes. Each runtime is judged
+by the precision its artifact reports.
 
 Per runtime: mIoU against the labels, its delta to PyTorch FP32 (points), per-class IoU deltas,
 pixel-label agreement with the PyTorch FP32 masks, and max/mean |logit difference|. The exit
@@ -16,6 +20,7 @@ import argparse
 import math
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,9 +29,11 @@ import torch
 from tqdm import tqdm
 
 from runtimes import Runtime
-from sunet_deploy.checkpoint import load_checkpoint
-from sunet_deploy.cli import parse_size
-from sunet_deploy.data import build_dataset
+from sunet_deploy.artifact import ArtifactError, read_checkpoint_info
+from sunet_deploy.cli import EXIT_FAILED, EXIT_OK, EXIT_STATUS_HELP, EXIT_USAGE
+from sunet_deploy.data import DatasetError, DatasetSpec
+from sunet_deploy.data.selection import DatasetChoice, check_classes, evaluation_spec
+from sunet_deploy.metadata import ModelMetadata
 from sunet_deploy.metrics import ConfusionMatrix
 from sunet_deploy.preprocess import Normalization, output_to_mask
 
@@ -42,7 +49,7 @@ class Tolerance:
     min_agreement: float | None = None  # percent of pixels labelled as PyTorch FP32 labels them
 
 
-TOLERANCES = {"fp32": Tolerance(0.05, 99.9), "fp16": Tolerance(0.3), "bf16": Tolerance(0.3)}
+TOLERANCES = {"fp32": Tolerance(0.05, 99.9), "fp16": Tolerance(0.3), "bf16": Tolerance(0.3), "int8": Tolerance(1.0)}
 
 
 @dataclass
@@ -105,12 +112,16 @@ def run_parity(runtimes: dict[str, Runtime], reference: str, dataset, num_classe
     return stats
 
 
-def load_dataset(args: argparse.Namespace, num_classes: int):
-    if args.dataset == "synthetic":
-        return build_dataset("synthetic", split=args.split, num_samples=args.num_samples, size=args.size,
-                             num_classes=num_classes, seed=args.seed)  # fmt: skip
-    extra = {"num_classes": num_classes} if args.dataset == "folder" else {}
-    return build_dataset(args.dataset, args.root, split=args.split, **extra)
+def validation_set(args: argparse.Namespace, meta: ModelMetadata) -> tuple[Sequence, DatasetSpec]:
+    """The checkpoint's recorded validation set (or the one the flags choose), its first --limit images."""
+    choice = DatasetChoice(args.dataset, str(args.root) if args.root else None, args.split)
+    spec, note = evaluation_spec(choice, meta)
+    if note:
+        print(f"note: {args.checkpoint} {note}", file=sys.stderr)
+    dataset = spec.build()
+    check_classes(list(dataset.classes), spec, meta)
+    count = len(dataset) if args.limit == 0 else min(args.limit, len(dataset))
+    return [dataset[i] for i in range(count)] if count < len(dataset) else dataset, spec
 
 
 def open_runtimes(args: argparse.Namespace, shape: tuple[int, int, int, int] | None) -> tuple[dict, dict]:
@@ -164,15 +175,14 @@ def markdown(result: dict) -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.parity", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.parity", description=__doc__, epilog=EXIT_STATUS_HELP,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("checkpoint", type=Path, help="sunet-deploy .safetensors checkpoint (trained)")
-    parser.add_argument("--dataset", default="synthetic", choices=("synthetic", "voc", "cityscapes", "folder"))
-    parser.add_argument("--root", type=Path, help="dataset root (VOC2012, Cityscapes or a folder dataset)")
-    parser.add_argument("--split", default="val")
-    parser.add_argument("--num-samples", type=int, default=50, help="synthetic: number of images")
-    parser.add_argument("--size", type=parse_size, default=(128, 128), metavar="HxW", help="synthetic: image size")
-    parser.add_argument("--seed", type=int, default=0, help="synthetic: dataset seed")
+    parser.add_argument("--dataset", choices=("synthetic", "voc", "cityscapes", "folder"),
+                        help="another dataset than the validation set the checkpoint records (same classes)")
+    parser.add_argument("--root", type=Path, help="its root (VOC2012, Cityscapes or a folder dataset)")
+    parser.add_argument("--split", help="its split (default: the recorded one, else val)")
+    parser.add_argument("--limit", type=int, default=50, help="compare on the first N images (0: all; default 50)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--variants", help="comma-separated variant names (default: all of the device)")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
@@ -181,27 +191,33 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="override a tolerance, e.g. fp16=0.2 (repeatable)")  # fmt: skip
     parser.add_argument("--workdir", type=Path, default=Path("runs/bench/work"))
     parser.add_argument("--output", type=Path, default=Path("runs/parity"), help="report folder")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.limit < 0:
+        parser.error("--limit must be 0 (all) or positive")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     limits = tolerances(args.max_delta_miou)
-    meta = load_checkpoint(args.checkpoint).meta
-    dataset = load_dataset(args, meta.num_classes)
-    shape = (1, 3, *args.size) if args.dataset == "synthetic" else None
-    opened, skipped = open_runtimes(args, shape)
+    try:
+        meta = read_checkpoint_info(args.checkpoint).metadata
+        dataset, spec = validation_set(args, meta)
+    except (ArtifactError, DatasetError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    opened, skipped = open_runtimes(args, (1, 3, *spec.size) if spec.size else None)
     reference = reference_name(args.device)
     if reference not in opened or len(opened) < 2:
         print(nothing_measured(skipped) + "\n(parity needs the PyTorch FP32 reference and one more runtime)", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     stats = run_parity(opened, reference, dataset, meta.num_classes)
     precisions = {name: runtime.info.precision for name, runtime in opened.items()}
     records = {name: {"precision": precisions[name], **judge(s, stats[reference], limits[precisions[name]], meta.classes)}
                for name, s in stats.items() if name != reference}  # fmt: skip
     result = {"environment": environment(args.threads), "checkpoint": str(args.checkpoint), "samples": len(dataset),
-              "dataset": f"{args.dataset} ({args.split})", "reference_miou": 100 * stats[reference].confusion.scores().miou,
+              "dataset": spec.describe(), "reference_miou": 100 * stats[reference].confusion.scores().miou,
               "runtimes": records, "skipped": skipped}  # fmt: skip
     args.output.mkdir(parents=True, exist_ok=True)
     (args.output / "parity.md").write_text(markdown(result))
@@ -210,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     failed = [name for name, r in records.items() if not r["passed"]]
     if failed:
         print(f"outside tolerance: {', '.join(failed)}", file=sys.stderr)
-    return 1 if failed else 0
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 if __name__ == "__main__":

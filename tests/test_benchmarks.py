@@ -5,10 +5,10 @@ import time
 
 import numpy as np
 import pytest
+import torch
 from torch import nn
 
 from benchmarks import latency, parity
-from benchmarks.artifacts import random_checkpoint
 from benchmarks.flops import count_flops, model_table
 from benchmarks.measure import Samples, time_iterations
 from benchmarks.parity import ParityStats, Tolerance, judge, run_parity, tolerances
@@ -18,6 +18,8 @@ from runtimes.options import PyTorchOptions
 from sunet_deploy.artifact import ArtifactInfo
 from sunet_deploy.metadata import ModelMetadata
 from sunet_deploy.metrics import ConfusionMatrix
+from sunet_deploy.checkpoint import save_checkpoint
+from sunet_deploy.data import DatasetSpec
 from sunet_deploy.models import ModelSpec, build_model, count_parameters
 
 TINY_RUN = ["--model", "sunet_tiny", "--size", "32x32", "--warmup", "0.05", "--duration", "0.1",
@@ -56,7 +58,12 @@ class FakeRuntime(Runtime):
 
 @pytest.fixture
 def tiny_checkpoint(tmp_path):
-    return random_checkpoint("sunet_tiny", tmp_path / "ckpt", num_classes=5)
+    """A random sunet_tiny whose metadata records a small synthetic validation set, as training does."""
+    spec = DatasetSpec("synthetic", split="val", num_samples=4, size=(32, 32), num_classes=5, seed=0)
+    meta = ModelMetadata(model=ModelSpec("sunet_tiny", num_classes=5).to_dict(), classes=spec.build().classes,
+                         palette=[[i, i, i] for i in range(5)], training={"dataset": {"val": spec.to_dict()}})
+    torch.manual_seed(0)
+    return save_checkpoint(tmp_path / "tiny.safetensors", build_model(ModelSpec("sunet_tiny", num_classes=5)), meta)
 
 
 @pytest.fixture
@@ -158,7 +165,7 @@ def test_parity_cli_exits_non_zero_when_a_runtime_fails(fake_file, tmp_path, mon
                                              palette=[[0, 0, 0]] * 5), "checkpoint")
         rt.activate()
     monkeypatch.setattr(parity, "open_runtimes", lambda args, shape: (fakes, {}))
-    code = parity.main([str(tiny_checkpoint), "--num-samples", "2", "--size", "32x32", "--output", str(tmp_path / "p")])
+    code = parity.main([str(tiny_checkpoint), "--limit", "2", "--output", str(tmp_path / "p")])
     assert code == 1
     report = json.loads((tmp_path / "p" / "parity.json").read_text())
     assert report["runtimes"]["bad"]["passed"] is False
@@ -167,7 +174,7 @@ def test_parity_cli_exits_non_zero_when_a_runtime_fails(fake_file, tmp_path, mon
 
 def test_parity_cli_passes_for_real_fp32_runtimes(tmp_path, tiny_checkpoint):
     out = tmp_path / "parity"
-    code = parity.main([str(tiny_checkpoint), "--num-samples", "2", "--size", "32x32", "--threads", "1",
+    code = parity.main([str(tiny_checkpoint), "--limit", "2", "--threads", "1",
                         "--variants", "pytorch-fp32-channels-last,onnxruntime-cpu",
                         "--workdir", str(tmp_path / "work"), "--output", str(out)])  # fmt: skip
     records = json.loads((out / "parity.json").read_text())["runtimes"]
@@ -175,11 +182,33 @@ def test_parity_cli_passes_for_real_fp32_runtimes(tmp_path, tiny_checkpoint):
     assert all(r["agreement"] >= 99.9 and r["max_abs_logit_error"] < 1e-3 for r in records.values())
 
 
+def test_parity_takes_dataset_and_precision_from_the_artifacts(tmp_path, tiny_checkpoint, monkeypatch, capsys):
+    out = tmp_path / "parity"
+    logits = np.random.default_rng(1).standard_normal((1, 5, 32, 32)).astype(np.float32)
+    fakes = {"pytorch-fp32": FakeRuntime(tmp_path / "tiny.safetensors", logits),
+             "engine": FakeRuntime(tmp_path / "tiny.safetensors", logits, offset=0.5)}  # fmt: skip
+    for name, rt in fakes.items():  # an FP32 engine is judged by FP32's tolerance, whatever its variant
+        rt.info = ArtifactInfo(ModelMetadata(model={"arch": "f"}, classes=[f"c{i}" for i in range(5)],
+                                             palette=[[0, 0, 0]] * 5), "tensorrt" if name == "engine" else "checkpoint")
+        rt.activate()
+    seen = {}
+    monkeypatch.setattr(parity, "open_runtimes", lambda args, shape: (seen.setdefault("shape", shape), (fakes, {}))[1])
+    assert parity.main([str(tiny_checkpoint), "--output", str(out)]) == 1
+    report = json.loads((out / "parity.json").read_text())
+    assert report["dataset"] == "synthetic val: 4 images 32x32, 5 classes, seed 0" and report["samples"] == 4
+    assert seen["shape"] == (1, 3, 32, 32)  # the recorded images' size, for fixed-size artifacts
+    assert report["runtimes"]["engine"]["precision"] == "fp32"
+    assert report["runtimes"]["engine"]["tolerance"] == {"max_delta_miou": 0.05, "min_agreement": 99.9}
+    assert parity.main([str(tiny_checkpoint), "--dataset", "folder", "--root", str(tmp_path / "none")]) == 2
+    assert "error:" in capsys.readouterr().err
+
+
 def test_tolerance_overrides():
     assert tolerances(["fp16=0.2"])["fp16"] == Tolerance(0.2)
     assert tolerances([])["fp32"] == Tolerance(0.05, 99.9)
+    assert tolerances([])["int8"] == Tolerance(1.0)
     with pytest.raises(ValueError, match="unknown precision"):
-        tolerances(["int8=1"])
+        tolerances(["fp8=1"])
 
 
 # ---------------------------------------------------------------- reports

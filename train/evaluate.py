@@ -23,12 +23,12 @@ from torch.utils.data import Subset
 from sunet_deploy.cli import EXIT_OK, EXIT_STATUS_HELP, EXIT_USAGE, parse_size
 from sunet_deploy.checkpoint import CheckpointError, load_model
 from sunet_deploy.data import KINDS, DatasetError
+from sunet_deploy.data.selection import check_classes, evaluation_spec
 from sunet_deploy.fileio import atomic_write_bytes
 from sunet_deploy.metrics import ConfusionMatrix, format_table
 
 from .data import EvalSet, make_loader
 from .distributed import Context, all_reduce_sum, pick_device
-from .eval_dataset import check_classes, evaluation_spec
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
-"""Which dataset `python -m train.evaluate` scores: by default the validation set that training
-recorded in the checkpoint; `--dataset`, `--data-root`, `--split` and `--num-classes` change it.
+"""Which dataset a checkpoint is scored on (train.evaluate, benchmarks.parity): by default the
+validation set that training recorded in the checkpoint; a kind, root, split or class count given
+by the user change it.
 
 Synthetic-shape flags may only repeat what the checkpoint recorded: a different value would score
 other images than validation did, silently. Checkpoints that record no dataset (written before
@@ -8,21 +9,33 @@ training recorded one) take the dataset from the flags, with the defaults evalua
 
 from __future__ import annotations
 
-import argparse
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
-from sunet_deploy.data import DatasetSpec, validation_spec
-from sunet_deploy.data.folder import placeholder_classes, read_class_names
-from sunet_deploy.metadata import ModelMetadata
+from ..metadata import ModelMetadata
+from .folder import placeholder_classes, read_class_names
+from .spec import DatasetSpec, validation_spec
 
 # The defaults of the synthetic flags before checkpoints recorded their dataset.
 LEGACY_SYNTHETIC = {"split": "val", "num_samples": 200, "size": (128, 128), "seed": 0}
-# argparse attribute: (option, DatasetSpec field)
+# DatasetChoice field: (command-line option, DatasetSpec field)
 SYNTHETIC_FLAGS = {"synthetic_samples": ("--synthetic-samples", "num_samples"), "synthetic_size": ("--synthetic-size", "size")}
 
 
-def evaluation_spec(args: argparse.Namespace, meta: ModelMetadata) -> tuple[DatasetSpec, str | None]:
-    """The dataset to evaluate on, and a note for checkpoints that record none."""
+@dataclass(frozen=True)
+class DatasetChoice:
+    """What the user said about the dataset; None is 'as recorded'."""
+
+    dataset: str | None = None
+    data_root: str | None = None
+    split: str | None = None
+    num_classes: int | None = None
+    synthetic_samples: int | None = None
+    synthetic_size: tuple[int, int] | None = None
+
+
+def evaluation_spec(args: DatasetChoice, meta: ModelMetadata) -> tuple[DatasetSpec, str | None]:
+    """The dataset to evaluate on, and a note for checkpoints that record none. `args` may be any
+    object with DatasetChoice's attributes (e.g. parsed flags)."""
     recorded = validation_spec(meta)
     kind = "voc" if args.dataset == "voc_aug" else args.dataset  # voc_aug's validation set is VOC's
     if recorded is None:
@@ -33,7 +46,7 @@ def evaluation_spec(args: argparse.Namespace, meta: ModelMetadata) -> tuple[Data
     return _changed(recorded, args), None
 
 
-def _from_flags(args: argparse.Namespace, kind: str, num_classes: int) -> DatasetSpec:
+def _from_flags(args: DatasetChoice, kind: str, num_classes: int) -> DatasetSpec:
     if kind == "synthetic":
         given = {field: getattr(args, attr) for attr, (_, field) in SYNTHETIC_FLAGS.items() if getattr(args, attr)}
         split = {"split": args.split} if args.split else {}
@@ -47,7 +60,7 @@ def _from_flags(args: argparse.Namespace, kind: str, num_classes: int) -> Datase
     return DatasetSpec(kind, args.data_root, args.split or "val")
 
 
-def _changed(recorded: DatasetSpec, args: argparse.Namespace) -> DatasetSpec:
+def _changed(recorded: DatasetSpec, args: DatasetChoice) -> DatasetSpec:
     """The recorded spec with the root, split or class count the flags give."""
     if recorded.kind == "synthetic":
         for attr, (option, field) in SYNTHETIC_FLAGS.items():
@@ -60,7 +73,7 @@ def _changed(recorded: DatasetSpec, args: argparse.Namespace) -> DatasetSpec:
     return replace(recorded, **{k: v for k, v in changes.items() if v is not None})
 
 
-def _refuse_synthetic_flags(args: argparse.Namespace, kind: str) -> None:
+def _refuse_synthetic_flags(args: DatasetChoice, kind: str) -> None:
     given = [option for attr, (option, _) in SYNTHETIC_FLAGS.items() if getattr(args, attr) is not None]
     if given:
         raise ValueError(f"{' and '.join(given)}: for synthetic data only, not dataset {kind!r}")
