@@ -57,7 +57,7 @@ def create_serve_venv(path: str | os.PathLike) -> Path:
     """
     path = Path(path).absolute()
     marker = path / ".sunet-serve-installed"
-    with open(path.parent / f".{path.name}.lock", "w") as lock:
+    with open(path.with_name(f"{path.name}.lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not marker.is_file():
             subprocess.run([sys.executable, "-m", "venv", "--clear", str(path)], check=True)

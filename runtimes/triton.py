@@ -62,7 +62,8 @@ class ServedModel:
         return cls(uri, PROTOCOLS[parts.scheme], parts.netloc, model)
 
     def client(self, timeout: float = 60.0):
-        """A new tritonclient InferenceServerClient (one per thread: the HTTP one is not thread-safe)."""
+        """A new tritonclient InferenceServerClient, for the calling thread only (the HTTP one runs on a gevent
+        hub that belongs to the thread that made it)."""
         if availability():
             raise RuntimeUnavailable(INSTALL_HINT)
         if self.protocol == "http":
@@ -170,6 +171,12 @@ class TritonImageClient:
 
     def close(self) -> None:
         self.client.close()
+
+    def __enter__(self) -> "TritonImageClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 @dataclass(frozen=True)
