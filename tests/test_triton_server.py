@@ -6,6 +6,7 @@ The serving environment (.venv-serve, runtimes.serve.create_serve_venv) is made 
 tests are skipped, with pip's reason, only where the wheel cannot be installed.
 """
 
+import json
 import signal
 import socket
 import subprocess
@@ -21,6 +22,7 @@ import torch
 from PIL import Image
 
 from conftest import make_meta, randomize_bn, spread_classes
+from benchmarks.serve import main as serve_benchmark
 from export.triton import RepositoryOptions, export_repository_model
 from runtimes import open_runtime
 from runtimes.predict import Predictor
@@ -143,30 +145,48 @@ def concurrently(count: int, work) -> list:
     return results
 
 
-def test_served_models_batch_and_match_local_masks(serve_python, repository, images, local_masks, tmp_path):
-    encoded = [path.read_bytes() for path in images]
+def check_image_model(uri: str, images: list[Path], local_masks: list[np.ndarray]) -> None:
+    """One request per image, all at once: batched by the server, masks as local ONNX Runtime's."""
+    def segment(i: int) -> np.ndarray:
+        with TritonImageClient(uri) as client:
+            return client.masks([images[i].read_bytes()])[0]
+
+    before = server_statistics(uri)
+    masks = concurrently(len(images), segment)
+    batches = server_statistics(uri).since(before).batches
+    assert sum(size * n for size, n in batches.items()) == len(images)
+    assert max(batches) > 1, f"{uri}: no batch larger than 1 ({batches})"
+    for mask, local in zip(masks, local_masks):
+        np.testing.assert_array_equal(mask, local)
+    with TritonImageClient(uri) as client, pytest.raises(InferenceServerException, match="image 1: cannot"):
+        client.masks([images[0].read_bytes(), b"not an image"])
+
+
+def check_tensor_model(uri: str, images: list[Path], local_masks: list[np.ndarray]) -> None:
+    """The triton:// runtime behind runtimes.predict's Predictor, as any local runtime."""
+    with open_runtime(uri) as runtime:
+        assert runtime.info.metadata.palette == voc_palette(NUM_CLASSES).tolist()
+        predictor = Predictor(runtime)
+        for path, local in zip(images, local_masks):
+            np.testing.assert_array_equal(predictor.mask(read_image(path)), local)
+
+
+def check_benchmark(uri: str, output: Path) -> None:
+    assert serve_benchmark([uri, "--concurrency", "1", "4", "--size", "64x64", "--warmup", "0.2", "--duration", "1",
+                            "--output", str(output)]) == 0
+    rows = json.loads((output / "serve.json").read_text())["rows"]
+    assert [r["clients"] for r in rows] == [1, 4] and all(r["requests"] > 0 for r in rows)
+    assert (output / "serve.png").stat().st_size > 0 and "| 4 |" in (output / "serve.md").read_text()
+
+
+def test_served_models(serve_python, repository, images, local_masks, tmp_path):
     with served(serve_python, repository, tmp_path / "server.log") as (launcher, http, grpc):
         processes = family(launcher)
-        for uri in (f"triton://127.0.0.1:{http}/sunet_image", f"triton+grpc://127.0.0.1:{grpc}/sunet_image"):
-            def segment(i: int) -> np.ndarray:
-                with TritonImageClient(uri) as client:
-                    return client.masks([encoded[i]])[0]
-
-            before = server_statistics(uri)
-            masks = concurrently(len(images), segment)
-            batches = server_statistics(uri).since(before).batches
-            assert sum(size * n for size, n in batches.items()) == len(images)
-            assert max(batches) > 1, f"{uri}: no batch larger than 1 ({batches})"
-            for mask, local in zip(masks, local_masks):
-                np.testing.assert_array_equal(mask, local)
-            with TritonImageClient(uri) as client, pytest.raises(InferenceServerException, match="image 1: cannot"):
-                client.masks([encoded[0], b"not an image"])
-        for uri in (f"triton://127.0.0.1:{http}/sunet", f"triton+grpc://127.0.0.1:{grpc}/sunet"):
-            with open_runtime(uri) as runtime:
-                assert runtime.info.metadata.palette == voc_palette(NUM_CLASSES).tolist()
-                predictor = Predictor(runtime)
-                for path, local in zip(images, local_masks):
-                    np.testing.assert_array_equal(predictor.mask(read_image(path)), local)
+        for prefix in (f"triton://127.0.0.1:{http}", f"triton+grpc://127.0.0.1:{grpc}"):
+            check_image_model(f"{prefix}/sunet_image", images, local_masks)
+            check_tensor_model(f"{prefix}/sunet", images, local_masks)
+        check_benchmark(f"triton+grpc://127.0.0.1:{grpc}/sunet_image", tmp_path / "bench-image")
+        check_benchmark(f"triton://127.0.0.1:{http}/sunet", tmp_path / "bench-tensor")
         launcher.send_signal(signal.SIGINT)
         assert launcher.wait(30) == 0
         assert_gone(processes, timeout=5)
