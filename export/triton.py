@@ -41,6 +41,7 @@ from sunet_deploy.engine_env import EngineEnvironmentError, read_engine_sidecar
 from sunet_deploy.fileio import file_sha256
 
 PYTHON_MODEL = Path(__file__).with_name("triton_model.py")
+SUFFIXES = (".onnx", ".engine", ".plan", ".safetensors")
 DATA_TYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "int64": "TYPE_INT64", "int32": "TYPE_INT32",
               "uint8": "TYPE_UINT8", "bytes": "TYPE_STRING"}
 INSTALL_HINT = "tritonclient is not installed: pip install 'sunet-deploy[serve]'"
@@ -77,9 +78,9 @@ class Tensor:
 
 @dataclass(frozen=True)
 class Artifact:
-    """The model file in the version folder, its ArtifactInfo and tensors, and extra config parameters."""
+    """What the config says of the model file in the version folder: its ArtifactInfo, tensors, largest
+    batch, and parameters beyond the ArtifactInfo's strings."""
 
-    filename: str
     info: ArtifactInfo
     inputs: tuple[Tensor, ...]
     outputs: tuple[Tensor, ...]
@@ -100,14 +101,12 @@ def stage_artifact(model: Path, version_dir: Path, max_batch: int | None) -> Art
         from export.onnx import export_onnx
 
         print(export_onnx(model, onnx_path, progress=lambda message: print(message, flush=True)).report())
-    elif suffix == ".onnx":
-        shutil.copyfile(model, onnx_path)
     else:
-        raise TritonExportError(f"{model}: expected a .onnx model, a .engine/.plan or a .safetensors checkpoint")
+        shutil.copyfile(model, onnx_path)
     info = read_onnx_info(onnx_path)
     if isinstance(info.inputs[0]["shape"][0], int):
         raise TritonExportError(f"{model}: the batch dimension is fixed; Triton's dynamic batching needs it free")
-    return Artifact("model.onnx", info.artifact, tensors(info.inputs), output_tensors(info.outputs, info.artifact),
+    return Artifact(info.artifact, tensors(info.inputs), output_tensors(info.outputs, info.artifact),
                     max_batch or 8, {})
 
 
@@ -126,7 +125,7 @@ def stage_engine(engine: Path, version_dir: Path, max_batch: int | None) -> Arti
     inputs = tuple(replace(t, dims=dims) for t in tensors(sidecar.inputs))
     extra = {"sunet_deploy.tensorrt_version": sidecar.tensorrt_version, "sunet_deploy.gpu": sidecar.gpu.describe()}
     outputs = output_tensors(sidecar.outputs, sidecar.artifact)
-    return Artifact("model.plan", sidecar.artifact, inputs, outputs, max_batch or high[0], extra)
+    return Artifact(sidecar.artifact, inputs, outputs, max_batch or high[0], extra)
 
 
 def tensors(listed: list[dict]) -> tuple[Tensor, ...]:
@@ -197,6 +196,8 @@ def check_options(model: Path, options: RepositoryOptions) -> RepositoryOptions:
     """Fill in the backend; refuse what cannot be served, before any slow work."""
     if not model.is_file():
         raise FileNotFoundError(f"{model}: no such file")
+    if model.suffix.lower() not in SUFFIXES:
+        raise TritonExportError(f"{model}: expected a .onnx model, a .engine/.plan or a .safetensors checkpoint")
     engine = model.suffix.lower() in (".engine", ".plan")
     backend = options.backend or ("tensorrt" if engine else "onnxruntime")
     if engine and backend != "tensorrt":

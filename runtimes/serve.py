@@ -50,21 +50,21 @@ PR_SET_PDEATHSIG = 1
 
 
 def create_serve_venv(path: str | os.PathLike) -> Path:
-    """Make the serving environment at `path` unless it is complete; returns its interpreter.
+    """Make the serving environment at `path` unless it holds SERVE_PACKAGES already; returns its interpreter.
 
     Parallel callers (pytest workers) wait on a lock file instead of installing twice.
     Raises subprocess.CalledProcessError when pip cannot install the wheel here.
     """
     path = Path(path).absolute()
-    marker = path / ".sunet-serve-installed"
+    marker, wanted = path / ".sunet-serve-installed", "\n".join(SERVE_PACKAGES) + "\n"
     with open(path.with_name(f"{path.name}.lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not marker.is_file():
+        if not marker.is_file() or marker.read_text() != wanted:
             subprocess.run([sys.executable, "-m", "venv", "--clear", str(path)], check=True)
             pip = [str(path / "bin" / "python"), "-m", "pip", "install", "-q"]
             subprocess.run([*pip, *SERVE_PACKAGES], check=True)
             subprocess.run([*pip, "--no-deps", "-e", str(PROJECT)], check=True)
-            marker.write_text("\n".join(SERVE_PACKAGES) + "\n")
+            marker.write_text(wanted)
     return path / "bin" / "python"
 
 

@@ -137,6 +137,9 @@ def test_a_config_typo_fails_the_export(onnx_model, tmp_path, monkeypatch, capsy
 def test_usage_errors(onnx_model, tmp_path, capsys):
     assert main([str(tmp_path / "missing.onnx"), "-o", str(tmp_path / "repo")]) == 2
     assert "no such file" in capsys.readouterr().err
+    (tmp_path / "model.txt").write_text("not a model")
+    assert main([str(tmp_path / "model.txt"), "-o", str(tmp_path / "repo")]) == 2
+    assert "expected a .onnx model" in capsys.readouterr().err
     assert main([str(onnx_model), "-o", str(tmp_path / "repo"), "--backend", "tensorrt"]) == 2
     assert "build one with python -m export.tensorrt" in capsys.readouterr().err
     with pytest.raises(SystemExit):
