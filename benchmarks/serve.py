@@ -175,6 +175,7 @@ def plot(rows: list[dict], path: Path) -> Path:
     for ax in (left, middle, right):
         ax.set_xlabel("concurrent clients")
         ax.set_xticks(clients)
+        ax.set_ylim(bottom=0)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

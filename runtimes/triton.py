@@ -181,29 +181,35 @@ class TritonImageClient:
 
 @dataclass(frozen=True)
 class ServerStatistics:
-    """What the server counted for one model: successful requests, executions, the batch sizes it
-    formed (size -> executions) and the time requests spent queued and computing."""
+    """What the server counted for one model: successful requests, the batch sizes it formed (size ->
+    executions), the time requests waited in its queue (summed over requests) and the compute time of
+    its executions (input, inference and output, summed over batches)."""
 
     requests: int
-    executions: int
     batches: dict[int, int]
     queue_ms: float
     compute_ms: float
 
     def since(self, earlier: "ServerStatistics") -> "ServerStatistics":
         batches = {size: n - earlier.batches.get(size, 0) for size, n in self.batches.items()}
-        return ServerStatistics(self.requests - earlier.requests, self.executions - earlier.executions,
-                                {size: n for size, n in sorted(batches.items()) if n},
+        return ServerStatistics(self.requests - earlier.requests, {size: n for size, n in sorted(batches.items()) if n},
                                 self.queue_ms - earlier.queue_ms, self.compute_ms - earlier.compute_ms)
 
     @property
+    def executions(self) -> int:
+        return sum(self.batches.values())
+
+    @property
     def mean_batch(self) -> float:
-        executions = sum(self.batches.values())
-        return sum(size * n for size, n in self.batches.items()) / executions if executions else 0.0
+        return sum(size * n for size, n in self.batches.items()) / self.executions if self.executions else 0.0
+
+
+COMPUTE = ("compute_input", "compute_infer", "compute_output")
 
 
 def server_statistics(uri: str) -> ServerStatistics:
-    """The server's inference statistics of the model `uri` names (all versions summed)."""
+    """The server's inference statistics of the model `uri` names (all versions summed). Its per-request
+    statistics count a batch's compute once per request in it, so compute comes from the per-batch ones."""
     served = ServedModel.parse(uri)
     client = served.client()
     try:
@@ -213,14 +219,13 @@ def server_statistics(uri: str) -> ServerStatistics:
         client.close()
     # gRPC's JSON writes 64-bit counts as strings and leaves zeros out
     batches: dict[int, int] = {}
-    for model in models:
-        for stats in model.get("batch_stats", []):
-            size = int(stats["batch_size"])
-            batches[size] = batches.get(size, 0) + int(stats.get("compute_infer", {}).get("count", 0))
+    compute_ns = 0
+    for stats in (s for model in models for s in model.get("batch_stats", [])):
+        size = int(stats["batch_size"])
+        batches[size] = batches.get(size, 0) + int(stats.get("compute_infer", {}).get("count", 0))
+        compute_ns += sum(int(stats.get(key, {}).get("ns", 0)) for key in COMPUTE)
 
-    def total(key: str, field: str = "ns") -> int:
+    def total(key: str, field: str) -> int:
         return sum(int(m.get("inference_stats", {}).get(key, {}).get(field, 0)) for m in models)
 
-    compute_ns = sum(total(key) for key in ("compute_input", "compute_infer", "compute_output"))
-    return ServerStatistics(total("success", "count"), sum(int(m.get("execution_count", 0)) for m in models),
-                            batches, total("queue") / 1e6, compute_ns / 1e6)
+    return ServerStatistics(total("success", "count"), batches, total("queue", "ns") / 1e6, compute_ns / 1e6)
