@@ -168,12 +168,12 @@ def stop_child(child: subprocess.Popen, grace: float) -> int:
 
 
 def run_command(command: list[str], stop: threading.Event) -> int:
-    """Run COMMAND to its end, or until a signal asks to stop; its exit status."""
+    """Run COMMAND to its end, or until a signal asks to stop; its exit status (128 + N for signal N)."""
     child = start_child(command)
-    while child.poll() is None:
-        if stop.wait(0.2):
-            return stop_child(child, 10)
-    return child.returncode
+    while child.poll() is None and not stop.wait(0.2):
+        pass
+    status = stop_child(child, 10)
+    return status if status >= 0 else 128 - status
 
 
 def serve(server: subprocess.Popen, args: argparse.Namespace, stop: threading.Event) -> int:

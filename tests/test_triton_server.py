@@ -200,6 +200,18 @@ def test_server_dies_with_a_killed_launcher(serve_python, repository, tmp_path):
         assert_gone(processes, timeout=20)
 
 
+def test_command_runs_while_serving(serve_python, repository, tmp_path):
+    """With a command after --, the server runs while it does; the exit status is the command's."""
+    http = free_port()
+    check = f"from runtimes.triton import server_statistics; server_statistics('triton://127.0.0.1:{http}/sunet'); exit(3)"
+    result = subprocess.run([str(serve_python), "-m", "runtimes.serve", str(repository), "--http-port", str(http),
+                             "--grpc-port", str(free_port()), "--metrics-port", "0", "--exit-timeout", "2",
+                             "--", str(serve_python), "-c", check],
+                            cwd=PROJECT, capture_output=True, text=True, timeout=READY_TIMEOUT)  # fmt: skip
+    assert result.returncode == 3, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "ready in" in result.stdout
+
+
 def test_unloadable_model_fails_cleanly(serve_python, onnx_backend_repository, tmp_path):
     """The wheel has no onnxruntime backend: an onnxruntime_onnx model cannot load, and the launcher says so."""
     result = subprocess.run([str(serve_python), "-m", "runtimes.serve", str(onnx_backend_repository),
