@@ -205,6 +205,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         split = argv.index("--")
         argv, command = argv[:split], argv[split + 1:]
     parser = argparse.ArgumentParser(prog="python -m runtimes.serve", description=__doc__, epilog=EXIT_STATUS_HELP,
+                                     usage="%(prog)s REPOSITORY [options] [-- COMMAND ...]",
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("repository", type=Path, help="model repository written by python -m export.triton")
     parser.add_argument("--address", default="127.0.0.1", help="address to listen on (default: 127.0.0.1; "
