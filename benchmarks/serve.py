@@ -132,8 +132,8 @@ def measure_level(uri: str, interface: str, data, clients: int, warmup: float, d
     }  # fmt: skip
 
 
-COLUMNS = ("clients", "requests", "images/s", "median ms", "p90 ms", "p99 ms", "max ms", "batches formed (size x count)",
-           "mean batch", "queue ms/request", "compute ms/batch")  # fmt: skip
+COLUMNS = ("clients", "requests", "images/s", "median ms", "p90 ms", "p99 ms", "max ms",
+           "batches formed (size x count)", "mean batch", "queue ms/request", "compute ms/batch")
 
 
 def table(rows: list[dict]) -> str:
@@ -141,9 +141,10 @@ def table(rows: list[dict]) -> str:
     for r in rows:
         lat, server = r["latency_ms"], r["server"]
         batches = ", ".join(f"{size}x{count}" for size, count in server["batches"].items()) or "-"
-        cells = (r["clients"], r["requests"], f"{r['throughput_ips']:.2f}", *(f"{lat[k]:.1f}" for k in ("median", "p90", "p99", "max")),
-                 batches, f"{server['mean_batch']:.2f}", f"{server['queue_ms_per_request']:.1f}",
-                 f"{server['compute_ms_per_execution']:.1f}")  # fmt: skip
+        percentiles = (f"{lat[k]:.1f}" for k in ("median", "p90", "p99", "max"))
+        cells = (r["clients"], r["requests"], f"{r['throughput_ips']:.2f}", *percentiles, batches,
+                 f"{server['mean_batch']:.2f}", f"{server['queue_ms_per_request']:.1f}",
+                 f"{server['compute_ms_per_execution']:.1f}")
         lines.append("| " + " | ".join(map(str, cells)) + " |")
     return "\n".join(lines)
 
@@ -187,7 +188,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("uri", help="triton://HOST:PORT/MODEL (HTTP) or triton+grpc://HOST:PORT/MODEL (gRPC)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 2, 4, 8], help="client counts to measure")
-    parser.add_argument("--size", type=parse_size, default=(512, 512), metavar="HxW", help="image size (default 512x512)")
+    parser.add_argument("--size", type=parse_size, default=(512, 512), metavar="HxW",
+                        help="image size (default 512x512)")
     parser.add_argument("--warmup", type=float, default=3.0, help="warm-up seconds per level")
     parser.add_argument("--duration", type=float, default=20.0, help="timed seconds per level")
     parser.add_argument("--output", type=Path, default=Path("runs/bench/serve"), help="report folder")
@@ -214,7 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     args.output.mkdir(parents=True, exist_ok=True)
     (args.output / "serve.md").write_text(markdown(result))
     print(markdown(result))
-    for path in (write_json(result, args.output / "serve.json"), args.output / "serve.md", plot(rows, args.output / "serve.png")):
+    written = (write_json(result, args.output / "serve.json"), args.output / "serve.md",
+               plot(rows, args.output / "serve.png"))
+    for path in written:
         print(f"wrote {path}")
     return EXIT_OK
 

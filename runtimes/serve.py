@@ -81,8 +81,8 @@ class TritonDist:
 def triton_dist() -> TritonDist:
     spec = importlib.util.find_spec("pytriton")
     if spec is None:
-        raise RuntimeUnavailable("nvidia-pytriton is not installed for this Python: run with the serving "
-                                 "environment's interpreter (make serve-venv; .venv-serve/bin/python -m runtimes.serve)")
+        raise RuntimeUnavailable("nvidia-pytriton is not installed for this Python: run with the serving environment's "
+                                 "interpreter (make serve-venv; .venv-serve/bin/python -m runtimes.serve)")
     root = Path(spec.origin).parent / "tritonserver"
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
     stub = root / "python_backend_stubs" / version / "triton_python_backend_stub"

@@ -79,7 +79,7 @@ class ServedModel:
         return importlib.import_module(f"tritonclient.{self.protocol}")
 
     def config(self) -> dict:
-        """The served model's configuration as JSON (HTTP's form: gRPC's numbers become ints where used)."""
+        """The served model's configuration as JSON (over gRPC 64-bit numbers arrive as strings: int() them)."""
         from tritonclient.utils import InferenceServerException
 
         client = self.client()

@@ -61,11 +61,13 @@ def test_onnx_model(onnx_model, tmp_path):
                                                                                       threads=1))
     config = read_config(folder)
     assert (config.name, config.platform, config.max_batch_size) == ("sunet", "onnxruntime_onnx", 4)
-    assert [(t.name, t.data_type, list(t.dims)) for t in config.input] == [("input", model_config_pb2.TYPE_FP32, [3, -1, -1])]
+    (tensor,) = config.input
+    assert (tensor.name, tensor.data_type, list(tensor.dims)) == ("input", model_config_pb2.TYPE_FP32, [3, -1, -1])
     (output,) = config.output
     assert (output.name, list(output.dims), output.label_filename) == ("logits", [NUM_CLASSES, -1, -1], "labels.txt")
     assert config.dynamic_batching.max_queue_delay_microseconds == 2000
-    assert (config.instance_group[0].count, config.instance_group[0].kind) == (2, model_config_pb2.ModelInstanceGroup.KIND_AUTO)
+    (group,) = config.instance_group
+    assert (group.count, group.kind) == (2, model_config_pb2.ModelInstanceGroup.KIND_AUTO)
     assert (folder / "labels.txt").read_text().splitlines() == [f"class{i}" for i in range(NUM_CLASSES)]
     assert (folder / "1" / "model.onnx").read_bytes() == onnx_model.read_bytes()
     params = parameters(config)

@@ -53,7 +53,8 @@ def images(tmp_path_factory) -> list[Path]:
     folder = tmp_path_factory.mktemp("images")
     rng = np.random.default_rng(0)
     paths = []
-    for i, (size, mode) in enumerate([((64, 64), "RGB")] * 5 + [((45, 77), "RGB"), ((64, 64), "RGBA"), ((45, 77), "L")]):
+    kinds = [((64, 64), "RGB")] * 5 + [((45, 77), "RGB"), ((64, 64), "RGBA"), ((45, 77), "L")]
+    for i, (size, mode) in enumerate(kinds):
         channels = {"RGB": 3, "RGBA": 4, "L": 1}[mode]
         pixels = rng.integers(0, 256, (*size, channels), dtype=np.uint8).squeeze()
         paths.append(folder / f"{i}.png")
@@ -74,10 +75,10 @@ def repository(tmp_path_factory, images) -> Path:
     checkpoint = save_checkpoint(root / "model.safetensors", model, meta)
     repo = root / "repository"
     # 100 ms of queue delay: the concurrent requests of a test meet in one batch even on a loaded machine
-    options = RepositoryOptions(name="sunet_image", backend="python", max_queue_delay_us=100_000)
-    folder = export_repository_model(checkpoint, repo, options)
-    export_repository_model(folder / "1" / "model.onnx", repo, RepositoryOptions(name="sunet", backend="python",
-                                                                                  io="tensor", max_queue_delay_us=100_000))
+    images_model = RepositoryOptions(name="sunet_image", backend="python", max_queue_delay_us=100_000)
+    folder = export_repository_model(checkpoint, repo, images_model)
+    tensor_model = RepositoryOptions(name="sunet", backend="python", io="tensor", max_queue_delay_us=100_000)
+    export_repository_model(folder / "1" / "model.onnx", repo, tensor_model)
     return repo
 
 
@@ -106,7 +107,7 @@ def served(serve_python: Path, repository: Path, log: Path):
     try:
         deadline = time.monotonic() + READY_TIMEOUT
         while "ready in" not in log.read_text():
-            assert launcher.poll() is None and time.monotonic() < deadline, f"server not ready:\n{log.read_text()[-3000:]}"
+            assert launcher.poll() is None and time.monotonic() < deadline, f"not ready:\n{log.read_text()[-3000:]}"
             time.sleep(0.2)
         yield launcher, http, grpc
     finally:
@@ -203,7 +204,8 @@ def test_server_dies_with_a_killed_launcher(serve_python, repository, tmp_path):
 def test_command_runs_while_serving(serve_python, repository, tmp_path):
     """With a command after --, the server runs while it does; the exit status is the command's."""
     http = free_port()
-    check = f"from runtimes.triton import server_statistics; server_statistics('triton://127.0.0.1:{http}/sunet'); exit(3)"
+    uri = f"triton://127.0.0.1:{http}/sunet"
+    check = f"from runtimes.triton import server_statistics; server_statistics({uri!r}); exit(3)"
     result = subprocess.run([str(serve_python), "-m", "runtimes.serve", str(repository), "--http-port", str(http),
                              "--grpc-port", str(free_port()), "--metrics-port", "0", "--exit-timeout", "2",
                              "--", str(serve_python), "-c", check],
