@@ -1,8 +1,9 @@
 """Runtime adapters behind one contract (`runtimes.base.Runtime`).
 
-`open_runtime(path)` picks the adapter from the artifact's suffix; its options are that adapter's
-dataclass in `runtimes.options` (or the same fields as keyword arguments). Adapters are imported
-lazily, so serving an ONNX model or an engine never imports PyTorch.
+`open_runtime(path)` picks the adapter from the artifact's suffix, or from the scheme of a served
+model's URI (`triton://HOST:PORT/MODEL` over HTTP, `triton+grpc://HOST:PORT/MODEL` over gRPC); its
+options are that adapter's dataclass in `runtimes.options` (or the same fields as keyword
+arguments). Adapters are imported lazily, so serving an ONNX model or an engine never imports PyTorch.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ ADAPTERS = {
     "onnxruntime": ("runtimes.ort", "OnnxRuntimeRuntime"),
     "tensorrt": ("runtimes.trt", "TensorRTRuntime"),
     "aoti": ("runtimes.aoti", "AOTInductorRuntime"),
+    "triton": ("runtimes.triton", "TritonRuntime"),
 }
 SUFFIXES = {
     ".safetensors": "pytorch",
@@ -29,10 +31,22 @@ SUFFIXES = {
     ".plan": "tensorrt",
     ".pt2": "aoti",
 }
+SCHEMES = {"triton": "triton", "triton+grpc": "triton"}
+
+
+def uri_scheme(path: str | Path) -> str | None:
+    """"triton" for "triton://...": the scheme of a served model's URI, None for a file path."""
+    scheme, sep, _ = str(path).partition("://")
+    return scheme if sep else None
 
 
 def runtime_for(path: str | Path) -> str:
-    """The adapter that opens `path`, by its file type."""
+    """The adapter that opens `path`, by its file type or its URI scheme."""
+    scheme = uri_scheme(path)
+    if scheme is not None:
+        if scheme not in SCHEMES:
+            raise ArtifactError(path, f"unknown URI scheme {scheme!r}; known: {', '.join(SCHEMES)}")
+        return SCHEMES[scheme]
     suffix = Path(path).suffix.lower()
     if suffix not in SUFFIXES:
         known = ", ".join(f"{s} ({n})" for s, n in SUFFIXES.items())
@@ -55,7 +69,7 @@ def open_runtime(path: str | Path, options: RuntimeOptions | None = None, **kwar
     options = options if options is not None else options_for(path, **kwargs)
     if options.runtime != runtime:
         raise ArtifactError(path, f"is a {runtime} artifact, not one the {options.runtime} runtime opens")
-    if not Path(path).is_file():
+    if uri_scheme(path) is None and not Path(path).is_file():
         raise ArtifactError(path, "no such file")
     module, cls = ADAPTERS[runtime]
     return getattr(importlib.import_module(module), cls)(path, options)

@@ -153,8 +153,22 @@ class AOTInductorOptions(RuntimeOptions):
         return _torch_device_availability(self.device)
 
 
+@dataclass(frozen=True)
+class TritonOptions(RuntimeOptions):
+    """A model served by Triton Inference Server (triton://HOST:PORT/MODEL or triton+grpc://...)."""
+
+    runtime: ClassVar[str] = "triton"
+    server_timeout: int = option(60, "triton: seconds to wait for the server's answer to one request")
+
+    def availability(self) -> str | None:
+        from runtimes.triton import availability
+
+        return availability()
+
+
 OPTIONS: dict[str, type[RuntimeOptions]] = {
-    cls.runtime: cls for cls in (PyTorchOptions, OnnxRuntimeOptions, TensorRTOptions, AOTInductorOptions)
+    cls.runtime: cls
+    for cls in (PyTorchOptions, OnnxRuntimeOptions, TensorRTOptions, AOTInductorOptions, TritonOptions)
 }
 
 

@@ -1,0 +1,227 @@
+"""`python -m benchmarks.serve URI`: throughput and latency of a served model under concurrent clients.
+
+    python -m benchmarks.serve triton://127.0.0.1:8000/sunet                  # HTTP, tensor model
+    python -m benchmarks.serve triton+grpc://127.0.0.1:8001/sunet_image --concurrency 1 4
+
+For each concurrency level, that many client threads (each with its own connection) send one image
+per request, back to back: all warm up for --warmup seconds, then every request of the next
+--duration seconds is timed. A tensor model gets a normalised float32 1x3xHxW batch through the
+triton:// runtime adapter; an image model (export.triton --backend python --io image) gets a PNG of
+a synthetic image of --size. Latency is per request as the client sees it; throughput is images per
+second of wall time. The server's own statistics over the timed part give the batch sizes the
+dynamic batcher formed, the time requests waited in its queue and the compute time per execution.
+Reports (JSON with every sample, Markdown, PNG) go to --output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import cv2
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from runtimes import ArtifactError, RuntimeUnavailable, open_runtime  # noqa: E402
+from runtimes.stats import latency_summary  # noqa: E402
+from runtimes.triton import ServedModel, TritonImageClient, server_statistics  # noqa: E402
+from sunet_deploy.cli import EXIT_OK, EXIT_STATUS_HELP, EXIT_USAGE, parse_size  # noqa: E402
+from sunet_deploy.data import SyntheticSegmentation  # noqa: E402
+
+from .env import environment, format_environment  # noqa: E402
+from .report import write_json  # noqa: E402
+
+
+def served_model(uri: str) -> dict:
+    """The server's name and version and the model's serving configuration."""
+    served = ServedModel.parse(uri)
+    config = served.config()
+    client = served.client()
+    try:
+        meta = client.get_server_metadata(**({"as_json": True} if served.protocol == "grpc" else {}))
+    finally:
+        client.close()
+    return {
+        "server": f"{meta['name']} {meta['version']}", "uri": uri, "model": served.model,
+        "interface": "image" if config["input"][0]["data_type"] == "TYPE_STRING" else "tensor",
+        "backend": config.get("platform") or config.get("backend"),
+        "max_batch_size": int(config["max_batch_size"]),
+        "max_queue_delay_us": int(config.get("dynamic_batching", {}).get("max_queue_delay_microseconds", 0)),
+        "instances": sum(int(group.get("count", 1)) for group in config.get("instance_group", [])),
+    }  # fmt: skip
+
+
+def payload(interface: str, size: tuple[int, int]) -> np.ndarray | bytes:
+    if interface == "tensor":
+        return np.random.default_rng(0).standard_normal((1, 3, *size), dtype=np.float32)
+    image = SyntheticSegmentation(num_samples=1, size=size, split="val")[0][0]
+    return cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))[1].tobytes()
+
+
+@contextmanager
+def sender(uri: str, interface: str, data: np.ndarray | bytes) -> Iterator[Callable[[], object]]:
+    """One client connection; yields a function that sends one request and waits for its answer."""
+    if interface == "image":
+        with TritonImageClient(uri) as client:
+            yield lambda: client.masks([data])
+    else:
+        with open_runtime(uri) as runtime:
+            yield lambda: runtime.infer(data)
+
+
+def run_clients(uri: str, interface: str, data, clients: int, warmup: float, duration: float):
+    """`clients` threads warm up together, then time requests for `duration` s; returns the latencies (ms),
+    the wall time of the timed part and the server's statistics over it."""
+    samples: list[list[float]] = [[] for _ in range(clients)]
+    warm, go = threading.Barrier(clients + 1), threading.Barrier(clients + 1)
+    errors: list[BaseException] = []
+
+    def client(index: int) -> None:
+        try:
+            with sender(uri, interface, data) as send:
+                end = time.perf_counter() + warmup
+                while time.perf_counter() < end:
+                    send()
+                warm.wait()
+                go.wait()
+                end = time.perf_counter() + duration
+                while time.perf_counter() < end:
+                    start = time.perf_counter()
+                    send()
+                    samples[index].append((time.perf_counter() - start) * 1000)
+        except BaseException as exc:  # the first failure stops every thread, and is raised below
+            errors.append(exc)
+            warm.abort()
+            go.abort()
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    try:
+        warm.wait()
+        before = server_statistics(uri)
+        go.wait()
+    except threading.BrokenBarrierError:
+        pass
+    start = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    wall = time.perf_counter() - start
+    return [ms for per_client in samples for ms in per_client], wall, server_statistics(uri).since(before)
+
+
+def measure_level(uri: str, interface: str, data, clients: int, warmup: float, duration: float) -> dict:
+    latencies, wall, server = run_clients(uri, interface, data, clients, warmup, duration)
+    return {
+        "clients": clients, "requests": len(latencies), "wall_s": wall, "throughput_ips": len(latencies) / wall,
+        "latency_ms": latency_summary(latencies),
+        "server": {"batches": server.batches, "mean_batch": server.mean_batch, "executions": server.executions,
+                   "queue_ms_per_request": server.queue_ms / max(server.requests, 1),
+                   "compute_ms_per_execution": server.compute_ms / max(server.executions, 1)},
+        "samples_ms": latencies,
+    }  # fmt: skip
+
+
+COLUMNS = ("clients", "requests", "images/s", "median ms", "p90 ms", "p99 ms", "max ms",
+           "batches formed (size x count)", "mean batch", "queue ms/request", "compute ms/batch")
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for r in rows:
+        lat, server = r["latency_ms"], r["server"]
+        batches = ", ".join(f"{size}x{count}" for size, count in server["batches"].items()) or "-"
+        percentiles = (f"{lat[k]:.1f}" for k in ("median", "p90", "p99", "max"))
+        cells = (r["clients"], r["requests"], f"{r['throughput_ips']:.2f}", *percentiles, batches,
+                 f"{server['mean_batch']:.2f}", f"{server['queue_ms_per_request']:.1f}",
+                 f"{server['compute_ms_per_execution']:.1f}")
+        lines.append("| " + " | ".join(map(str, cells)) + " |")
+    return "\n".join(lines)
+
+
+def markdown(result: dict) -> str:
+    model, settings = result["model"], result["settings"]
+    return "\n\n".join([
+        f"# Serving {model['model']} on {model['server']}", "## Environment (the client's machine)",
+        format_environment(result["environment"]),
+        "## Served model", "\n".join(f"- {key}: {value}" for key, value in model.items()),
+        f"## Concurrent clients ({settings['size'][0]}x{settings['size'][1]} images, one per request, "
+        f"{settings['warmup']:g} s warm-up, {settings['duration']:g} s timed per level)", table(result["rows"]),
+        "Latency: per request, as a client sees it. Batches formed, queue and compute: the server's statistics over "
+        "the timed part (compute is input + inference + output per execution of a batch).",
+    ]) + "\n"  # fmt: skip
+
+
+def plot(rows: list[dict], path: Path) -> Path:
+    clients = [r["clients"] for r in rows]
+    fig, (left, middle, right) = plt.subplots(1, 3, figsize=(13, 3.6))
+    left.plot(clients, [r["throughput_ips"] for r in rows], "o-")
+    left.set_ylabel("images / s")
+    for key in ("median", "p90", "p99"):
+        middle.plot(clients, [r["latency_ms"][key] for r in rows], "o-", label=key)
+    middle.set_ylabel("latency (ms)")
+    middle.legend()
+    right.plot(clients, [r["server"]["mean_batch"] for r in rows], "o-")
+    right.set_ylabel("mean batch the server formed")
+    for ax in (left, middle, right):
+        ax.set_xlabel("concurrent clients")
+        ax.set_xticks(clients)
+        ax.set_ylim(bottom=0)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.serve", description=__doc__, epilog=EXIT_STATUS_HELP,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("uri", help="triton://HOST:PORT/MODEL (HTTP) or triton+grpc://HOST:PORT/MODEL (gRPC)")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 2, 4, 8], help="client counts to measure")
+    parser.add_argument("--size", type=parse_size, default=(512, 512), metavar="HxW",
+                        help="image size (default 512x512)")
+    parser.add_argument("--warmup", type=float, default=3.0, help="warm-up seconds per level")
+    parser.add_argument("--duration", type=float, default=20.0, help="timed seconds per level")
+    parser.add_argument("--output", type=Path, default=Path("runs/bench/serve"), help="report folder")
+    args = parser.parse_args(argv)
+    if min(args.concurrency) < 1 or args.duration <= 0 or args.warmup < 0:
+        parser.error("--concurrency and --duration must be positive, --warmup not negative")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        model = served_model(args.uri)
+    except (ArtifactError, RuntimeUnavailable) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    data = payload(model["interface"], args.size)
+    rows = []
+    for clients in args.concurrency:
+        rows.append(measure_level(args.uri, model["interface"], data, clients, args.warmup, args.duration))
+        print(table(rows[-1:]).splitlines()[-1], flush=True)
+    settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    result = {"environment": environment(), "settings": settings, "model": model, "rows": rows}
+    args.output.mkdir(parents=True, exist_ok=True)
+    (args.output / "serve.md").write_text(markdown(result))
+    print(markdown(result))
+    written = (write_json(result, args.output / "serve.json"), args.output / "serve.md",
+               plot(rows, args.output / "serve.png"))
+    for path in written:
+        print(f"wrote {path}")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

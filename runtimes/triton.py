@@ -1,0 +1,231 @@
+"""A model served by Triton Inference Server, through tritonclient over HTTP or gRPC.
+
+    with open_runtime("triton://127.0.0.1:8000/sunet") as rt:         # HTTP
+        logits = rt.infer(batch)
+    with open_runtime("triton+grpc://127.0.0.1:8001/sunet") as rt:    # gRPC
+
+`TritonRuntime` follows the `Runtime` contract: its ArtifactInfo is rebuilt from the served config's
+parameters (written by `python -m export.triton`), so runtimes.predict and the benchmarks use a
+server like any local runtime. It speaks to tensor models (normalised float32 NCHW in, logits or
+labels out: the onnxruntime and tensorrt backends, or `--backend python --io tensor`);
+`TritonImageClient` speaks to image models (`--io image`: encoded images in, PNG masks out).
+`server_statistics` reads the batches the server formed. Torch-free.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from sunet_deploy.artifact import ARTIFACT_KEY, ArtifactError, info_from_strings
+from sunet_deploy.preprocess import read_label_png
+
+from .base import Runtime, RuntimeUnavailable, TensorInfo, Timing
+from .options import TritonOptions
+
+PROTOCOLS = {"triton": "http", "triton+grpc": "grpc"}
+DTYPES = {"TYPE_FP32": "float32", "TYPE_FP16": "float16", "TYPE_INT64": "int64", "TYPE_INT32": "int32",
+          "TYPE_UINT8": "uint8", "TYPE_STRING": "bytes"}
+WIRE_TYPES = {"TYPE_STRING": "BYTES"}  # else the config's type without "TYPE_"
+INSTALL_HINT = "tritonclient is not installed: pip install 'sunet-deploy[serve]'"
+
+
+def availability() -> str | None:
+    """None when tritonclient (HTTP and gRPC) can be imported, else what to install."""
+    try:
+        importlib.import_module("tritonclient.http")
+        importlib.import_module("tritonclient.grpc")
+    except ImportError:
+        return INSTALL_HINT
+    return None
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """Where a model is served: protocol ("http" or "grpc"), "HOST:PORT" and the model's name."""
+
+    uri: str
+    protocol: str
+    url: str
+    model: str
+
+    @classmethod
+    def parse(cls, uri: str) -> "ServedModel":
+        parts = urlsplit(uri)
+        model = parts.path.strip("/")
+        if parts.scheme not in PROTOCOLS or not parts.port or not model or "/" in model:
+            raise ArtifactError(uri, "expected triton://HOST:PORT/MODEL (HTTP) or triton+grpc://HOST:PORT/MODEL (gRPC)")
+        return cls(uri, PROTOCOLS[parts.scheme], parts.netloc, model)
+
+    def client(self, timeout: float = 60.0):
+        """A new tritonclient InferenceServerClient, for the calling thread only (the HTTP one runs on a gevent
+        hub that belongs to the thread that made it)."""
+        if availability():
+            raise RuntimeUnavailable(INSTALL_HINT)
+        if self.protocol == "http":
+            from tritonclient.http import InferenceServerClient
+
+            return InferenceServerClient(self.url, connection_timeout=timeout, network_timeout=timeout)
+        from tritonclient.grpc import InferenceServerClient
+
+        return InferenceServerClient(self.url)
+
+    def module(self):
+        """tritonclient.http or tritonclient.grpc, for InferInput and InferRequestedOutput."""
+        return importlib.import_module(f"tritonclient.{self.protocol}")
+
+    def config(self) -> dict:
+        """The served model's configuration as JSON (over gRPC 64-bit numbers arrive as strings: int() them)."""
+        from tritonclient.utils import InferenceServerException
+
+        client = self.client()
+        try:
+            if self.protocol == "grpc":
+                return client.get_model_config(self.model, as_json=True)["config"]
+            return client.get_model_config(self.model)
+        except (InferenceServerException, OSError) as exc:
+            raise ArtifactError(self.uri, f"cannot read the served model's configuration ({exc})") from exc
+        finally:
+            client.close()
+
+    def infer(self, client, data: np.ndarray, input_: dict, output: str, timeout: float) -> np.ndarray:
+        """One request of `data` (its first dimension is the batch); the output as a numpy array."""
+        module = self.module()
+        wire_type = WIRE_TYPES.get(input_["data_type"], input_["data_type"].removeprefix("TYPE_"))
+        request = module.InferInput(input_["name"], list(data.shape), wire_type)
+        request.set_data_from_numpy(data)
+        extra = {"client_timeout": timeout} if self.protocol == "grpc" else {}
+        result = client.infer(self.model, [request], outputs=[module.InferRequestedOutput(output)], **extra)
+        return result.as_numpy(output)
+
+
+def tensor_info(tensor: dict) -> TensorInfo:
+    dims = tuple("?" if int(d) < 0 else int(d) for d in tensor["dims"])
+    return TensorInfo(tensor["name"], ("batch", *dims), DTYPES.get(tensor["data_type"], tensor["data_type"]))
+
+
+class TritonRuntime(Runtime):
+    name = "triton"
+
+    def __init__(self, uri: str, options: TritonOptions | None = None) -> None:
+        # No Runtime.__init__: a URI is not a file.
+        self.path = uri
+        self.options = options or TritonOptions()
+        self.last_timing: Timing | None = None
+        self.active = False
+        self.served = ServedModel.parse(uri)
+        self.config = self.served.config()
+        parameters = {k: v["string_value"] for k, v in self.config.get("parameters", {}).items()}
+        if ARTIFACT_KEY not in parameters:
+            raise ArtifactError(uri, "served without sunet-deploy metadata; write the repository with "
+                                "python -m export.triton")
+        if self.config["input"][0]["data_type"] == "TYPE_STRING":
+            raise ArtifactError(uri, "takes encoded images, not tensors (an --io image model: use TritonImageClient); "
+                                "this runtime needs the onnxruntime or tensorrt backend or --io tensor")
+        self.info = info_from_strings(parameters, uri, "onnx")
+        self.max_batch = int(self.config["max_batch_size"])
+        self.client = None
+
+    def inputs(self) -> list[TensorInfo]:
+        return [tensor_info(t) for t in self.config["input"]]
+
+    def outputs(self) -> list[TensorInfo]:
+        return [tensor_info(t) for t in self.config["output"]]
+
+    def _activate(self) -> None:
+        self.client = self.served.client(self.options.server_timeout)
+
+    def _deactivate(self) -> None:
+        self.client.close()
+        self.client = None
+
+    def _infer(self, batch: np.ndarray) -> tuple[np.ndarray, Timing]:
+        if batch.shape[0] > self.max_batch:
+            raise ValueError(f"{self.path} batches at most {self.max_batch} images, got {batch.shape[0]}")
+        out = self.served.infer(self.client, batch, self.config["input"][0], self.config["output"][0]["name"],
+                                self.options.server_timeout)
+        return out, Timing(0.0)
+
+
+class TritonImageClient:
+    """Encoded images to a served image model (`export.triton --backend python --io image`), masks back."""
+
+    def __init__(self, uri: str, timeout: float = 60.0) -> None:
+        self.served = ServedModel.parse(uri)
+        self.config = self.served.config()
+        if self.config["input"][0]["data_type"] != "TYPE_STRING":
+            raise ArtifactError(uri, "takes tensors, not encoded images: open it with runtimes.open_runtime")
+        self.timeout = timeout
+        self.client = self.served.client(timeout)
+
+    def masks(self, images: list[bytes]) -> list[np.ndarray]:
+        """Class-index masks (HxW uint8) of encoded images, sent as one request."""
+        data = np.array([[image] for image in images], dtype=np.object_)
+        out = self.served.infer(self.client, data, self.config["input"][0], self.config["output"][0]["name"],
+                                self.timeout)
+        return [read_label_png(io.BytesIO(png)) for png in out.reshape(-1)]
+
+    def close(self) -> None:
+        self.client.close()
+
+    def __enter__(self) -> "TritonImageClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+@dataclass(frozen=True)
+class ServerStatistics:
+    """What the server counted for one model: successful requests, the batch sizes it formed (size ->
+    executions), the time requests waited in its queue (summed over requests) and the compute time of
+    its executions (input, inference and output, summed over batches)."""
+
+    requests: int
+    batches: dict[int, int]
+    queue_ms: float
+    compute_ms: float
+
+    def since(self, earlier: "ServerStatistics") -> "ServerStatistics":
+        batches = {size: n - earlier.batches.get(size, 0) for size, n in self.batches.items()}
+        return ServerStatistics(self.requests - earlier.requests, {size: n for size, n in sorted(batches.items()) if n},
+                                self.queue_ms - earlier.queue_ms, self.compute_ms - earlier.compute_ms)
+
+    @property
+    def executions(self) -> int:
+        return sum(self.batches.values())
+
+    @property
+    def mean_batch(self) -> float:
+        return sum(size * n for size, n in self.batches.items()) / self.executions if self.executions else 0.0
+
+
+COMPUTE = ("compute_input", "compute_infer", "compute_output")
+
+
+def server_statistics(uri: str) -> ServerStatistics:
+    """The server's inference statistics of the model `uri` names (all versions summed). Its per-request
+    statistics count a batch's compute once per request in it, so compute comes from the per-batch ones."""
+    served = ServedModel.parse(uri)
+    client = served.client()
+    try:
+        kwargs = {"as_json": True} if served.protocol == "grpc" else {}
+        models = client.get_inference_statistics(served.model, **kwargs)["model_stats"]
+    finally:
+        client.close()
+    # gRPC's JSON writes 64-bit counts as strings and leaves zeros out
+    batches: dict[int, int] = {}
+    compute_ns = 0
+    for stats in (s for model in models for s in model.get("batch_stats", [])):
+        size = int(stats["batch_size"])
+        batches[size] = batches.get(size, 0) + int(stats.get("compute_infer", {}).get("count", 0))
+        compute_ns += sum(int(stats.get(key, {}).get("ns", 0)) for key in COMPUTE)
+
+    def total(key: str, field: str) -> int:
+        return sum(int(m.get("inference_stats", {}).get(key, {}).get(field, 0)) for m in models)
+
+    return ServerStatistics(total("success", "count"), batches, total("queue", "ns") / 1e6, compute_ns / 1e6)
