@@ -5,8 +5,12 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# The serving environment: nvidia-pytriton's tritonserver pins numpy<2, so it gets a venv of its own
+# (runtimes.serve.create_serve_venv: the wheel, onnxruntime, numpy<2, OpenCV, Pillow, this project, no torch).
+SERVE_VENV ?= .venv-serve
+SERVE_PY := $(SERVE_VENV)/bin/python
 
-.PHONY: setup demo test bench clean clean-demo
+.PHONY: setup serve-venv demo test bench clean clean-demo
 
 setup: $(STAMP)
 
@@ -14,14 +18,19 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -e ".[onnx,dev]"
+	$(PY) -m pip install -q -e ".[onnx,dev,serve]"
 	touch $(STAMP)
+
+# Idempotent: reinstalls only when runtimes.serve's package list changed.
+serve-venv: setup
+	$(PY) -c 'from runtimes.serve import create_serve_venv; create_serve_venv("$(SERVE_VENV)")'
 
 DEMO := runs/demo
 
 # The end-to-end demo on built-in synthetic data (CPU, no download): train, evaluate, export,
-# predict on image files, and check every runtime against PyTorch FP32.
-demo: setup
+# predict on image files, check every runtime against PyTorch FP32, then serve the model on Triton
+# (python backend, CPU) and predict through the server.
+demo: setup serve-venv
 	@if [ -e $(DEMO) ]; then echo "$(DEMO) holds an earlier demo run, kept as it is: remove it with 'make clean-demo', or run 'make demo DEMO=runs/demo2'" >&2; exit 2; fi
 	$(PY) -m train --config demo --out-dir $(DEMO)
 	$(PY) -m train.evaluate $(DEMO)/best.safetensors --output $(DEMO)/eval.json
@@ -29,16 +38,19 @@ demo: setup
 	$(PY) -m sunet_deploy.data $(DEMO)/samples --count 8 --size 160x224
 	$(PY) -m runtimes.predict $(DEMO)/model.onnx $(DEMO)/samples/images -o $(DEMO)/predictions
 	$(PY) -m benchmarks.parity $(DEMO)/best.safetensors --output $(DEMO)/parity
+	$(PY) -m export.triton $(DEMO)/model.onnx -o $(DEMO)/model_repository --backend python --io tensor
+	$(SERVE_PY) -m runtimes.serve $(DEMO)/model_repository -- \
+		$(PY) -m runtimes.predict triton://127.0.0.1:8000/sunet $(DEMO)/samples/images -o $(DEMO)/served_predictions
 
 # CPU latency report: SUNet-64 OS16, 512x512, batch 1, every CPU runtime against PyTorch FP32.
 bench: setup
 	$(PY) -m benchmarks.latency --preset cpu --output docs/bench/cpu
 
-test: setup
+test: setup serve-venv
 	$(PY) -m pytest -q -n 2 --durations=15
 
 clean-demo:
 	rm -rf $(DEMO)
 
 clean:
-	rm -rf $(VENV) runs build *.egg-info
+	rm -rf $(VENV) $(SERVE_VENV) $(SERVE_VENV).lock runs build *.egg-info
