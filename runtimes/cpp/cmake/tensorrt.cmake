@@ -6,7 +6,9 @@ if(SUNET_WITH_TENSORRT STREQUAL "OFF")
 endif()
 
 find_path(TensorRT_INCLUDE_DIR NvInfer.h HINTS ${TensorRT_ROOT} ENV TensorRT_ROOT PATH_SUFFIXES include)
-find_library(TensorRT_LIBRARY nvinfer HINTS ${TensorRT_ROOT} ENV TensorRT_ROOT PATH_SUFFIXES lib lib64)
+# Windows builds and some packages name the library after its major version.
+find_library(TensorRT_LIBRARY NAMES nvinfer nvinfer_11 nvinfer_10
+  HINTS ${TensorRT_ROOT} ENV TensorRT_ROOT PATH_SUFFIXES lib lib64)
 find_package(CUDAToolkit QUIET)
 find_package(nlohmann_json 3 QUIET)
 
