@@ -76,7 +76,9 @@ void read_input_shape(const Reader& read, ModelInfo& info) {
 }  // namespace
 
 void check_info(const ModelInfo& info, const std::string& path) {
-  if (info.output != "logits" && info.output != "labels") throw Error(path + ": unknown output kind '" + info.output + "'");
+  if (info.output != "logits" && info.output != "labels") {
+    throw Error(path + ": unknown output kind '" + info.output + "'");
+  }
   if (info.classes.empty() || info.classes.size() > 256) throw Error(path + ": needs 1 to 256 classes");
 }
 

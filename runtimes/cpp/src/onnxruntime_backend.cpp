@@ -67,7 +67,8 @@ class OnnxRuntimeBackend final : public Backend {
   OnnxRuntimeBackend(const std::string& path, const BackendOptions& options) {
     Ort::Env& env = environment();
     try {
-      session_ = std::make_unique<Ort::Session>(env, std::filesystem::path(path).c_str(), session_options(options, path));
+      const std::filesystem::path file(path);  // ORTCHAR_T paths: char here, wchar_t on Windows
+      session_ = std::make_unique<Ort::Session>(env, file.c_str(), session_options(options, path));
       info_ = info_from_strings(custom_metadata(*session_), path, "export.onnx");
       Ort::AllocatorWithDefaultOptions allocator;
       input_ = session_->GetInputNameAllocated(0, allocator).get();
@@ -96,7 +97,8 @@ class OnnxRuntimeBackend final : public Backend {
     const auto type = outputs.at(0).GetTensorTypeAndShapeInfo();
     const std::vector<std::int64_t> dims = type.GetShape();
     if (info_.output == "labels") {
-      if (type.GetElementType() != ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64 || dims != std::vector<std::int64_t>{1, height, width}) {
+      if (type.GetElementType() != ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64 ||
+          dims != std::vector<std::int64_t>{1, height, width}) {
         throw Error("the ONNX model's labels output is not int64 1 x H x W");
       }
       return labels_to_mask(outputs[0].GetTensorData<std::int64_t>(), height, width);

@@ -52,10 +52,11 @@ Mask segment(Backend& backend, const Image& image) {
     throw Error("the model's resize policy '" + info.resize_policy +
                 "' is not implemented by the C++ runtime; resize the image to the model's input size first");
   }
-  if ((info.input_height && image.height != info.input_height) || (info.input_width && image.width != info.input_width)) {
-    const auto size = [](int n) { return n ? std::to_string(n) : std::string("?"); };
-    throw Error("the model takes " + size(info.input_height) + "x" + size(info.input_width) + " images only, this one is " +
-                std::to_string(image.height) + "x" + std::to_string(image.width) +
+  const auto fits = [](int size, int fixed) { return fixed == 0 || size == fixed; };
+  if (!fits(image.height, info.input_height) || !fits(image.width, info.input_width)) {
+    const auto size = [](int fixed) { return fixed ? std::to_string(fixed) : std::string("?"); };
+    throw Error("the model takes " + size(info.input_height) + "x" + size(info.input_width) +
+                " images only, this one is " + std::to_string(image.height) + "x" + std::to_string(image.width) +
                 " (export the model for this size, or resize the image)");
   }
   return backend.infer(normalize(image, info), image.height, image.width);
