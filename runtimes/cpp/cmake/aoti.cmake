@@ -7,8 +7,7 @@ endif()
 
 find_package(Torch QUIET)
 if(NOT Torch_FOUND)
-  sunet_backend_unavailable(SUNET_WITH_AOTI AOTInductor
-    "LibTorch (hint: -DCMAKE_PREFIX_PATH=\"$(python -c 'import torch; print(torch.utils.cmake_prefix_path)')\")")
+  sunet_backend_unavailable(SUNET_WITH_AOTI AOTInductor "LibTorch (hint: CMAKE_PREFIX_PATH=torch.utils.cmake_prefix_path)")
   return()
 endif()
 
