@@ -1,5 +1,6 @@
-"""The C++ runtime (runtimes/cpp) built with CMake against the installed LibTorch, run on an
-AOTInductor package from `python -m export.aoti`, compared with the Python runtimes."""
+"""The C++ runtime (runtimes/cpp) built with CMake against the installed LibTorch (AOTInductor backend
+alone), run on an AOTInductor package from `python -m export.aoti`, compared with the Python runtimes.
+The ONNX Runtime backend: tests/test_cpp_onnxruntime.py."""
 
 from __future__ import annotations
 
@@ -46,7 +47,8 @@ def build_project(build_dir: Path) -> Path:
     prefix = torch.utils.cmake_prefix_path
     generator = ["-G", "Ninja"] if shutil.which("ninja") else []
     for command in (
-        ["cmake", "-S", str(ROOT / "runtimes/cpp"), "-B", str(build_dir), *generator, f"-DCMAKE_PREFIX_PATH={prefix}"],
+        ["cmake", "-S", str(ROOT / "runtimes/cpp"), "-B", str(build_dir), *generator, f"-DCMAKE_PREFIX_PATH={prefix}",
+         "-DSUNET_WITH_AOTI=ON", "-DSUNET_WITH_ONNXRUNTIME=OFF", "-DSUNET_WITH_TENSORRT=OFF"],
         ["cmake", "--build", str(build_dir), "-j", "2"],
     ):
         done = subprocess.run(command, capture_output=True, text=True)
@@ -141,6 +143,7 @@ def bad_files(cpp: Path, folder: Path) -> dict[str, Path]:
     """Wrong model files and broken images, next to the good ones in `cpp`."""
     (folder / "notes.pt2").write_text("not a model\n")
     (folder / "model.onnx").write_bytes(b"\x08\x07")
+    (folder / "model.engine").write_bytes(b"\x08\x07")
     with zipfile.ZipFile(folder / "other.pt2", "w") as archive:
         archive.writestr("archive/data.pkl", b"junk")
     png = (cpp / "scene.png").read_bytes()
@@ -155,10 +158,11 @@ def bad_files(cpp: Path, folder: Path) -> dict[str, Path]:
         ("model.pt2", "missing.png", "missing.png: cannot be opened"),
         ("model.pt2", "truncated.png", "truncated.png: corrupt PNG image"),
         ("model.pt2", "model.safetensors", "not a PNG image"),
-        ("model.pt2", "small.png", "compiled for 64x96 images, this one is 32x48"),
+        ("model.pt2", "small.png", "the model takes 64x96 images only, this one is 32x48"),
         ("notes.pt2", "scene.png", "not an AOTInductor package"),
         ("other.pt2", "scene.png", "cannot be loaded as an AOTInductor package"),
-        ("model.onnx", "scene.png", "ONNX models are not run by the C++ runtime"),
+        ("model.onnx", "scene.png", "an ONNX model, but this build of sunet_runtime has no ONNX Runtime backend"),
+        ("model.engine", "scene.png", "a TensorRT engine, but this build of sunet_runtime has no TensorRT backend"),
         ("model.safetensors", "scene.png", "unknown model file type '.safetensors'"),
         ("missing.pt2", "scene.png", "missing.pt2: no such file"),
     ],

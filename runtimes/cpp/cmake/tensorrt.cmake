@@ -1,12 +1,14 @@
-# The optional TensorRT backend: needs NvInfer.h + libnvinfer, the CUDA runtime and nlohmann_json
-# (to read the engine's JSON sidecar). Hints: -DTensorRT_ROOT=/path/to/TensorRT, CUDAToolkit_ROOT.
+# The TensorRT backend needs NvInfer.h + libnvinfer, the CUDA runtime and nlohmann_json (to read the
+# engine's JSON sidecar). Hints: -DTensorRT_ROOT=/path/to/TensorRT, CUDAToolkit_ROOT.
 if(SUNET_WITH_TENSORRT STREQUAL "OFF")
   message(STATUS "sunet_runtime: TensorRT backend disabled (SUNET_WITH_TENSORRT=OFF)")
   return()
 endif()
 
 find_path(TensorRT_INCLUDE_DIR NvInfer.h HINTS ${TensorRT_ROOT} ENV TensorRT_ROOT PATH_SUFFIXES include)
-find_library(TensorRT_LIBRARY nvinfer HINTS ${TensorRT_ROOT} ENV TensorRT_ROOT PATH_SUFFIXES lib lib64)
+# Windows builds and some packages name the library after its major version.
+find_library(TensorRT_LIBRARY NAMES nvinfer nvinfer_11 nvinfer_10
+  HINTS ${TensorRT_ROOT} ENV TensorRT_ROOT PATH_SUFFIXES lib lib64)
 find_package(CUDAToolkit QUIET)
 find_package(nlohmann_json 3 QUIET)
 
@@ -20,13 +22,8 @@ endif()
 if(NOT nlohmann_json_FOUND)
   list(APPEND _sunet_trt_missing "nlohmann_json (apt-get install nlohmann-json3-dev)")
 endif()
-
 if(_sunet_trt_missing)
-  list(JOIN _sunet_trt_missing ", " _sunet_trt_missing)
-  if(SUNET_WITH_TENSORRT STREQUAL "ON")
-    message(FATAL_ERROR "SUNET_WITH_TENSORRT=ON but not found: ${_sunet_trt_missing}")
-  endif()
-  message(STATUS "sunet_runtime: TensorRT backend skipped, not found: ${_sunet_trt_missing}")
+  sunet_backend_unavailable(SUNET_WITH_TENSORRT TensorRT "${_sunet_trt_missing}")
   return()
 endif()
 
@@ -35,3 +32,4 @@ target_sources(sunet_runtime PRIVATE src/tensorrt_backend.cpp)
 target_include_directories(sunet_runtime PRIVATE ${TensorRT_INCLUDE_DIR})
 target_link_libraries(sunet_runtime PRIVATE ${TensorRT_LIBRARY} CUDA::cudart nlohmann_json::nlohmann_json)
 target_compile_definitions(sunet_runtime PUBLIC SUNET_WITH_TENSORRT)
+list(APPEND SUNET_BACKENDS tensorrt)

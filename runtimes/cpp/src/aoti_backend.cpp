@@ -1,6 +1,7 @@
 // AOTInductor backend: a .pt2 package written by `python -m export.aoti`, run by LibTorch.
 #include <torch/csrc/inductor/aoti_package/model_package_loader.h>
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <c10/core/InferenceMode.h>
 
 #include <cctype>
@@ -42,15 +43,16 @@ void check_zip(const std::string& path) {
 
 class AotiBackend final : public Backend {
  public:
-  explicit AotiBackend(const std::string& path) {
+  AotiBackend(const std::string& path, const BackendOptions& options) {
     check_zip(path);
+    if (options.threads > 0) at::set_num_threads(options.threads);  // LibTorch's setting is per process
     try {
       loader_ = std::make_unique<torch::inductor::AOTIModelPackageLoader>(path);
     } catch (const c10::Error& exc) {
       throw Error(path + ": cannot be loaded as an AOTInductor package (" + one_line(exc) + ")");
     }
     const auto metadata = loader_->get_metadata();
-    info_ = info_from_strings(std::map<std::string, std::string>(metadata.begin(), metadata.end()), path);
+    info_ = info_from_strings(std::map<std::string, std::string>(metadata.begin(), metadata.end()), path, "export.aoti");
     const auto device = metadata.find("AOTI_DEVICE_KEY");
     device_ = c10::Device(device == metadata.end() ? "cpu" : device->second);
   }
@@ -69,8 +71,8 @@ class AotiBackend final : public Backend {
     }
     at::Tensor out = outputs.at(0).to(at::kCPU);
     if (info_.output == "labels") {
-      out = out.reshape({height, width}).to(at::kByte).contiguous();
-      return Mask{height, width, std::vector<std::uint8_t>(out.data_ptr<std::uint8_t>(), out.data_ptr<std::uint8_t>() + out.numel())};
+      out = out.reshape({height, width}).to(at::kLong).contiguous();
+      return labels_to_mask(out.data_ptr<std::int64_t>(), height, width);
     }
     out = out.to(at::kFloat).contiguous();
     if (out.dim() != 4 || out.size(2) != height || out.size(3) != width) {
@@ -87,6 +89,8 @@ class AotiBackend final : public Backend {
 
 }  // namespace
 
-std::unique_ptr<Backend> load_aoti(const std::string& path) { return std::make_unique<AotiBackend>(path); }
+std::unique_ptr<Backend> load_aoti(const std::string& path, const BackendOptions& options) {
+  return std::make_unique<AotiBackend>(path, options);
+}
 
 }  // namespace sunet::detail

@@ -51,15 +51,46 @@ std::vector<std::string> split_lines(const std::string& text) {
   return lines;
 }
 
+// One dimension of an input shape: "?" (free) is 0, a positive number itself, anything else -1.
+int parse_dimension(const std::string& text) {
+  if (text == "?") return 0;
+  int value = 0;
+  std::istringstream stream(text);
+  return (stream >> value) && stream.eof() && value > 0 ? value : -1;
+}
+
+// "?x3x?x?" (any size), "?x3x512x512" or "1x3x64x96": one 3-channel image must fit; a fixed height
+// or width is kept in `info`, a free one is 0.
+void read_input_shape(const Reader& read, ModelInfo& info) {
+  const std::string text = read.text("input_shape");
+  std::vector<int> dims;
+  std::istringstream stream(text);
+  for (std::string dim; std::getline(stream, dim, 'x');) dims.push_back(parse_dimension(dim));
+  if (dims.size() != 4 || (dims[0] != 0 && dims[0] != 1) || dims[1] != 3 || dims[2] < 0 || dims[3] < 0) {
+    throw read.error("input shape '" + text + "' does not take one RGB image (expected Nx3xHxW, N = 1 or ?)");
+  }
+  info.input_height = dims[2];
+  info.input_width = dims[3];
+}
+
 }  // namespace
 
-ModelInfo info_from_strings(const std::map<std::string, std::string>& metadata, const std::string& path) {
+void check_info(const ModelInfo& info, const std::string& path) {
+  if (info.output != "logits" && info.output != "labels") {
+    throw Error(path + ": unknown output kind '" + info.output + "'");
+  }
+  if (info.classes.empty() || info.classes.size() > 256) throw Error(path + ": needs 1 to 256 classes");
+}
+
+ModelInfo info_from_strings(const std::map<std::string, std::string>& metadata, const std::string& path,
+                            const std::string& exporter) {
   const Reader read(metadata, path);
   if (!metadata.count("sunet_deploy.format")) {
-    throw read.error("no sunet-deploy metadata; export the model with python -m export.aoti");
+    throw read.error("no sunet-deploy metadata; export the model with python -m " + exporter);
   }
   if (read.text("format") != kFormat) {
-    throw read.error("metadata format '" + read.text("format") + "', this runtime reads '" + kFormat + "'");
+    throw read.error("metadata format '" + read.text("format") + "', this runtime reads '" + kFormat +
+                     "' (export the model again with python -m " + exporter + ")");
   }
   ModelInfo info;
   info.mean = read.triple("mean");
@@ -67,8 +98,7 @@ ModelInfo info_from_strings(const std::map<std::string, std::string>& metadata, 
   info.classes = split_lines(read.text("classes"));
   info.output = read.text("output");
   info.resize_policy = read.text("resize_policy");
-  if (info.output != "logits" && info.output != "labels") throw read.error("unknown output kind '" + info.output + "'");
-  if (info.classes.empty() || info.classes.size() > 256) throw read.error("needs 1 to 256 classes");
+  check_info(info, path);
 
   const auto palette = read.numbers("palette");
   if (palette.size() % 3 != 0) throw read.error("palette is not a list of RGB triples");
@@ -76,13 +106,7 @@ ModelInfo info_from_strings(const std::map<std::string, std::string>& metadata, 
     info.palette.push_back({static_cast<std::uint8_t>(palette[i]), static_cast<std::uint8_t>(palette[i + 1]),
                             static_cast<std::uint8_t>(palette[i + 2])});
   }
-  int batch = 0, channels = 0;
-  char x1 = 0, x2 = 0, x3 = 0;
-  std::istringstream shape(read.text("input_shape"));
-  if (!(shape >> batch >> x1 >> channels >> x2 >> info.input_height >> x3 >> info.input_width) || batch != 1 ||
-      channels != 3) {
-    throw read.error("input shape '" + read.text("input_shape") + "' is not 1x3xHxW");
-  }
+  read_input_shape(read, info);
   return info;
 }
 

@@ -52,10 +52,12 @@ Mask segment(Backend& backend, const Image& image) {
     throw Error("the model's resize policy '" + info.resize_policy +
                 "' is not implemented by the C++ runtime; resize the image to the model's input size first");
   }
-  if (info.input_height && (image.height != info.input_height || image.width != info.input_width)) {
-    throw Error("the model was compiled for " + std::to_string(info.input_height) + "x" + std::to_string(info.input_width) +
-                " images, this one is " + std::to_string(image.height) + "x" + std::to_string(image.width) +
-                " (export again with --size HxW, or resize the image)");
+  const auto fits = [](int size, int fixed) { return fixed == 0 || size == fixed; };
+  if (!fits(image.height, info.input_height) || !fits(image.width, info.input_width)) {
+    const auto size = [](int fixed) { return fixed ? std::to_string(fixed) : std::string("?"); };
+    throw Error("the model takes " + size(info.input_height) + "x" + size(info.input_width) +
+                " images only, this one is " + std::to_string(image.height) + "x" + std::to_string(image.width) +
+                " (export the model for this size, or resize the image)");
   }
   return backend.infer(normalize(image, info), image.height, image.width);
 }
@@ -76,34 +78,55 @@ void check_readable(const std::string& path) {
   if (!file) throw Error(path + ": no such file or not readable");
 }
 
+// An artifact this build cannot run, with the backend it would need.
+Error missing_backend(const std::string& path, const std::string& what, const std::string& backend,
+                     const std::string& needs) {
+  return Error(path + ": " + what + ", but this build of sunet_runtime has no " + backend +
+               " backend (rebuild where CMake finds " + needs + ", see docs/cpp.md)");
+}
+
 }  // namespace
 
 std::vector<std::string> available_backends() {
-  std::vector<std::string> names{"aoti"};
+  std::vector<std::string> names;
+#ifdef SUNET_WITH_AOTI
+  names.emplace_back("aoti");
+#endif
+#ifdef SUNET_WITH_ONNXRUNTIME
+  names.emplace_back("onnxruntime");
+#endif
 #ifdef SUNET_WITH_TENSORRT
   names.emplace_back("tensorrt");
 #endif
   return names;
 }
 
-std::unique_ptr<Backend> load_backend(const std::string& artifact_path) {
+std::unique_ptr<Backend> load_backend(const std::string& artifact_path, const BackendOptions& options) {
   check_readable(artifact_path);
   const std::string suffix = suffix_of(artifact_path);
-  if (suffix == ".pt2") return detail::load_aoti(artifact_path);
+  if (suffix == ".onnx") {
+#ifdef SUNET_WITH_ONNXRUNTIME
+    return detail::load_onnxruntime(artifact_path, options);
+#else
+    throw missing_backend(artifact_path, "an ONNX model", "ONNX Runtime", "ONNX Runtime");
+#endif
+  }
+  if (suffix == ".pt2") {
+#ifdef SUNET_WITH_AOTI
+    return detail::load_aoti(artifact_path, options);
+#else
+    throw missing_backend(artifact_path, "an AOTInductor package", "AOTInductor", "LibTorch");
+#endif
+  }
   if (suffix == ".engine" || suffix == ".plan") {
 #ifdef SUNET_WITH_TENSORRT
     return detail::load_tensorrt(artifact_path);
 #else
-    throw Error(artifact_path + ": a TensorRT engine, but this build of sunet_runtime has no TensorRT backend "
-                                "(rebuild where CMake finds TensorRT and CUDA)");
+    throw missing_backend(artifact_path, "a TensorRT engine", "TensorRT", "TensorRT and CUDA");
 #endif
   }
-  if (suffix == ".onnx") {
-    throw Error(artifact_path + ": ONNX models are not run by the C++ runtime; export an AOTInductor package "
-                                "(python -m export.aoti) or build a TensorRT engine from it");
-  }
   throw Error(artifact_path + ": unknown model file type '" + suffix +
-              "'; the C++ runtime reads .pt2 (AOTInductor) and .engine/.plan (TensorRT)");
+              "'; the C++ runtime reads .onnx (ONNX Runtime), .pt2 (AOTInductor) and .engine/.plan (TensorRT)");
 }
 
 }  // namespace sunet

@@ -18,6 +18,8 @@ namespace {
 
 using nlohmann::json;
 
+const char* const kSidecarFormat = "sunet-deploy-tensorrt-engine-2";
+
 class Logger final : public nvinfer1::ILogger {
   void log(Severity severity, const char* message) noexcept override {
     if (severity <= Severity::kERROR) std::fprintf(stderr, "TensorRT: %s\n", message);
@@ -53,16 +55,19 @@ std::vector<char> read_bytes(const std::string& path) {
   return {std::istreambuf_iterator<char>(file), std::istreambuf_iterator<char>()};
 }
 
-// The sidecar holds the ModelMetadata under "metadata" (as an object or a JSON string) or at its top level.
+// The sidecar (sunet_deploy.engine_env) holds the engine's ArtifactInfo under "artifact", whose
+// "metadata" is the ModelMetadata.
 ModelInfo read_sidecar(const std::string& engine_path) {
   const std::string path = engine_path + ".json";
   std::ifstream file(path);
   if (!file) throw Error(engine_path + ": no metadata sidecar " + path + " (written by python -m export.tensorrt)");
+  ModelInfo info;
   try {
-    json meta = json::parse(file);
-    if (meta.contains("metadata")) meta = meta["metadata"];
-    if (meta.is_string()) meta = json::parse(meta.get<std::string>());
-    ModelInfo info;
+    const json sidecar = json::parse(file);
+    if (sidecar.value("format", "") != kSidecarFormat) {
+      throw Error(path + ": not a " + kSidecarFormat + " sidecar; rebuild the engine with python -m export.tensorrt");
+    }
+    const json& meta = sidecar.at("artifact").at("metadata");
     for (int c = 0; c < 3; ++c) {
       info.mean[c] = static_cast<float>(meta.at("mean").at(c).get<double>());
       info.std[c] = static_cast<float>(meta.at("std").at(c).get<double>());
@@ -73,10 +78,11 @@ ModelInfo read_sidecar(const std::string& engine_path) {
     }
     info.output = meta.value("output", std::string("logits"));
     info.resize_policy = meta.value("resize_policy", std::string("none"));
-    return info;
   } catch (const json::exception& exc) {
     throw Error(path + ": not valid sunet-deploy metadata (" + exc.what() + ")");
   }
+  check_info(info, path);
+  return info;
 }
 
 std::size_t element_size(nvinfer1::DataType type) {
@@ -140,13 +146,10 @@ class TensorRTBackend final : public Backend {
       if (dims.nbDims != 4) throw Error("TensorRT engine returned logits that are not N x C x H x W");
       return argmax(reinterpret_cast<const float*>(host.data()), static_cast<int>(dims.d[1]), height, width);
     }
-    Mask mask{height, width, std::vector<std::uint8_t>(count)};
-    for (std::size_t i = 0; i < count; ++i) {
-      mask.labels[i] = static_cast<std::uint8_t>(type == nvinfer1::DataType::kINT64
-                                                     ? reinterpret_cast<const std::int64_t*>(host.data())[i]
-                                                     : reinterpret_cast<const std::int32_t*>(host.data())[i]);
-    }
-    return mask;
+    if (count != static_cast<std::size_t>(height) * width) throw Error("TensorRT engine returned labels that are not 1 x H x W");
+    return type == nvinfer1::DataType::kINT64
+               ? labels_to_mask(reinterpret_cast<const std::int64_t*>(host.data()), height, width)
+               : labels_to_mask(reinterpret_cast<const std::int32_t*>(host.data()), height, width);
   }
 
  private:

@@ -1,6 +1,6 @@
 // sunet_runtime: run an exported SUNet segmentation model from C++.
 //
-//   auto backend = sunet::load_backend("model.pt2");          // or "model.engine" (TensorRT)
+//   auto backend = sunet::load_backend("model.onnx");         // or "model.pt2", "model.engine"
 //   sunet::Image image = sunet::read_png("street.png");
 //   sunet::Mask mask = sunet::segment(*backend, image);
 //   sunet::write_mask_png("street_mask.png", mask, backend->info().palette);
@@ -48,8 +48,14 @@ struct ModelInfo {
   std::vector<Color> palette;
   std::string output = "logits";  // "logits" (N,C,H,W float32) or "labels" (N,H,W int64)
   std::string resize_policy = "none";
-  int input_height = 0;  // the input size the model was built for; 0 means any size
+  int input_height = 0;  // the input size the model was built for; 0 means any height (or width)
   int input_width = 0;
+};
+
+struct BackendOptions {
+  int threads = 0;    // CPU threads for inference; 0 lets the runtime choose
+  bool cuda = false;  // ONNX Runtime: run on its CUDA execution provider (AOTInductor packages and
+                      // TensorRT engines run on the device they were built for)
 };
 
 // One inference engine. `infer` takes a normalised 1x3xHxW float32 tensor (see `normalize`).
@@ -61,11 +67,12 @@ class Backend {
   virtual Mask infer(const std::vector<float>& nchw, int height, int width) = 0;
 };
 
-// Opens an artifact by its type: .pt2 (AOTInductor package) or .engine/.plan (TensorRT, when
-// this library was built with it). Refuses other files with a message that says what to export.
-std::unique_ptr<Backend> load_backend(const std::string& artifact_path);
+// Opens an artifact by its type: .onnx (ONNX Runtime), .pt2 (AOTInductor package) or .engine/.plan
+// (TensorRT), each when this library was built with that backend. Refuses other files with a
+// message that says what to export.
+std::unique_ptr<Backend> load_backend(const std::string& artifact_path, const BackendOptions& options = {});
 
-// The backends this build of the library contains, e.g. {"aoti", "tensorrt"}.
+// The backends this build of the library contains, e.g. {"aoti", "onnxruntime"}.
 std::vector<std::string> available_backends();
 
 // Reads a PNG file (8/16-bit, gray/RGB/palette, alpha dropped) as RGB, like sunet_deploy's read_image.
