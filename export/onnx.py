@@ -5,11 +5,12 @@ and width, or fixed height and width with `--static HxW`; it outputs float32 log
 or with `--argmax` int64 labels (N, H, W), which moves C times less data off the device. `--fp16`
 stores an FP16 graph with FP32 inputs and outputs, as TensorRT 11's strongly typed networks need.
 The checkpoint's metadata (classes, palette, mean/std, architecture, output stride, output kind,
-checkpoint sha256) is stored as JSON in the model's metadata_props under "sunet_deploy.metadata".
+precision, checkpoint sha256) is stored as JSON in the model's metadata_props.
 
 Nothing is written unless the export passes: onnx.checker (full check), the TensorRT operator
-check (export.opcheck), and ONNX Runtime against PyTorch FP32 on two input shapes (the dynamic
-one odd, non-square, batch 2). Thresholds and results are printed; a failure exits non-zero.
+check (export.opcheck), and ONNX Runtime against PyTorch FP32 on images of the checkpoint's own
+dataset (export.calibration; each image alone, then two as one batch, at an odd non-square size
+for a dynamic graph). Thresholds, per-batch and per-class results are printed; a failure exits 1.
 
 Exporter: the TorchScript-based torch.onnx exporter (dynamo=False). The torch.export-based one
 takes 13 s on SUNet-64 with static shapes and did not finish in minutes with dynamic height/width;
@@ -36,14 +37,17 @@ import torch
 from onnxruntime.transformers.float16 import convert_float_to_float16
 from torch import nn
 
+from export.calibration import ImageSource, add_dataset_flags, dataset_images, image_source, source_from_args, \
+    verification_batches
 from export.common import check_writable
 from export.heads import LabelsHead
 from export.opcheck import check_graph, format_report
-from export.verify import DYNAMIC_SHAPES, Verification, onnx_runner, random_inputs, verify
+from export.verify import Verification, onnx_runner, verify
+from sunet_deploy.artifact import ArtifactInfo, set_onnx_info
 from sunet_deploy.checkpoint import CheckpointError, load_model
 from sunet_deploy.cli import parse_size
+from sunet_deploy.data import DatasetError
 from sunet_deploy.fileio import atomic_write_bytes
-from sunet_deploy.artifact import ArtifactInfo, set_onnx_info
 from sunet_deploy.metadata import ModelMetadata
 
 OPSET = 17
@@ -68,12 +72,13 @@ class OnnxExport:
     tensorrt_checked: bool
     node_count: int
     seconds: float
+    images: str = ""
 
     def report(self) -> str:
         size_mb = self.path.stat().st_size / 2**20
         shape = "dynamic N/H/W" if self.static_size is None else "static {}x{}, dynamic N".format(*self.static_size)
         opcheck = format_report([], self.node_count) if self.tensorrt_checked else "TensorRT operator check skipped"
-        return (f"{self.verification.report()}\n{opcheck}\n"
+        return (f"verification images: {self.images}\n{self.verification.report()}\n{opcheck}\n"
                 f"wrote {self.path} ({size_mb:.1f} MiB, {self.precision}, {self.metadata.output}, {shape}) "
                 f"in {self.seconds:.1f} s")
 
@@ -88,12 +93,16 @@ def export_onnx(
     opset: int = OPSET,
     simplify: bool = False,
     tensorrt_check: bool = True,
+    images: ImageSource | None = None,
+    verify_images: int = 4,
+    seed: int = 0,
     progress: Callable[[str], None] = lambda message: None,
 ) -> OnnxExport:
     """Export a checkpoint to `onnx_path`, verify it, and only then write it (atomically).
 
-    Raises CheckpointError for an unusable checkpoint, OSError for an unwritable output and
-    ExportError when the exported graph fails a check (nothing is written then).
+    `images` is the dataset verification draws from, `seed` chooses the images. Raises
+    CheckpointError for an unusable checkpoint, OSError for an unwritable output and ExportError
+    when the exported graph fails a check (nothing is written then).
     """
     start = time.perf_counter()
     onnx_path = Path(onnx_path)
@@ -105,19 +114,22 @@ def export_onnx(
              + ("dynamic batch/height/width" if static is None else "static {}x{}".format(*static)))
     proto = trace_to_onnx(LabelsHead(model) if argmax else model, static, opset, meta.output)
     proto = transform(proto, simplify, fp16, progress)
+    source = image_source(meta, images)
+    drawn = dataset_images(meta, source, verify_images, seed)
     set_onnx_info(proto, ArtifactInfo(meta, "onnx", precision, (None, 3, *(static or (None, None)))))
     progress("checking the graph (onnx.checker full check" + (", TensorRT operators)" if tensorrt_check else ")"))
     check_onnx(proto, tensorrt_check)
     data = proto.SerializeToString()
-    shapes = DYNAMIC_SHAPES if static is None else ((1, 3, *static), (2, 3, *static))
-    progress(f"verifying with ONNX Runtime against PyTorch FP32 on {', '.join('x'.join(map(str, s)) for s in shapes)}")
-    verification = verify(onnx_runner(data), model, random_inputs(shapes), precision)
+    progress(f"verifying with ONNX Runtime against PyTorch FP32 on {min(verify_images, len(drawn))} images of "
+             f"{source.describe()}")
+    batches = verification_batches(drawn[:verify_images], meta, static)
+    verification = verify(onnx_runner(data), model, batches, precision, meta.classes)
     if not verification.passed:
         raise ExportError(verification.report() + "\nexport failed verification, nothing written:\n  "
                           + "\n  ".join(verification.failures))
     atomic_write_bytes(onnx_path, data)
     return OnnxExport(onnx_path, meta, precision, static, verification, tensorrt_check, len(proto.graph.node),
-                      time.perf_counter() - start)
+                      time.perf_counter() - start, source.describe())
 
 
 def check_onnx(proto: onnx.ModelProto, tensorrt_check: bool) -> None:
@@ -187,19 +199,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "it adds about 10 s and did not speed up ONNX Runtime (docs/export.md)")
     parser.add_argument("--skip-tensorrt-check", dest="tensorrt_check", action="store_false",
                         help="accept a graph that TensorRT's ONNX parser would refuse (for ONNX Runtime-only use)")
+    add_dataset_flags(parser)
     args = parser.parse_args(argv)
     if args.opset < 17:
         parser.error(f"--opset must be 17 or newer, got {args.opset}")
+    args.images = source_from_args(parser, args)
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        result = export_onnx(args.checkpoint, args.output, args.argmax, fp16=args.fp16, static=args.static,
-                             opset=args.opset, simplify=args.simplify, tensorrt_check=args.tensorrt_check,
-                             progress=lambda message: print(message, flush=True))
-    except (CheckpointError, ExportError, OSError) as exc:
+        result = export_onnx(args.checkpoint, args.output, args.argmax, fp16=args.fp16,
+                             static=args.static, opset=args.opset, simplify=args.simplify,
+                             tensorrt_check=args.tensorrt_check, images=args.images, verify_images=args.verify_images,
+                             seed=args.seed, progress=lambda message: print(message, flush=True))
+    except (CheckpointError, ExportError, DatasetError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(result.report())
