@@ -63,7 +63,8 @@ def image_source(meta: ModelMetadata, source: ImageSource | None) -> ImageSource
         return source
     # The one place the dataset recorded in the checkpoint is used. When sunet_deploy.data gains
     # validation_spec(meta) (the validation set in training["dataset"]["val"]), return it here
-    # when it is not None, before falling back to the synthetic set.
+    # when it is not None, before falling back to the synthetic set (what is returned needs
+    # .build(num_classes) and .describe(), as ImageSource has).
     return ImageSource()
 
 
