@@ -38,13 +38,18 @@ def _stem(checkpoint: Path) -> str:
     return f"{checkpoint.stem}-{file_sha256(checkpoint)[:12]}"
 
 
-def build_onnx(checkpoint: Path, workdir: Path, fp16: bool = False, argmax: bool = False) -> Path:
-    """ONNX model (FP32, or FP16 inside with FP32 inputs/outputs) with dynamic batch/height/width."""
+def build_onnx(checkpoint: Path, workdir: Path, fp16: bool = False, argmax: bool = False, int8: bool = False) -> Path:
+    """ONNX model (FP32; FP16 or INT8 Q/DQ inside with FP32 inputs/outputs) with dynamic batch/height/width.
+    INT8 is calibrated as `python -m export.onnx --int8` calibrates by default, with the uint8
+    activations ONNX Runtime's x86 kernels run fused (`--int8-activations uint8`): the INT8 rows
+    are ONNX Runtime CPU rows."""
     from export.onnx import export_onnx
+    from export.quantize import Int8Settings
 
-    path = workdir / f"{_stem(checkpoint)}{'-fp16' if fp16 else ''}{'-argmax' if argmax else ''}.onnx"
+    suffix = "".join(name for name, on in (("-fp16", fp16), ("-int8", int8), ("-argmax", argmax)) if on)
+    path = workdir / f"{_stem(checkpoint)}{suffix}.onnx"
     if not path.is_file():
-        export_onnx(checkpoint, path, argmax, fp16=fp16)
+        export_onnx(checkpoint, path, argmax, fp16=fp16, int8=Int8Settings(activations="uint8") if int8 else None)
     return path
 
 
@@ -81,7 +86,8 @@ def artifact_for(kind: str, checkpoint: Path, workdir: Path, shape: tuple[int, i
     if kind == "checkpoint":
         return checkpoint
     if kind.startswith("onnx"):
-        return build_onnx(checkpoint, workdir, fp16=kind == "onnx-fp16", argmax=kind == "onnx-argmax")
+        return build_onnx(checkpoint, workdir, fp16=kind == "onnx-fp16", argmax=kind == "onnx-argmax",
+                          int8=kind == "onnx-int8")
     if kind == "aoti":
         return build_aoti(checkpoint, workdir, shape, device)
     return engine or build_engine(checkpoint, workdir, shape)

@@ -30,9 +30,16 @@ def model_table(archs: tuple[str, ...] = BASELINES, size: tuple[int, int] = (512
     """Params and GFLOPs of each segmentation model at `size`, batch 1, measured on the meta device."""
     rows = []
     for arch in archs:
+        spec = ModelSpec(arch, num_classes=num_classes, output_stride=output_stride)
         with torch.device("meta"):
-            model = build_model(ModelSpec(arch, num_classes=num_classes, output_stride=output_stride)).eval()
-        flops = count_flops(model, (1, 3, *size), device="meta")
+            params = count_parameters(build_model(spec))
         rows.append({"model": arch, "output_stride": output_stride, "size": list(size), "num_classes": num_classes,
-                     "params": count_parameters(model), "gflops": flops / 1e9})  # fmt: skip
+                     "params": params, "gflops": spec_gflops(spec, (1, 3, *size))})  # fmt: skip
     return rows
+
+
+def spec_gflops(spec: ModelSpec, shape: tuple[int, int, int, int]) -> float:
+    """GFLOPs of one forward pass of the model `spec` describes on an input of `shape` (meta device)."""
+    with torch.device("meta"):
+        model = build_model(spec).eval()
+    return count_flops(model, shape, device="meta") / 1e9

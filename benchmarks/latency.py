@@ -8,6 +8,8 @@ Each row warms up for --warmup seconds, then times at least --duration seconds A
 iterations. With --rounds R the timed part is split into R rounds that visit every runtime in turn,
 so a load that comes and goes on a shared machine hits every row alike. Speed-ups are the PyTorch
 eager FP32 row's median latency over each row's, for the same model, batch and size, in this run.
+Every round also times the machine's matrix-multiply rate (benchmarks.floor); each row's "x floor"
+is its median latency over the model's FLOPs at the best of those rates.
 """
 
 from __future__ import annotations
@@ -23,10 +25,13 @@ import numpy as np
 import torch
 
 from runtimes import Runtime
+from sunet_deploy.artifact import read_checkpoint_info
 from sunet_deploy.cli import parse_size
+from sunet_deploy.models import ModelSpec
 
 from .artifacts import failure_reason, open_variant, random_checkpoint
-from .flops import model_table
+from .flops import model_table, spec_gflops
+from .floor import floor_ms, measure_rates, merge_best
 from .measure import DeviceMemory, Samples, host_memory, time_iterations, warm_up
 from .report import nothing_measured, write_reports
 from .variants import Variant, reference_name, split_available, variants_for
@@ -36,6 +41,11 @@ PRESETS = {
         "model": ["sunet64"], "size": [(512, 512)], "batch": [1], "device": "cpu",
         "variants": "pytorch-fp32,pytorch-fp32-channels-last,onnxruntime-cpu,aoti-cpu,pytorch-bf16-channels-last",
         "warmup": 3.0, "duration": 20.0, "iterations": 20, "rounds": 4, "output": Path("runs/bench/cpu"),
+    },
+    "cpu-int8": {
+        "model": ["sunet64"], "size": [(512, 512)], "batch": [1], "device": "cpu",
+        "variants": "pytorch-fp32,onnxruntime-cpu,onnxruntime-cpu-int8",
+        "warmup": 3.0, "duration": 20.0, "iterations": 20, "rounds": 4, "output": Path("runs/bench/cpu-int8"),
     },
 }  # fmt: skip
 
@@ -50,6 +60,9 @@ class Case:
     @property
     def shape(self) -> tuple[int, int, int, int]:
         return (self.batch, 3, *self.size)
+
+    def gflops(self) -> float:
+        return spec_gflops(ModelSpec.from_dict(read_checkpoint_info(self.checkpoint).metadata.model), self.shape)
 
 
 @dataclass
@@ -80,27 +93,36 @@ def open_rows(case: Case, variants: list[Variant], args: argparse.Namespace, ski
     return rows
 
 
-def measure_case(case: Case, variants: list[Variant], args: argparse.Namespace) -> tuple[list[dict], dict]:
-    """All rows of one (model, batch, size), timed in interleaved rounds; returns (rows, skipped)."""
+def measure_case(case: Case, variants: list[Variant], args: argparse.Namespace) -> tuple[list[dict], dict, list]:
+    """All rows of one (model, batch, size), timed in interleaved rounds, with one matrix-rate
+    measurement per round; returns (rows, skipped, rate measurements)."""
     available, skipped = split_available(variants)
     rows = open_rows(case, available, args, skipped)
+    if not rows:
+        return [], skipped, []
     batch = np.random.default_rng(1).standard_normal(case.shape, dtype=np.float32)
+    rates = []
     for _ in range(args.rounds):
+        rates.append(measure_rates(args.device, args.threads))
         for row in rows:
             time_iterations(row.runtime, batch, row.samples, args.duration / args.rounds,
                             math.ceil(args.iterations / args.rounds))  # fmt: skip
     for row in rows:
         row.runtime.deactivate()
-    return with_speedups([row_record(case, row) for row in rows], reference_name(args.device)), skipped
+    records = [row_record(case, row, case.gflops(), merge_best(rates)) for row in rows]
+    return with_speedups(records, reference_name(args.device)), skipped, rates
 
 
-def row_record(case: Case, row: Row) -> dict:
+def row_record(case: Case, row: Row, gflops: float, rates: dict[str, float]) -> dict:
+    """One report row; `x_floor` is the median latency over the compute floor of the row's precision."""
+    precision, summary = row.runtime.info.precision, row.samples.summary()
+    floor = floor_ms(gflops, rates, precision)
     return {
-        "model": case.model, "batch": case.batch, "size": list(case.size),
+        "model": case.model, "batch": case.batch, "size": list(case.size), "gflops": gflops,
         "variant": row.variant.name, "runtime": row.variant.runtime, "device": row.variant.device,
-        "precision": row.runtime.info.precision, "options": row.variant.options.changed(),
+        "precision": precision, "options": row.variant.options.changed(),
         "artifact": str(row.artifact), "artifact_mib": row.artifact.stat().st_size / 2**20,
-        **row.samples.summary(), "memory": row.memory,
+        **summary, "floor_ms": floor, "x_floor": summary["latency_ms"]["median"] / floor, "memory": row.memory,
         "samples_ms": {"total": row.samples.total_ms, **{k: v for k, v in row.samples.split_ms.items() if v}},
     }  # fmt: skip
 
@@ -122,21 +144,26 @@ def cases(args: argparse.Namespace) -> list[Case]:
 def run(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     variants = variants_for(args.device, args.variants.split(",") if args.variants else None)
-    rows, skipped = [], {}
+    rows, skipped, rates = [], {}, []
     for case in cases(args):
         print(f"{case.model}: batch {case.batch}, {case.size[0]}x{case.size[1]}", flush=True)
-        case_rows, case_skipped = measure_case(case, variants, args)
+        case_rows, case_skipped, case_rates = measure_case(case, variants, args)
         rows += case_rows
         skipped.update(case_skipped)
+        rates += case_rates
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
-    return {"settings": settings, "rows": rows, "skipped": skipped, "models": model_table() if args.flops else []}
+    floor = {"rates": merge_best(rates), "measurements": rates} if rates else {}
+    return {"settings": settings, "rows": rows, "skipped": skipped, "floor": floor,
+            "models": model_table() if args.flops else []}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.latency", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("checkpoints", nargs="*", help="sunet-deploy .safetensors checkpoints to measure")
-    parser.add_argument("--preset", choices=sorted(PRESETS), help="cpu: SUNet-64 OS16 512x512 batch 1, CPU runtimes")
+    parser.add_argument("--preset", choices=sorted(PRESETS),
+                        help="cpu: SUNet-64 OS16 512x512 batch 1, CPU runtimes; cpu-int8: the same with ONNX Runtime "
+                             "FP32 and INT8 only")
     parser.add_argument("--model", action="append", default=[], help="an architecture to measure with random weights")
     parser.add_argument("--output-stride", type=int, default=16, help="output stride of --model networks")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")

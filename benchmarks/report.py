@@ -12,8 +12,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from .env import environment, format_environment  # noqa: E402
 
-COLUMNS = ("model", "batch", "size", "variant", "median", "mean", "p90", "p99", "min", "max", "throughput",
-           "speed-up", "split", "memory", "artifact")  # fmt: skip
+COLUMNS = ("model", "batch", "size", "variant", "precision", "median", "mean", "p90", "p99", "min", "max", "throughput",
+           "speed-up", "x floor", "split", "memory", "artifact")  # fmt: skip
 
 
 def nothing_measured(skipped: dict[str, str]) -> str:
@@ -42,9 +42,10 @@ def latency_table(rows: list[dict]) -> str:
     for r in rows:
         lat = r["latency_ms"]
         speedup = f"{r['speedup']:.2f}x" if r["speedup"] else "-"
-        cells = (r["model"], r["batch"], "x".join(map(str, r["size"])), r["variant"], _ms(lat["median"]),
+        cells = (r["model"], r["batch"], "x".join(map(str, r["size"])), r["variant"], r["precision"], _ms(lat["median"]),
                  _ms(lat["mean"]), _ms(lat["p90"]), _ms(lat["p99"]), _ms(lat["min"]), _ms(lat["max"]),
-                 f"{r['throughput_ips']:.2f}", speedup, _split(r), _memory(r["memory"]), f"{r['artifact_mib']:.1f} MiB")  # fmt: skip
+                 f"{r['throughput_ips']:.2f}", speedup, f"{r['x_floor']:.2f}", _split(r), _memory(r["memory"]),
+                 f"{r['artifact_mib']:.1f} MiB")  # fmt: skip
         lines.append("| " + " | ".join(map(str, cells)) + " |")
     return "\n".join(lines)
 
@@ -57,6 +58,24 @@ def model_table_md(models: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def floor_md(floor: dict, rows: list[dict]) -> str:
+    """The measured matrix-multiply rates and each case's FLOPs and floor."""
+    rates = floor["rates"]
+    lines = [f"Matrix-multiply rate, best of {len(floor['measurements'])} measurements (one per round): "
+             + ", ".join(f"{key.removesuffix('_gflops').upper()} {value:.1f} GFLOP/s" for key, value in rates.items()
+                         if key.endswith("_gflops"))
+             + (f", memory bandwidth {rates['bandwidth_gbs']:.0f} GB/s" if "bandwidth_gbs" in rates else "") + ".", ""]
+    lines += ["| model | batch | size | GFLOPs | floor (ms) at FP32 |", "|---|---|---|---|---|"]
+    seen = set()
+    for r in rows:
+        key = (r["model"], r["batch"], tuple(r["size"]))
+        if key not in seen:
+            seen.add(key)
+            lines.append(f"| {r['model']} | {r['batch']} | {'x'.join(map(str, r['size']))} | {r['gflops']:.1f} | "
+                         f"{1000 * r['gflops'] / rates['fp32_gflops']:.1f} |")
+    return "\n".join(lines)
+
+
 def skipped_md(skipped: dict[str, str]) -> str:
     return "\n".join(f"- {name}: {reason}" for name, reason in skipped.items()) or "- none"
 
@@ -65,7 +84,11 @@ def markdown(result: dict, title: str) -> str:
     parts = [f"# {title}", "## Environment", format_environment(result["environment"]),
              "## Latency (ms) and throughput (images/s)", latency_table(result["rows"]),
              "Speed-up: median latency of the PyTorch eager FP32 row of the same model, batch and size "
-             "over the row's. Split: median host-to-device / compute / device-to-host ms.",
+             "over the row's. x floor: median latency over the compute floor (the model's FLOPs at the "
+             "matrix-multiply rate of the row's precision measured in this run; on CPU the FP32 sgemm rate "
+             "for every row, so an INT8 row can go below 1). Split: median host-to-device / compute / "
+             "device-to-host ms.",
+             "## Compute floor", floor_md(result["floor"], result["rows"]),
              "## Skipped", skipped_md(result["skipped"])]  # fmt: skip
     if result.get("models"):
         parts += ["## Parameters and FLOPs (batch 1, FlopCounterMode; 2 FLOPs per multiply-add)",

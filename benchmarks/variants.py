@@ -14,7 +14,7 @@ from runtimes.options import AOTInductorOptions, OnnxRuntimeOptions, PyTorchOpti
 
 REFERENCE = "pytorch-fp32"
 """Every speed-up and every parity delta is measured against this variant on the same device."""
-ARTIFACTS = ("checkpoint", "onnx", "onnx-fp16", "onnx-argmax", "aoti", "engine")
+ARTIFACTS = ("checkpoint", "onnx", "onnx-fp16", "onnx-int8", "onnx-argmax", "aoti", "engine")
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,7 @@ VARIANTS = {
         Variant("pytorch-bf16-channels-last", "checkpoint", PyTorchOptions(precision="bf16", channels_last=True)),
         Variant("onnxruntime-cpu", "onnx", OnnxRuntimeOptions()),
         Variant("onnxruntime-cpu-argmax", "onnx-argmax", OnnxRuntimeOptions()),
+        Variant("onnxruntime-cpu-int8", "onnx-int8", OnnxRuntimeOptions()),
         Variant("aoti-cpu", "aoti", AOTInductorOptions()),
         Variant(f"{REFERENCE}-cuda", "checkpoint", CUDA),
         Variant("pytorch-fp16-cuda", "checkpoint", dataclasses.replace(CUDA, precision="fp16")),

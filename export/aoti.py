@@ -12,13 +12,15 @@ the guards that cropping the decoders' 2x upsampled tensors to their skip tensor
 Compilation uses Inductor's freezing (weights as constants: oneDNN prepacked weights and
 channels-last layouts on CPU) without its binary folding, which folds a BatchNorm that follows an
 equal-channel ConvTranspose2d along the wrong axis in torch 2.13 (SUNet's decoders: wrong logits).
-Nothing is written unless the package's outputs match PyTorch FP32 (export.verify).
+Nothing is written unless the package's outputs match PyTorch FP32 (export.verify) on images of
+the checkpoint's own dataset (export.calibration), letterboxed into the compiled size.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import sys
 import tempfile
@@ -30,9 +32,10 @@ from unittest import mock
 
 import torch
 
+from export.calibration import ImageSource, add_dataset_flags, dataset_images, source_from_args, verification_batches
 from export.common import check_writable
 from export.heads import LabelsHead
-from export.verify import Verification, random_inputs, verify
+from export.verify import Verification, verify
 from sunet_deploy.artifact import ArtifactInfo, info_to_strings
 from sunet_deploy.checkpoint import CheckpointError, load_model
 from sunet_deploy.cli import EXIT_FAILED, EXIT_OK, EXIT_STATUS_HELP, EXIT_USAGE, parse_size
@@ -78,10 +81,15 @@ def export_aoti(
     batch: int = 1,
     device: str = "cpu",
     output_kind: str = "logits",
+    images: ImageSource | None = None,
+    verify_images: int = 4,
+    seed: int = 0,
 ) -> AotiExport:
     """Compile a checkpoint into a verified AOTInductor package at `output` (written atomically).
 
-    Raises CheckpointError, ValueError (bad arguments), OSError, or AotiExportError (verification).
+    Verification runs at least `verify_images` images of `images` (default: the checkpoint's own
+    dataset), `batch` at a time. Raises CheckpointError, ValueError (bad arguments, an unreadable
+    dataset), OSError, or AotiExportError (verification).
     """
     start = time.perf_counter()
     output = Path(output)
@@ -102,7 +110,9 @@ def export_aoti(
             program = torch.export.export(wrapped, (torch.randn(batch, 3, *size, device=device),))
             torch._inductor.aoti_compile_and_package(program, package_path=tmp,
                                                      inductor_configs={"aot_inductor.metadata": info_to_strings(info)})
-        verification = verify(_package_runner(tmp, device), model, random_inputs([(batch, 3, *size)]), "fp32")
+        drawn = dataset_images(meta, images, batch * math.ceil(verify_images / batch), seed)
+        batches = verification_batches(drawn, meta, size, batch)
+        verification = verify(_package_runner(tmp, device), model, batches, "fp32", meta.classes)
         if not verification.passed:
             raise AotiExportError(verification.report() + "\nexport failed verification, nothing written:\n  "
                                   + "\n  ".join(verification.failures))
@@ -135,9 +145,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="device the code is compiled for")
     parser.add_argument("--output-kind", default="logits", choices=("logits", "labels"),
                         help="logits (N,C,H,W float32) or labels (N,H,W int64, argmax built in); default logits")
+    add_dataset_flags(parser)
     args = parser.parse_args(argv)
     if args.batch < 1:
         parser.error("--batch must be at least 1")
+    args.images = source_from_args(parser, args)
     return args
 
 
@@ -147,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"compiling {args.checkpoint} with AOTInductor for {args.device}, input {args.batch}x3x{h}x{w} "
           "(about a minute for sunet_tiny, several for sunet64 on a small CPU)", flush=True)
     try:
-        result = export_aoti(args.checkpoint, args.output, args.size, args.batch, args.device, args.output_kind)
+        result = export_aoti(args.checkpoint, args.output, args.size, args.batch, args.device, args.output_kind,
+                             args.images, args.verify_images, args.seed)
     except (CheckpointError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE

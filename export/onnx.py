@@ -4,12 +4,15 @@ The graph takes float32 NCHW images (normalised as the metadata says) with dynam
 and width, or fixed height and width with `--static HxW`; it outputs float32 logits (N, C, H, W),
 or with `--argmax` int64 labels (N, H, W), which moves C times less data off the device. `--fp16`
 stores an FP16 graph with FP32 inputs and outputs, as TensorRT 11's strongly typed networks need.
+`--int8` stores an explicitly quantized graph (Q/DQ nodes, symmetric INT8, per-channel weights,
+FP32 inputs and outputs) calibrated on images of the checkpoint's dataset (export.quantize).
 The checkpoint's metadata (classes, palette, mean/std, architecture, output stride, output kind,
-checkpoint sha256) is stored as JSON in the model's metadata_props under "sunet_deploy.metadata".
+precision, checkpoint sha256) is stored as JSON in the model's metadata_props.
 
 Nothing is written unless the export passes: onnx.checker (full check), the TensorRT operator
-check (export.opcheck), and ONNX Runtime against PyTorch FP32 on two input shapes (the dynamic
-one odd, non-square, batch 2). Thresholds and results are printed; a failure exits non-zero.
+check (export.opcheck), and ONNX Runtime against PyTorch FP32 on images of the checkpoint's own
+dataset (export.calibration; each image alone, then two as one batch, at an odd non-square size
+for a dynamic graph). Thresholds, per-batch and per-class results are printed; a failure exits 1.
 
 Exporter: the TorchScript-based torch.onnx exporter (dynamo=False). The torch.export-based one
 takes 13 s on SUNet-64 with static shapes and did not finish in minutes with dynamic height/width;
@@ -36,14 +39,18 @@ import torch
 from onnxruntime.transformers.float16 import convert_float_to_float16
 from torch import nn
 
+from export.calibration import ImageSource, add_dataset_flags, dataset_images, image_source, model_inputs, \
+    source_from_args, verification_batches
 from export.common import check_writable
 from export.heads import LabelsHead
 from export.opcheck import check_graph, format_report
-from export.verify import DYNAMIC_SHAPES, Verification, onnx_runner, random_inputs, verify
+from export.quantize import ACTIVATIONS, METHODS, Int8Settings, Sensitivity, agreement_on, int8_quantizer, sensitivity_search
+from export.verify import Verification, onnx_runner, reference_outputs, verify
+from sunet_deploy.artifact import ArtifactInfo, set_onnx_info
 from sunet_deploy.checkpoint import CheckpointError, load_model
 from sunet_deploy.cli import parse_size
+from sunet_deploy.data import DatasetError
 from sunet_deploy.fileio import atomic_write_bytes
-from sunet_deploy.artifact import ArtifactInfo, set_onnx_info
 from sunet_deploy.metadata import ModelMetadata
 
 OPSET = 17
@@ -68,12 +75,14 @@ class OnnxExport:
     tensorrt_checked: bool
     node_count: int
     seconds: float
+    images: str = ""
+    sensitivity: Sensitivity | None = None
 
     def report(self) -> str:
         size_mb = self.path.stat().st_size / 2**20
         shape = "dynamic N/H/W" if self.static_size is None else "static {}x{}, dynamic N".format(*self.static_size)
         opcheck = format_report([], self.node_count) if self.tensorrt_checked else "TensorRT operator check skipped"
-        return (f"{self.verification.report()}\n{opcheck}\n"
+        return (f"verification images: {self.images}\n{self.verification.report()}\n{opcheck}\n"
                 f"wrote {self.path} ({size_mb:.1f} MiB, {self.precision}, {self.metadata.output}, {shape}) "
                 f"in {self.seconds:.1f} s")
 
@@ -84,40 +93,73 @@ def export_onnx(
     argmax: bool = False,
     *,
     fp16: bool = False,
+    int8: Int8Settings | None = None,
     static: tuple[int, int] | None = None,
     opset: int = OPSET,
     simplify: bool = False,
     tensorrt_check: bool = True,
+    images: ImageSource | None = None,
+    verify_images: int = 4,
+    seed: int = 0,
     progress: Callable[[str], None] = lambda message: None,
 ) -> OnnxExport:
     """Export a checkpoint to `onnx_path`, verify it, and only then write it (atomically).
 
-    Raises CheckpointError for an unusable checkpoint, OSError for an unwritable output and
-    ExportError when the exported graph fails a check (nothing is written then).
+    `images` is the dataset verification (and INT8 calibration) draws from, `seed` chooses the
+    images (the first `verify_images` verify, the next `int8.images` calibrate). Raises
+    CheckpointError for an unusable checkpoint, OSError for an unwritable output, ValueError for
+    --fp16 with --int8, and ExportError when the exported graph fails a check (nothing is written then).
     """
     start = time.perf_counter()
     onnx_path = Path(onnx_path)
+    if fp16 and int8:
+        raise ValueError("--fp16 and --int8 exclude each other")
     check_writable(onnx_path)
     model, ckpt = load_model(checkpoint_path)
     meta = dataclasses.replace(ckpt.meta, output="labels" if argmax else "logits", source_sha256=ckpt.sha256)
-    precision = "fp16" if fp16 else "fp32"
+    precision = "int8" if int8 else "fp16" if fp16 else "fp32"
     progress(f"exporting {ckpt.meta.arch} (OS{ckpt.meta.output_stride}) with the TorchScript exporter, opset {opset}, "
              + ("dynamic batch/height/width" if static is None else "static {}x{}".format(*static)))
     proto = trace_to_onnx(LabelsHead(model) if argmax else model, static, opset, meta.output)
     proto = transform(proto, simplify, fp16, progress)
+    source = image_source(meta, images)
+    drawn = dataset_images(meta, source, verify_images + (int8.images if int8 else 0), seed)
+    sensitivity = None
+    if int8:
+        method = f"percentile {int8.percentile:g}" if int8.method == "percentile" else int8.method
+        progress(f"calibrating INT8 ranges ({method}) on {len(drawn) - verify_images} images of "
+                 f"{source.describe()}")
+        proto, sensitivity = quantize(proto, model, model_inputs(drawn[verify_images:], meta, static), int8, progress)
     set_onnx_info(proto, ArtifactInfo(meta, "onnx", precision, (None, 3, *(static or (None, None)))))
+    if int8 and int8.activations == "uint8" and tensorrt_check:
+        progress("TensorRT operator check skipped: TensorRT takes int8 activations, this graph's are uint8")
+        tensorrt_check = False
     progress("checking the graph (onnx.checker full check" + (", TensorRT operators)" if tensorrt_check else ")"))
     check_onnx(proto, tensorrt_check)
     data = proto.SerializeToString()
-    shapes = DYNAMIC_SHAPES if static is None else ((1, 3, *static), (2, 3, *static))
-    progress(f"verifying with ONNX Runtime against PyTorch FP32 on {', '.join('x'.join(map(str, s)) for s in shapes)}")
-    verification = verify(onnx_runner(data), model, random_inputs(shapes), precision)
+    progress(f"verifying with ONNX Runtime against PyTorch FP32 on {min(verify_images, len(drawn))} images of "
+             f"{source.describe()}")
+    batches = verification_batches(drawn[:verify_images], meta, static)
+    verification = verify(onnx_runner(data), model, batches, precision, meta.classes)
     if not verification.passed:
         raise ExportError(verification.report() + "\nexport failed verification, nothing written:\n  "
                           + "\n  ".join(verification.failures))
     atomic_write_bytes(onnx_path, data)
     return OnnxExport(onnx_path, meta, precision, static, verification, tensorrt_check, len(proto.graph.node),
-                      time.perf_counter() - start)
+                      time.perf_counter() - start, source.describe(), sensitivity)
+
+
+def quantize(proto: onnx.ModelProto, model: nn.Module, calibration: list, settings: Int8Settings,
+             progress: Callable[[str], None]) -> tuple[onnx.ModelProto, Sensitivity | None]:
+    """The INT8 Q/DQ graph of `proto`, with the layers a sensitivity search chose kept FP32."""
+    with int8_quantizer(proto, calibration, settings) as quantizer:
+        if not settings.sensitivity_budget:
+            return quantizer.quantize(), None
+        agreement = agreement_on(calibration, reference_outputs(model, calibration))
+        sensitivity = sensitivity_search(quantizer, agreement, settings.sensitivity_budget,
+                                         settings.target_agreement, progress)
+        progress(sensitivity.report())
+        return quantizer.quantize(sensitivity.kept_fp32), sensitivity
 
 
 def check_onnx(proto: onnx.ModelProto, tensorrt_check: bool) -> None:
@@ -187,19 +229,58 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "it adds about 10 s and did not speed up ONNX Runtime (docs/export.md)")
     parser.add_argument("--skip-tensorrt-check", dest="tensorrt_check", action="store_false",
                         help="accept a graph that TensorRT's ONNX parser would refuse (for ONNX Runtime-only use)")
+    add_int8_flags(parser)
+    add_dataset_flags(parser)
     args = parser.parse_args(argv)
     if args.opset < 17:
         parser.error(f"--opset must be 17 or newer, got {args.opset}")
+    if args.fp16 and args.int8:
+        parser.error("--fp16 and --int8 exclude each other")
+    args.images = source_from_args(parser, args)
+    args.int8 = int8_settings(parser, args)
     return args
+
+
+def add_int8_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("INT8 (explicit Q/DQ quantization, export.quantize)")
+    group.add_argument("--int8", action="store_true",
+                       help="symmetric INT8 Q/DQ graph (per-channel weights), calibrated on dataset images")
+    group.add_argument("--calibration-images", type=int, default=Int8Settings.images, metavar="N",
+                       help=f"images the activation ranges are calibrated on (default {Int8Settings.images})")
+    group.add_argument("--calibration-method", choices=tuple(METHODS), default=Int8Settings.method,
+                       help=f"how ranges are chosen from the calibration images (default {Int8Settings.method})")
+    group.add_argument("--calibration-percentile", type=float, default=Int8Settings.percentile, metavar="P",
+                       help=f"percentile method: the share of |values| a range covers (default {Int8Settings.percentile})")
+    group.add_argument("--int8-activations", choices=tuple(ACTIVATIONS), default=Int8Settings.activations,
+                       help="int8 (zero point 0, default): for TensorRT; uint8 (zero point 128, the same values): "
+                            "for ONNX Runtime on x86 CPUs, whose fast kernels take uint8 activations (an int8 graph "
+                            "runs there too, unfused and no faster than FP32); a uint8 graph is not for TensorRT")
+    group.add_argument("--sensitivity-budget", type=int, default=0, metavar="N",
+                       help="keep up to N layers FP32, those whose quantization costs the most agreement with "
+                            "PyTorch FP32 (measured layer by layer; default 0: every layer INT8)")
+    group.add_argument("--target-agreement", type=float, metavar="SHARE",
+                       help="stop the sensitivity search once the agreement reaches SHARE (e.g. 0.99)")
+
+
+def int8_settings(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Int8Settings | None:
+    """The INT8 settings of the flags, None without --int8; usage errors through `parser`."""
+    if not args.int8:
+        return None
+    try:
+        return Int8Settings(args.calibration_method, args.calibration_images, args.calibration_percentile,
+                            args.sensitivity_budget, args.target_agreement, args.int8_activations)
+    except ValueError as exc:
+        parser.error(str(exc))
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        result = export_onnx(args.checkpoint, args.output, args.argmax, fp16=args.fp16, static=args.static,
-                             opset=args.opset, simplify=args.simplify, tensorrt_check=args.tensorrt_check,
-                             progress=lambda message: print(message, flush=True))
-    except (CheckpointError, ExportError, OSError) as exc:
+        result = export_onnx(args.checkpoint, args.output, args.argmax, fp16=args.fp16, int8=args.int8,
+                             static=args.static, opset=args.opset, simplify=args.simplify,
+                             tensorrt_check=args.tensorrt_check, images=args.images, verify_images=args.verify_images,
+                             seed=args.seed, progress=lambda message: print(message, flush=True))
+    except (CheckpointError, ExportError, DatasetError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(result.report())

@@ -278,3 +278,59 @@ def test_freezing_without_binary_folding_keeps_transposed_conv_bn_exact():
     with torch.no_grad(), compile_settings():
         out = torch.compile(model)(x)
         assert (out - model(x)).abs().max().item() < 1e-5
+
+
+# ---------------------------------------------------------------- compute floor and output stride
+
+
+def test_floor_is_flops_over_the_rate_of_the_precision():
+    from benchmarks.floor import floor_ms, merge_best
+
+    rates = merge_best([{"fp32_gflops": 80.0, "fp16_gflops": 900.0}, {"fp32_gflops": 100.0, "fp16_gflops": 700.0}])
+    assert rates == {"fp32_gflops": 100.0, "fp16_gflops": 900.0}
+    assert floor_ms(28.0, rates) == pytest.approx(280.0)
+    assert floor_ms(28.0, rates, "fp16") == pytest.approx(28.0 / 900 * 1000)
+    assert floor_ms(28.0, rates, "int8") == pytest.approx(280.0)  # no INT8 rate measured: the FP32 floor
+
+
+def test_cpu_matmul_rate_is_measured():
+    from benchmarks.floor import matmul_gflops, measure_rates
+
+    assert 0.1 < matmul_gflops("cpu", size=256, min_seconds=0.05) < 1e5
+    assert set(measure_rates("cpu", threads=1)) == {"fp32_gflops"}
+
+
+def test_latency_rows_state_their_distance_to_the_floor(tmp_path):
+    out = tmp_path / "report"
+    args = TINY_RUN + ["--variants", "onnxruntime-cpu", "--workdir", str(tmp_path / "work"), "--output", str(out)]
+    assert latency.main(args) == 0
+    result = json.loads((out / "latency.json").read_text())
+    assert len(result["floor"]["measurements"]) == 2 and result["floor"]["rates"]["fp32_gflops"] > 0
+    for row in result["rows"]:
+        floor = 1000 * row["gflops"] / result["floor"]["rates"]["fp32_gflops"]
+        assert row["floor_ms"] == pytest.approx(floor)
+        assert row["x_floor"] == pytest.approx(row["latency_ms"]["median"] / floor)
+    text = (out / "latency.md").read_text()
+    assert "## Compute floor" in text and "x floor" in text and "FP32" in text
+
+
+def test_output_stride_report(tmp_path):
+    from benchmarks import output_stride
+
+    out = tmp_path / "os"
+    assert output_stride.main(["--model", "sunet_tiny", "--size", "64x64", "--train-size", "32x32", "--rounds", "1",
+                               "--infer-iterations", "1", "--threads", "1", "--output", str(out)]) == 0
+    rows = json.loads((out / "output-stride.json").read_text())["rows"]
+    assert [r["output_stride"] for r in rows] == [8, 16, 32]
+    assert rows[0]["infer_speedup_vs_os8"] == rows[0]["train_speedup_vs_os8"] == 1.0
+    assert rows[2]["flops_ratio_vs_os8"] > rows[1]["flops_ratio_vs_os8"] > 1
+    assert "| sunet_tiny | 16 |" in (out / "output-stride.md").read_text()
+
+
+def test_int8_row_opens_the_int8_export(tmp_path):
+    out = tmp_path / "report"
+    args = TINY_RUN + ["--variants", "onnxruntime-cpu-int8", "--workdir", str(tmp_path / "work"), "--output", str(out)]
+    assert latency.main(args) == 0
+    rows = {r["variant"]: r for r in json.loads((out / "latency.json").read_text())["rows"]}
+    assert rows["onnxruntime-cpu-int8"]["precision"] == "int8"
+    assert rows["onnxruntime-cpu-int8"]["artifact"].endswith("-int8.onnx")

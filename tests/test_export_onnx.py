@@ -8,7 +8,8 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from conftest import make_meta, randomize_bn, spread_classes
+from conftest import make_meta, randomize_bn
+from export.calibration import dataset_images, letterbox, model_inputs
 from export.onnx import ExportError, export_onnx, main
 from export.opcheck import Issue
 from export.verify import TOLERANCES, compare
@@ -17,7 +18,8 @@ from sunet_deploy.artifact import ARTIFACT_KEY, read_onnx_info
 from sunet_deploy.models import ModelSpec, build_model
 
 STATIC = (72, 104)
-LOGIT_SCALE = 10.0
+LOGIT_SPREAD = 4.0
+"""Standard deviation of each class's logit over the images: logits up to about 12, like a trained model's."""
 # (output stride, static size or None, argmax, fp16, simplify): every value of each option, pairwise mixed
 VARIANTS = [
     (8, None, False, False, False),
@@ -31,15 +33,34 @@ VARIANTS = [
 ]
 
 
+def principal_head(model, batch):
+    """Head weights along the principal directions of the head's input features on `batch`: an
+    untrained model that draws several classes on dataset images, as far apart as its features
+    vary most. (Random directions, as conftest.spread_classes draws, separate classes by small
+    differences of large features, which FP16 and INT8 rounding flip far more than in a trained model.)"""
+    conv = model.head[-1]
+    features = {}
+    hook = conv.register_forward_hook(lambda mod, inputs, out: features.setdefault("x", inputs[0]))
+    with torch.no_grad():
+        model(batch)
+        hook.remove()
+        x = features["x"].permute(0, 2, 3, 1).reshape(-1, conv.in_channels)
+        centred = x - x.mean(0)
+        directions = torch.linalg.svd(centred, full_matrices=False).Vh[: conv.out_channels]
+        weight = directions * LOGIT_SPREAD / (centred @ directions.T).std(0)[:, None]
+        conv.weight.copy_(weight[:, :, None, None])
+        conv.bias.copy_(-(weight @ x.mean(0)))
+    return model
+
+
 def make_checkpoint(path, output_stride, arch="sunet_tiny", num_classes=5):
     spec = ModelSpec(arch, num_classes=num_classes, output_stride=output_stride)
     torch.manual_seed(0)
     model = randomize_bn(build_model(spec)).eval()
-    spread_classes(model, torch.randn(2, 3, 96, 96, generator=torch.Generator().manual_seed(0)))
-    with torch.no_grad():  # logits of a trained model's size (about 10), not a random head's (under 1)
-        model.head[-1].weight.mul_(LOGIT_SCALE)
-        model.head[-1].bias.mul_(LOGIT_SCALE)
-    return save_checkpoint(path, model, make_meta(spec))
+    meta = make_meta(spec)
+    images = model_inputs(dataset_images(meta, count=4, seed=100), meta)
+    principal_head(model, torch.from_numpy(np.concatenate(images)))
+    return save_checkpoint(path, model, meta)
 
 
 @pytest.fixture(scope="module")
@@ -62,11 +83,11 @@ def test_export_matches_pytorch(tmp_path, checkpoints, output_stride, static, ar
     assert weight_types == {onnx.TensorProto.FLOAT16 if fp16 else onnx.TensorProto.FLOAT}
     size_types = resize_size_types(model)
     assert size_types and size_types <= {onnx.TensorProto.FLOAT, onnx.TensorProto.INT64}
-    # An independent run on a shape the export did not verify on.
-    shape = (2, 3, *(static or (89, 121)))
-    x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
+    # An independent run on images and a shape the export was not verified on.
+    torch_model, ckpt = load_model(checkpoints[output_stride])
+    images = dataset_images(ckpt.meta, count=2, seed=1)
+    x = np.concatenate([letterbox(image, ckpt.meta, static or (89, 121)) for image in images])
     out = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
-    torch_model, _ = load_model(checkpoints[output_stride])
     with torch.no_grad():
         reference = torch_model(torch.from_numpy(x)).numpy()
     check = compare(out, reference, TOLERANCES["fp16" if fp16 else "fp32"])
@@ -110,19 +131,56 @@ def test_metadata_round_trip_in_one_file(tmp_path, checkpoints):
     assert not any(t.data_location == onnx.TensorProto.EXTERNAL for t in onnx.load(str(path)).graph.initializer)
 
 
-def test_failed_verification_writes_nothing_and_says_by_how_much(tmp_path, checkpoints, monkeypatch):
+def corrupt_a_weight(monkeypatch, factor=2.0, which=0):
+    """Make export.onnx produce a wrong graph: one convolution's weights scaled by `factor`."""
     import export.onnx as export_module
 
     real_transform = export_module.transform
 
-    def corrupt(proto, *args):  # a wrong export: one convolution's weights doubled
+    def corrupt(proto, *args):
         proto = real_transform(proto, *args)
-        weight = next(t for t in proto.graph.initializer if len(t.dims) == 4)
-        data = onnx.numpy_helper.to_array(weight) * 2
+        weight = [t for t in proto.graph.initializer if len(t.dims) == 4][which]
+        data = onnx.numpy_helper.to_array(weight) * factor
         weight.CopyFrom(onnx.numpy_helper.from_array(data, weight.name))
         return proto
 
     monkeypatch.setattr(export_module, "transform", corrupt)
+
+
+def test_verification_runs_dataset_images_and_reports_every_class(tmp_path, checkpoints):
+    result = export_onnx(checkpoints[16], tmp_path / "m.onnx", verify_images=3)
+    report = result.report()
+    print(report)
+    shapes = [r.shape for r in result.verification.results]
+    assert shapes == [(1, 3, 128, 128)] * 3 + [(2, 3, 75, 113)]  # synthetic val images, then an odd pair
+    per_class = result.verification.class_agreement()
+    assert len(per_class) >= 3 and all(share == 1.0 for share, _ in per_class.values())
+    assert "per-class agreement" in report and "class1 1.0000" in report and "synthetic val" in report
+
+
+def test_verification_on_a_folder_dataset_at_its_own_size_or_letterboxed(tmp_path, checkpoints, capsys):
+    from sunet_deploy.data import SyntheticSegmentation
+    from sunet_deploy.data.__main__ import write_synthetic_folder
+
+    folder = write_synthetic_folder(SyntheticSegmentation(3, (80, 96), num_classes=5, seed=3, split="val"),
+                                    tmp_path / "data")
+    flags = ["--dataset", "folder", "--data-root", str(folder), "--verify-images", "2"]
+    assert main([str(checkpoints[16]), "-o", str(tmp_path / "d.onnx"), *flags]) == 0
+    assert "1x3x80x96" in capsys.readouterr().out
+    assert main([str(checkpoints[16]), "-o", str(tmp_path / "s.onnx"), "--static", "64x64", *flags]) == 0
+    out = capsys.readouterr().out
+    assert "1x3x64x64" in out and "2x3x64x64" in out and f"folder val ({folder})" in out
+
+
+def test_a_wrong_labels_export_fails_on_agreement(tmp_path, checkpoints, monkeypatch):
+    corrupt_a_weight(monkeypatch, factor=-1.0, which=-1)  # the head flipped: labels, no logits to compare
+    with pytest.raises(ExportError, match=r"all images: pixel-label agreement [0-9.]+ is below 0.999"):
+        export_onnx(checkpoints[16], tmp_path / "m.onnx", argmax=True)
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_failed_verification_writes_nothing_and_says_by_how_much(tmp_path, checkpoints, monkeypatch):
+    corrupt_a_weight(monkeypatch)
     path = tmp_path / "model.onnx"
     path.write_bytes(b"previous model")
     with pytest.raises(ExportError, match=r"exceeds [0-9.e-]+ by [0-9.e-]+"):
@@ -186,9 +244,11 @@ def test_help_and_option_errors(capsys):
         main(["--help"])
     assert exc.value.code == 0
     help_text = capsys.readouterr().out
-    for option in ("--static", "--argmax", "--fp16", "--opset", "--simplify", "--skip-tensorrt-check"):
+    for option in ("--static", "--argmax", "--fp16", "--opset", "--simplify", "--skip-tensorrt-check", "--dataset",
+                   "--data-root", "--verify-images", "--seed"):
         assert option in help_text
-    for bad_option in (["--opset", "16"], ["--static", "64"]):
+    for bad_option in (["--opset", "16"], ["--static", "64"], ["--dataset", "voc"], ["--data-root", "x"],
+                       ["--verify-images", "0"]):
         with pytest.raises(SystemExit) as exc:
             main(["c.safetensors", "-o", "m.onnx", *bad_option])
         assert exc.value.code == 2

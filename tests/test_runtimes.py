@@ -85,6 +85,9 @@ def test_runtime_matches_pytorch_fp32(name, artifacts, images, reference_masks):
     if variant.artifact == "aoti":
         pytest.skip("AOTInductor packages are compiled for one size; tests/test_cpp_runtime.py and "
                     "tests/test_photos.py run them")
+    if variant.artifact == "onnx-int8":
+        pytest.skip("INT8 is calibrated and verified on dataset images, which this random model does not "
+                    "label like a trained one; tests/test_int8.py and tests/test_benchmarks.py run INT8 rows")
     reason = variant.availability()
     if reason:
         pytest.skip(reason)
