@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 SERVE_VENV ?= .venv-serve
 SERVE_PY := $(SERVE_VENV)/bin/python
 
-.PHONY: setup serve-venv demo test bench clean clean-demo
+.PHONY: setup serve-venv demo test bench bench-int8 bench-os gpu-report clean clean-demo
 
 setup: $(STAMP)
 
@@ -45,6 +45,18 @@ demo: setup serve-venv
 # CPU latency report: SUNet-64 OS16, 512x512, batch 1, every CPU runtime against PyTorch FP32.
 bench: setup
 	$(PY) -m benchmarks.latency --preset cpu --output docs/bench/cpu
+
+# INT8 against FP32 ONNX Runtime and PyTorch (one interleaved run), and the paper's output-stride claim.
+bench-int8: setup
+	$(PY) -m benchmarks.latency --preset cpu-int8 --output docs/bench/cpu-int8
+
+bench-os: setup
+	$(PY) -m benchmarks.output_stride --output docs/bench
+
+# On a lent GPU: GPU tests, AMP training, latency/parity of every CUDA runtime, floors (docs/bench/gpu).
+# On a machine without one it says so and writes nothing.
+gpu-report: setup
+	$(PY) -m benchmarks.gpu_report --output docs/bench/gpu
 
 test: setup serve-venv
 	$(PY) -m pytest -q -n 2 --durations=15

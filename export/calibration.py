@@ -5,8 +5,9 @@ export agrees with PyTorch" would be vacuous. Real-looking images make the model
 classes, and quantization ranges calibrated on them are the ranges deployment will see.
 
 The images come from the dataset given on the command line (`--dataset folder --data-root DIR`),
-else the one the checkpoint's training recorded, else the synthetic validation split with the
-checkpoint's number of classes. They are normalised with the checkpoint's metadata, at their own
+else the training set the checkpoint records (training images: INT8 ranges are not fitted to the
+validation images parity scores), else the synthetic validation split with the checkpoint's
+number of classes. They are normalised with the checkpoint's metadata, at their own
 size for a model with dynamic height/width and letterboxed into the size of a fixed-size one.
 """
 
@@ -16,11 +17,10 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from sunet_deploy.cli import parse_size
-from sunet_deploy.data import build_dataset
+from sunet_deploy.data import DatasetSpec, build_dataset
 from sunet_deploy.data.synthetic import SHAPES
 from sunet_deploy.metadata import ModelMetadata
 from sunet_deploy.preprocess import Normalization
@@ -57,15 +57,25 @@ class ImageSource:
         return f"{self.kind} {self.split} ({self.root})"
 
 
-def image_source(meta: ModelMetadata, source: ImageSource | None) -> ImageSource:
+@dataclass(frozen=True)
+class RecordedSource:
+    """The training set a checkpoint records (sunet_deploy.data.DatasetSpec)."""
+
+    spec: DatasetSpec
+
+    def build(self, num_classes: int):
+        return self.spec.build()
+
+    def describe(self) -> str:
+        return f"{self.spec.describe()} (the checkpoint's training set)"
+
+
+def image_source(meta: ModelMetadata, source: ImageSource | None) -> ImageSource | RecordedSource:
     """The dataset the images come from: `source` when given, else the checkpoint's own."""
     if source is not None:
         return source
-    # The one place the dataset recorded in the checkpoint is used. When sunet_deploy.data gains
-    # validation_spec(meta) (the validation set in training["dataset"]["val"]), return it here
-    # when it is not None, before falling back to the synthetic set (what is returned needs
-    # .build(num_classes) and .describe(), as ImageSource has).
-    return ImageSource()
+    recorded = meta.training.get("dataset", {}).get("train") if isinstance(meta.training.get("dataset"), dict) else None
+    return RecordedSource(DatasetSpec.from_dict(recorded)) if recorded else ImageSource()
 
 
 def dataset_images(meta: ModelMetadata, source: ImageSource | None = None, count: int = 8,
@@ -78,13 +88,9 @@ def dataset_images(meta: ModelMetadata, source: ImageSource | None = None, count
 
 def letterbox(image: np.ndarray, meta: ModelMetadata, size: tuple[int, int]) -> np.ndarray:
     """One image as a normalised 1x3xHxW input of `size`: scaled to fit, aspect kept, padded at the
-    bottom and right with zeros (the mean colour), as `preprocess.to_tensor_input` pads."""
-    h, w = size
-    scale = min(h / image.shape[0], w / image.shape[1])
-    fit = (max(1, round(image.shape[0] * scale)), max(1, round(image.shape[1] * scale)))
-    resized = cv2.resize(image, fit[::-1], interpolation=cv2.INTER_LINEAR)
-    batch, _ = Normalization(tuple(meta.mean), tuple(meta.std))(resized)
-    return np.pad(batch, ((0, 0), (0, 0), (0, h - fit[0]), (0, w - fit[1])))
+    bottom and right with the mean colour, exactly as runtimes.predict letterboxes it."""
+    batch, _ = Normalization(tuple(meta.mean), tuple(meta.std), meta.resize_policy, (size, size))(image)
+    return batch
 
 
 def model_inputs(images: list[np.ndarray], meta: ModelMetadata, size: tuple[int, int] | None = None) -> list[np.ndarray]:
