@@ -1,3 +1,7 @@
+import contextlib
+import fcntl
+import os
+
 import pytest
 import torch
 
@@ -40,16 +44,34 @@ def tiny_model(tiny_spec):
     return randomize_bn(build_model(tiny_spec)).eval()
 
 
+@contextlib.contextmanager
+def shared_folder(tmp_path_factory, name: str):
+    """A folder shared by all pytest-xdist workers, held under a lock: build expensive fixtures
+    (compiled packages, C++ builds) once, in whichever worker gets there first."""
+    base = tmp_path_factory.getbasetemp()
+    folder = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / name
+    folder.mkdir(exist_ok=True)
+    with open(folder / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield folder
+
+
+def head_features(model: torch.nn.Module, batch: torch.Tensor) -> torch.Tensor:
+    """The input of the model's final 1x1 head conv on `batch`."""
+    features = {}
+    hook = model.head[-1].register_forward_hook(lambda mod, inputs, out: features.setdefault("x", inputs[0]))
+    with torch.no_grad():
+        model(batch)
+    hook.remove()
+    return features["x"]
+
+
 def spread_classes(model: torch.nn.Module, batch: torch.Tensor, seed: int = 1) -> torch.nn.Module:
     """Random head weights centred on the features of `batch`: an untrained model that still draws
     several classes (a random model labels every pixel the same, which would make parity vacuous)."""
     conv = model.head[-1]
-    features = {}
-    hook = conv.register_forward_hook(lambda mod, inputs, out: features.setdefault("x", inputs[0]))
+    mean_feature = head_features(model, batch).mean(dim=(0, 2, 3))
     with torch.no_grad():
-        model(batch)
-        hook.remove()
-        mean_feature = features["x"].mean(dim=(0, 2, 3))
         weight = torch.randn(conv.out_channels, conv.in_channels, generator=torch.Generator().manual_seed(seed))
         conv.weight.copy_(weight[:, :, None, None])
         conv.bias.copy_(-(weight @ mean_feature))

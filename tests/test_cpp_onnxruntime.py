@@ -8,7 +8,6 @@ build/onnxruntime (Debian's package, unpacked; see docs/cpp.md). The tests skip 
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 import subprocess
@@ -28,7 +27,7 @@ from sunet_deploy.checkpoint import save_checkpoint
 from sunet_deploy.models import ModelSpec, build_model
 from sunet_deploy.preprocess import Normalization, read_image, read_label_png
 
-from conftest import make_meta, randomize_bn, spread_classes
+from conftest import make_meta, randomize_bn, shared_folder, spread_classes
 from photos import write_photos
 
 ort = pytest.importorskip("onnxruntime", reason="the ONNX Runtime backend links the onnxruntime wheel's library")
@@ -72,11 +71,7 @@ def write_png_photos(folder: Path) -> None:
 def ort_cpp(tmp_path_factory):
     """Builds the project with LibTorch unfindable and exports three sunet_tiny ONNX models (dynamic
     logits, dynamic labels, static 64x96 logits), once for all pytest-xdist workers."""
-    base = tmp_path_factory.getbasetemp()
-    shared = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "cpp_onnxruntime"
-    shared.mkdir(exist_ok=True)
-    with open(shared / "lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with shared_folder(tmp_path_factory, "cpp_onnxruntime") as shared:
         if not (shared / "static.onnx").exists():
             root = onnxruntime_root()
             write_png_photos(shared / "photos")

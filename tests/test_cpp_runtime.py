@@ -4,8 +4,6 @@ The ONNX Runtime backend: tests/test_cpp_onnxruntime.py."""
 
 from __future__ import annotations
 
-import fcntl
-import os
 import shutil
 import subprocess
 import sys
@@ -26,7 +24,7 @@ from sunet_deploy.checkpoint import load_model, save_checkpoint
 from sunet_deploy.models import ModelSpec, build_model
 from sunet_deploy.preprocess import Normalization, read_image, read_label_png
 
-from conftest import make_meta, randomize_bn, spread_classes
+from conftest import make_meta, randomize_bn, shared_folder, spread_classes
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = (64, 96)
@@ -59,11 +57,7 @@ def build_project(build_dir: Path) -> Path:
 @pytest.fixture(scope="module")
 def cpp(tmp_path_factory):
     """Builds the C++ project and exports one sunet_tiny package, once for all pytest-xdist workers."""
-    base = tmp_path_factory.getbasetemp()
-    shared = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "cpp_runtime"
-    shared.mkdir(exist_ok=True)
-    with open(shared / "lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with shared_folder(tmp_path_factory, "cpp_runtime") as shared:
         if not (shared / "model.pt2").exists():
             image = scene(np.random.default_rng(0))
             cv2.imwrite(str(shared / "scene.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))

@@ -8,7 +8,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from conftest import make_meta, randomize_bn
+from conftest import head_features, make_meta, randomize_bn
 from export.calibration import dataset_images, letterbox, model_inputs
 from export.onnx import ExportError, export_onnx, main
 from export.opcheck import Issue
@@ -39,12 +39,8 @@ def principal_head(model, batch):
     vary most. (Random directions, as conftest.spread_classes draws, separate classes by small
     differences of large features, which FP16 and INT8 rounding flip far more than in a trained model.)"""
     conv = model.head[-1]
-    features = {}
-    hook = conv.register_forward_hook(lambda mod, inputs, out: features.setdefault("x", inputs[0]))
+    x = head_features(model, batch).permute(0, 2, 3, 1).reshape(-1, conv.in_channels)
     with torch.no_grad():
-        model(batch)
-        hook.remove()
-        x = features["x"].permute(0, 2, 3, 1).reshape(-1, conv.in_channels)
         centred = x - x.mean(0)
         directions = torch.linalg.svd(centred, full_matrices=False).Vh[: conv.out_channels]
         weight = directions * LOGIT_SPREAD / (centred @ directions.T).std(0)[:, None]

@@ -4,7 +4,6 @@ runtimes label >= 99.9 % of pixels as PyTorch FP32 does on the same input geomet
 
 from __future__ import annotations
 
-import fcntl
 import os
 
 import numpy as np
@@ -12,7 +11,7 @@ import pytest
 import torch
 
 from benchmarks.variants import VARIANTS
-from conftest import make_meta, randomize_bn, spread_classes
+from conftest import make_meta, randomize_bn, shared_folder, spread_classes
 from photos import upright_chelsea, write_photos
 from runtimes import open_runtime
 from runtimes.options import AOTInductorOptions, OnnxRuntimeOptions, PyTorchOptions
@@ -37,11 +36,7 @@ def artifacts(tmp_path_factory, photos):
     from export.aoti import export_aoti
     from export.onnx import export_onnx
 
-    base = tmp_path_factory.getbasetemp()
-    root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "photo_artifacts"
-    root.mkdir(exist_ok=True)
-    with open(root / "lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with shared_folder(tmp_path_factory, "photo_artifacts") as root:
         if not (root / "model.pt2").exists():
             spec = ModelSpec("sunet_tiny", num_classes=5, output_stride=16)
             torch.manual_seed(0)
