@@ -2,6 +2,7 @@ import contextlib
 import fcntl
 import os
 
+import numpy as np
 import pytest
 import torch
 
@@ -64,6 +65,21 @@ def head_features(model: torch.nn.Module, batch: torch.Tensor) -> torch.Tensor:
         model(batch)
     hook.remove()
     return features["x"]
+
+
+def several_class_checkpoint(path, image: np.ndarray, num_classes: int = 5):
+    """A random sunet_tiny (OS16, VOC palette) with its head spread over `image`'s features, saved at
+    `path`: an untrained model that draws several classes on images like `image`."""
+    from sunet_deploy.checkpoint import save_checkpoint
+    from sunet_deploy.preprocess import Normalization, voc_palette
+
+    spec = ModelSpec("sunet_tiny", num_classes=num_classes, output_stride=16)
+    torch.manual_seed(0)
+    model = randomize_bn(build_model(spec)).eval()
+    meta = make_meta(spec)
+    meta.palette = voc_palette(num_classes).tolist()
+    spread_classes(model, torch.from_numpy(Normalization.from_metadata(meta)(image)[0]))
+    return save_checkpoint(path, model, meta)
 
 
 def spread_classes(model: torch.nn.Module, batch: torch.Tensor, seed: int = 1) -> torch.nn.Module:

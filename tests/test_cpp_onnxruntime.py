@@ -18,16 +18,13 @@ import cv2
 import numpy as np
 import onnx
 import pytest
-import torch
 
 from export.onnx import export_onnx
 from runtimes import open_runtime
 from runtimes.predict import Predictor
-from sunet_deploy.checkpoint import save_checkpoint
-from sunet_deploy.models import ModelSpec, build_model
-from sunet_deploy.preprocess import Normalization, read_image, read_label_png
+from sunet_deploy.preprocess import read_image, read_label_png
 
-from conftest import make_meta, randomize_bn, shared_folder, spread_classes
+from conftest import several_class_checkpoint, shared_folder
 from photos import write_photos
 
 ort = pytest.importorskip("onnxruntime", reason="the ONNX Runtime backend links the onnxruntime wheel's library")
@@ -75,12 +72,7 @@ def ort_cpp(tmp_path_factory):
         if not (shared / "static.onnx").exists():
             root = onnxruntime_root()
             write_png_photos(shared / "photos")
-            spec = ModelSpec("sunet_tiny", num_classes=5, output_stride=16)
-            torch.manual_seed(0)
-            model = randomize_bn(build_model(spec)).eval()
-            coffee = read_image(shared / "photos/coffee.png")
-            spread_classes(model, torch.from_numpy(Normalization.from_metadata(make_meta(spec))(coffee)[0]))
-            save_checkpoint(shared / "model.safetensors", model, make_meta(spec))
+            several_class_checkpoint(shared / "model.safetensors", read_image(shared / "photos/coffee.png"))
             generator = ["-G", "Ninja"] if shutil.which("ninja") else []
             configure = run(["cmake", "-S", str(ROOT / "runtimes/cpp"), "-B", str(shared / "build"), *generator,
                              *root, f"-DPython3_EXECUTABLE={sys.executable}", "-DCMAKE_DISABLE_FIND_PACKAGE_Torch=ON",

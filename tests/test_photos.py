@@ -8,16 +8,13 @@ import os
 
 import numpy as np
 import pytest
-import torch
 
 from benchmarks.variants import VARIANTS
-from conftest import make_meta, randomize_bn, shared_folder, spread_classes
+from conftest import several_class_checkpoint, shared_folder
 from photos import upright_chelsea, write_photos
 from runtimes import open_runtime
 from runtimes.options import AOTInductorOptions, OnnxRuntimeOptions, PyTorchOptions
 from runtimes.predict import Predictor
-from sunet_deploy.checkpoint import save_checkpoint
-from sunet_deploy.models import ModelSpec, build_model
 from sunet_deploy.preprocess import Normalization, read_image
 
 FIXED = (64, 96)
@@ -38,11 +35,7 @@ def artifacts(tmp_path_factory, photos):
 
     with shared_folder(tmp_path_factory, "photo_artifacts") as root:
         if not (root / "model.pt2").exists():
-            spec = ModelSpec("sunet_tiny", num_classes=5, output_stride=16)
-            torch.manual_seed(0)
-            model = randomize_bn(build_model(spec)).eval()
-            spread_classes(model, torch.from_numpy(Normalization.from_metadata(make_meta(spec))(photos["coffee"])[0]))
-            save_checkpoint(root / "model.safetensors", model, make_meta(spec))
+            several_class_checkpoint(root / "model.safetensors", photos["coffee"])
             export_onnx(root / "model.safetensors", root / "model.onnx")
             export_onnx(root / "model.safetensors", root / "static.onnx", static=FIXED)
             export_aoti(root / "model.safetensors", root / "model.pt2", size=FIXED)

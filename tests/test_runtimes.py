@@ -8,15 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import make_meta, randomize_bn, spread_classes
+from conftest import several_class_checkpoint
 from benchmarks.variants import REFERENCE, VARIANTS
 from runtimes import ArtifactError, open_runtime
 from runtimes.options import PyTorchOptions
 from runtimes.predict import Predictor
-from sunet_deploy.checkpoint import save_checkpoint
 from sunet_deploy.metrics import ConfusionMatrix
 from sunet_deploy.models import ModelSpec, build_model
-from sunet_deploy.preprocess import Normalization, voc_palette
 
 NUM_CLASSES = 5
 # Every benchmark variant is a row here, judged by the precision its runtime reports: (minimum
@@ -39,13 +37,7 @@ def artifacts(tmp_path_factory, images):
     from export.onnx import export_onnx
 
     root = tmp_path_factory.mktemp("artifacts")
-    spec = ModelSpec("sunet_tiny", num_classes=NUM_CLASSES, output_stride=16)
-    torch.manual_seed(0)
-    model = randomize_bn(build_model(spec)).eval()
-    meta = make_meta(spec)
-    meta.palette = voc_palette(NUM_CLASSES).tolist()
-    spread_classes(model, torch.from_numpy(Normalization.from_metadata(meta)(images[0])[0]))
-    paths = {"checkpoint": save_checkpoint(root / "model.safetensors", model, meta)}
+    paths = {"checkpoint": several_class_checkpoint(root / "model.safetensors", images[0], NUM_CLASSES)}
     paths["onnx"] = root / "model.onnx"
     export_onnx(paths["checkpoint"], paths["onnx"])
     paths["onnx-argmax"] = root / "model_argmax.onnx"

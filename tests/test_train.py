@@ -24,7 +24,7 @@ from train.__main__ import main
 from train.config import parse_config
 from train.data import EvalSet, make_loader
 from train.evaluate import main as evaluate_main
-from train.loop import Trainer, run
+from train.loop import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ("--arch sunet_tiny --crop-size 32 --batch-size 4 --synthetic-samples 16 4 --synthetic-size 40x48 "

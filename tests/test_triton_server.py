@@ -18,18 +18,15 @@ from pathlib import Path
 import numpy as np
 import psutil
 import pytest
-import torch
 from PIL import Image
 
-from conftest import make_meta, randomize_bn, spread_classes
+from conftest import several_class_checkpoint
 from benchmarks.serve import main as serve_benchmark
 from export.triton import RepositoryOptions, export_repository_model
 from runtimes import open_runtime
 from runtimes.predict import Predictor
 from runtimes.serve import PROJECT, create_serve_venv
-from sunet_deploy.checkpoint import save_checkpoint
-from sunet_deploy.models import ModelSpec, build_model
-from sunet_deploy.preprocess import Normalization, read_image, voc_palette
+from sunet_deploy.preprocess import read_image, voc_palette
 
 pytest.importorskip("tritonclient.grpc", reason="tritonclient is not installed: pip install 'sunet-deploy[serve]'")
 from runtimes.triton import TritonImageClient, server_statistics  # noqa: E402
@@ -66,13 +63,7 @@ def images(tmp_path_factory) -> list[Path]:
 def repository(tmp_path_factory, images) -> Path:
     """sunet (tensor interface) and sunet_image (images in, masks out), both on the python backend."""
     root = tmp_path_factory.mktemp("served")
-    spec = ModelSpec("sunet_tiny", num_classes=NUM_CLASSES, output_stride=16)
-    torch.manual_seed(0)
-    model = randomize_bn(build_model(spec)).eval()
-    meta = make_meta(spec)
-    meta.palette = voc_palette(NUM_CLASSES).tolist()
-    spread_classes(model, torch.from_numpy(Normalization.from_metadata(meta)(read_image(images[0]))[0]))
-    checkpoint = save_checkpoint(root / "model.safetensors", model, meta)
+    checkpoint = several_class_checkpoint(root / "model.safetensors", read_image(images[0]), NUM_CLASSES)
     repo = root / "repository"
     # 100 ms of queue delay: the concurrent requests of a test meet in one batch even on a loaded machine
     images_model = RepositoryOptions(name="sunet_image", backend="python", max_queue_delay_us=100_000)
