@@ -20,10 +20,9 @@ from runtimes import open_runtime
 from runtimes.predict import Predictor
 from runtimes.pytorch import PyTorchRuntime
 from sunet_deploy.checkpoint import load_model
-from sunet_deploy.models import ModelSpec
 from sunet_deploy.preprocess import read_image, read_label_png, voc_palette
 
-from conftest import make_meta, several_class_checkpoint, shared_folder
+from conftest import several_class_checkpoint, shared_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = (64, 96)
