@@ -334,3 +334,14 @@ def test_int8_row_opens_the_int8_export(tmp_path):
     rows = {r["variant"]: r for r in json.loads((out / "latency.json").read_text())["rows"]}
     assert rows["onnxruntime-cpu-int8"]["precision"] == "int8"
     assert rows["onnxruntime-cpu-int8"]["artifact"].endswith("-int8.onnx")
+
+
+def test_letterbox_cost_report(tmp_path, tiny_checkpoint):
+    from benchmarks import letterbox
+
+    out = tmp_path / "report"
+    assert letterbox.main([str(tiny_checkpoint), "--size", "32x32", "24x40", "--limit", "2",
+                           "--workdir", str(tmp_path / "work"), "--output", str(out)]) == 0  # fmt: skip
+    rows = {r["size"]: r for r in json.loads((out / "letterbox.json").read_text())["rows"]}
+    assert rows["32x32"]["agreement"] == 100.0 and rows["32x32"]["delta_miou"] == 0.0  # the images' own size
+    assert 0 <= rows["24x40"]["agreement"] <= 100.0 and "| 24x40 |" in (out / "letterbox.md").read_text()

@@ -1,0 +1,94 @@
+"""`python -m benchmarks.letterbox CHECKPOINT --size 96x160 256x256`: what letterboxing costs.
+
+A fixed-size artifact (a `--static` ONNX model, an AOTInductor package, an engine whose profile
+excludes the image) gets every image letterboxed by `runtimes.predict`: scaled with its aspect
+ratio kept to fit the compiled size, padded with the mean colour, and the logits mapped back to
+the original size. This measures what that costs: each size's static ONNX export against the
+dynamic one (the image at its own size) on the checkpoint's validation set, as mIoU against the
+labels and as pixel agreement with the dynamic model's masks. Writes letterbox.md and .json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from export.onnx import export_onnx
+from runtimes import open_runtime
+from runtimes.predict import Predictor
+from sunet_deploy.artifact import read_checkpoint_info
+from sunet_deploy.cli import EXIT_OK, EXIT_STATUS_HELP, parse_size
+from sunet_deploy.data import validation_spec
+from sunet_deploy.metrics import ConfusionMatrix
+
+from .env import environment, format_environment
+from .report import write_json
+
+
+def masks_of(model: Path, dataset, limit: int) -> list:
+    with open_runtime(model) as runtime:
+        predictor = Predictor(runtime)
+        return [predictor.mask(dataset[i][0]) for i in tqdm(range(limit), desc=model.name, leave=False)]
+
+
+def score(masks: list, dataset, num_classes: int) -> float:
+    confusion = ConfusionMatrix(num_classes)
+    for index, mask in enumerate(masks):
+        confusion.update(mask, dataset[index][1])
+    return 100 * confusion.scores().miou
+
+
+def run(args: argparse.Namespace) -> dict:
+    meta = read_checkpoint_info(args.checkpoint).metadata
+    spec = validation_spec(meta)
+    if spec is None:
+        raise ValueError(f"{args.checkpoint} records no validation set (train it with this version)")
+    dataset = spec.build()
+    limit = min(args.limit or len(dataset), len(dataset))
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    native = masks_of(export_onnx(args.checkpoint, args.workdir / "dynamic.onnx").path, dataset, limit)
+    rows = [{"size": "own size", "miou": score(native, dataset, meta.num_classes), "agreement": 100.0}]
+    for h, w in args.size:
+        static = export_onnx(args.checkpoint, args.workdir / f"static_{h}x{w}.onnx", static=(h, w)).path
+        masks = masks_of(static, dataset, limit)
+        agree = sum(int((m == n).sum()) for m, n in zip(masks, native)) / sum(m.size for m in native)
+        rows.append({"size": f"{h}x{w}", "miou": score(masks, dataset, meta.num_classes), "agreement": 100 * agree})
+    for row in rows:
+        row["delta_miou"] = row["miou"] - rows[0]["miou"]
+    return {"environment": environment(), "checkpoint": str(args.checkpoint), "dataset": spec.describe(),
+            "images": limit, "rows": rows}  # fmt: skip
+
+
+def markdown(result: dict) -> str:
+    table = ["| input | mIoU | delta mIoU (points) | agreement with own size (%) |", "|---|---|---|---|"]
+    table += [f"| {r['size']} | {r['miou']:.3f} | {r['delta_miou']:+.3f} | {r['agreement']:.3f} |" for r in result["rows"]]
+    return "\n\n".join([
+        "# Letterboxing into a fixed input size", "## Environment", format_environment(result["environment"]),
+        "## Results", f"checkpoint `{result['checkpoint']}`, {result['dataset']}, first {result['images']} images; "
+        "ONNX Runtime CPU, FP32. Each fixed size is a `--static` export; images are letterboxed into it as "
+        "`runtimes.predict` does.", "\n".join(table),
+    ]) + "\n"  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.letterbox", description=__doc__, epilog=EXIT_STATUS_HELP,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint", type=Path, help="a trained checkpoint that records its validation set")
+    parser.add_argument("--size", type=parse_size, nargs="+", required=True, metavar="HxW", help="fixed sizes to try")
+    parser.add_argument("--limit", type=int, default=0, help="the first N validation images (0: all)")
+    parser.add_argument("--workdir", type=Path, default=Path("runs/bench/letterbox"), help="where exports go")
+    parser.add_argument("--output", type=Path, default=Path("runs/bench/letterbox"), help="report folder")
+    args = parser.parse_args(argv)
+    result = run(args)
+    args.output.mkdir(parents=True, exist_ok=True)
+    (args.output / "letterbox.md").write_text(markdown(result))
+    print(markdown(result))
+    print(f"wrote {write_json(result, args.output / 'letterbox.json')} and {args.output / 'letterbox.md'}")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
