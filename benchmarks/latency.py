@@ -26,7 +26,7 @@ import torch
 
 from runtimes import Runtime
 from sunet_deploy.artifact import read_checkpoint_info
-from sunet_deploy.cli import parse_size
+from sunet_deploy.cli import EXIT_STATUS_HELP, parse_size
 from sunet_deploy.models import ModelSpec
 
 from .artifacts import failure_reason, open_variant, random_checkpoint
@@ -158,7 +158,7 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.latency", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.latency", description=__doc__, epilog=EXIT_STATUS_HELP,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("checkpoints", nargs="*", help="sunet-deploy .safetensors checkpoints to measure")
     parser.add_argument("--preset", choices=sorted(PRESETS),

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from runtimes.stats import latency_summary
-from sunet_deploy.cli import parse_size
+from sunet_deploy.cli import EXIT_STATUS_HELP, parse_size
 from sunet_deploy.models import ModelSpec, build_model
 
 from .env import environment, format_environment
@@ -122,7 +122,7 @@ def markdown(result: dict) -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.output_stride", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.output_stride", description=__doc__, epilog=EXIT_STATUS_HELP,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", action="append",
                         help=f"SUNet architectures to measure (default: {' and '.join(MODELS)})")

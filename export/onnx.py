@@ -48,7 +48,7 @@ from export.quantize import ACTIVATIONS, METHODS, Int8Settings, Sensitivity, agr
 from export.verify import Verification, onnx_runner, reference_outputs, verify
 from sunet_deploy.artifact import ArtifactInfo, set_onnx_info
 from sunet_deploy.checkpoint import CheckpointError, load_model
-from sunet_deploy.cli import parse_size
+from sunet_deploy.cli import EXIT_FAILED, EXIT_OK, EXIT_STATUS_HELP, EXIT_USAGE, parse_size
 from sunet_deploy.data import DatasetError
 from sunet_deploy.fileio import atomic_write_bytes
 from sunet_deploy.metadata import ModelMetadata
@@ -213,7 +213,7 @@ def topologically_sorted(proto: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m export.onnx", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m export.onnx", description=__doc__, epilog=EXIT_STATUS_HELP,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", type=Path, help="sunet-deploy .safetensors checkpoint")
     parser.add_argument("-o", "--output", type=Path, required=True, help="ONNX file to write")
@@ -280,11 +280,14 @@ def main(argv: list[str] | None = None) -> int:
                              static=args.static, opset=args.opset, simplify=args.simplify,
                              tensorrt_check=args.tensorrt_check, images=args.images, verify_images=args.verify_images,
                              seed=args.seed, progress=lambda message: print(message, flush=True))
-    except (CheckpointError, ExportError, DatasetError, OSError) as exc:
+    except ExportError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
+    except (CheckpointError, DatasetError, OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     print(result.report())
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

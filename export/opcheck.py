@@ -24,6 +24,8 @@ import numpy as np
 import onnx
 from google.protobuf.message import DecodeError
 
+from sunet_deploy.cli import EXIT_STATUS_HELP
+
 RULES_PATH = Path(__file__).parent / "data" / "tensorrt_onnx_ops.json"
 TYPE_NAMES = {
     onnx.TensorProto.FLOAT: "FP32", onnx.TensorProto.FLOAT16: "FP16", onnx.TensorProto.BFLOAT16: "BF16",
@@ -253,7 +255,7 @@ def _version_arg(text: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m export.opcheck", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m export.opcheck", description=__doc__, epilog=EXIT_STATUS_HELP,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", type=Path, help="ONNX model to check")
     parser.add_argument("--tensorrt", metavar="VERSION", type=_version_arg,

@@ -225,7 +225,7 @@ def bad_case_paths(tmp_path, case, source, input_suffix, output_name):
 ])
 def test_bad_inputs_give_clear_errors(tmp_path, checkpoints, capsys, case, message):
     checkpoint, output = bad_case_paths(tmp_path, case, checkpoints[16], ".safetensors", "m.onnx")
-    assert main([str(checkpoint), "-o", str(output)]) == 1
+    assert main([str(checkpoint), "-o", str(output)]) == 2
     assert message in capsys.readouterr().err
 
 

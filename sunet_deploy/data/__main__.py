@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 from tqdm import tqdm
 
-from ..cli import parse_size
+from ..cli import EXIT_STATUS_HELP, parse_size
 from ..preprocess import save_palette_png
 from .synthetic import SyntheticSegmentation
 
@@ -34,7 +34,7 @@ def write_synthetic_folder(dataset: SyntheticSegmentation, root: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sunet_deploy.data", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m sunet_deploy.data", description=__doc__, epilog=EXIT_STATUS_HELP,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("output", type=Path, help="folder to write images/ and masks/ into")
     parser.add_argument("--count", type=int, default=16, help="number of samples (default 16)")

@@ -7,12 +7,12 @@ import time
 
 import torch
 
-from ..cli import parse_size
+from ..cli import EXIT_STATUS_HELP, parse_size
 from . import MODEL_REGISTRY, ModelSpec, build_model, count_parameters
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m sunet_deploy.models", description=__doc__, epilog=EXIT_STATUS_HELP)
     parser.add_argument("--arch", default="sunet64", choices=sorted(MODEL_REGISTRY), help="architecture")
     parser.add_argument("--classes", type=int, default=21, help="number of classes")
     parser.add_argument("--output-stride", type=int, default=16, choices=(8, 16, 32))
