@@ -345,3 +345,35 @@ def test_letterbox_cost_report(tmp_path, tiny_checkpoint):
     rows = {r["size"]: r for r in json.loads((out / "letterbox.json").read_text())["rows"]}
     assert rows["32x32"]["agreement"] == 100.0 and rows["32x32"]["delta_miou"] == 0.0  # the images' own size
     assert 0 <= rows["24x40"]["agreement"] <= 100.0 and "| 24x40 |" in (out / "letterbox.md").read_text()
+
+
+def test_benchmarked_aoti_package_is_compiled_as_python_m_export_aoti_compiles_it(tmp_path, tiny_checkpoint, monkeypatch):
+    """Both paths reach AOTInductor through export_aoti with the same Inductor settings (freezing on,
+    binary folding off, one compile thread) and the same package metadata; the compile itself is
+    stopped at its door, so this takes a second."""
+    from torch._inductor.fx_passes import freezing_patterns
+
+    from benchmarks.artifacts import artifact_for
+    from export.aoti import main as export_main
+
+    class Stop(Exception):
+        pass
+
+    seen = []
+
+    def record(program, package_path, inductor_configs):
+        config = torch._inductor.config
+        seen.append({"freezing": config.freezing, "compile_threads": config.compile_threads,
+                     "binary_folding_patterns": len(freezing_patterns.binary_folding_pass.patterns),
+                     "metadata": {k: v for k, v in inductor_configs["aot_inductor.metadata"].items()
+                                  if k != "sunet_deploy.artifact"}})  # fmt: skip
+        raise Stop
+
+    monkeypatch.setattr(torch._inductor, "aoti_compile_and_package", record)
+    with pytest.raises(Stop):
+        export_main([str(tiny_checkpoint), "-o", str(tmp_path / "cli.pt2"), "--size", "32x32"])
+    with pytest.raises(Stop):
+        artifact_for("aoti", tiny_checkpoint, tmp_path / "work", (1, 3, 32, 32), "cpu")
+    assert len(seen) == 2 and seen[0] == seen[1]
+    assert seen[0]["freezing"] and seen[0]["compile_threads"] == 1 and seen[0]["binary_folding_patterns"] == 0
+    assert not list(tmp_path.rglob("*.pt2")), "a stopped compile left a file behind"
