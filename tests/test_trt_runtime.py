@@ -219,3 +219,18 @@ def test_engine_tensorrt_cannot_load_is_refused(tmp_path, monkeypatch, failure, 
         runtime.activate()
     assert not runtime.active and runtime.buffers is None and runtime.engine is None
     assert gpu.driver.live_allocations == 0 and gpu.driver._stack() == [], "nothing left allocated or pushed"
+
+
+@pytest.mark.parametrize("size", [(100, 300), (10, 12), (40, 50)])
+def test_predict_letterboxes_images_the_profile_excludes(tmp_path, monkeypatch, size):
+    from runtimes.predict import Predictor
+
+    gpu = FakeGpu(monkeypatch, "pycuda")
+    image = np.random.default_rng(1).integers(0, 256, (*size, 3), dtype=np.uint8)
+    with gpu.open(write_engine(tmp_path / "model.engine")) as runtime:
+        predictor = Predictor(runtime)
+        mask = predictor.mask(image)
+        seen = tuple(runtime.context.get_tensor_shape("input"))  # what the engine ran on: inside its profile
+    assert mask.shape == size
+    assert all(16 <= d <= 64 for d in seen[2:])
+    assert predictor.letterboxed == (size != (40, 50))
