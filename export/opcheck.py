@@ -103,8 +103,10 @@ class _GraphFacts:
         self.types = _tensor_types(graph)
         self.ranks = _tensor_ranks(graph)
         self.io_names = {v.name for v in [*graph.input, *graph.output]}
-        self.weights = {init.name for init in graph.initializer}
-        self.weights |= {out for node in graph.node if node.op_type == "Constant" for out in node.output}
+        self.values = {init.name: init for init in graph.initializer}
+        self.values |= {node.output[0]: attr.t for node in graph.node if node.op_type == "Constant"
+                        for attr in node.attribute if attr.name == "value"}  # fmt: skip
+        self.weights = set(self.values) | {out for node in graph.node if node.op_type == "Constant" for out in node.output}
         self.resolvable = _resolvable_tensors(graph, self.weights)
 
     def allows(self, since: str | None) -> bool:
@@ -143,6 +145,8 @@ def _node_problems(node, facts: _GraphFacts) -> list[str]:
     if max_outputs is not None and len([o for o in node.output if o]) > max_outputs:
         problems.append(f"only {max_outputs} output(s) supported, the node has {len(node.output)}")
     problems += _constant_input_problems(node, rules["constant_inputs"].get(node.op_type), facts)
+    if node.op_type in rules["quantization"]["operators"]:
+        problems += _quantization_problems(node, rules["quantization"], facts)
     allowed_ranks = rules["spatial_rank"].get(node.op_type)
     rank = facts.ranks.get(node.input[0]) if node.input else None
     if allowed_ranks and rank is not None and rank not in allowed_ranks:
@@ -159,6 +163,31 @@ def _constant_input_problems(node, rule: dict | None, facts: _GraphFacts) -> lis
     return [f"input {position} ({node.input[position]!r}) must be {wanted}"
             for position in rule["inputs"]
             if position < len(node.input) and node.input[position] and node.input[position] not in known]
+
+
+def _quantization_problems(node, rule: dict, facts: _GraphFacts) -> list[str]:
+    """TensorRT quantizes symmetrically to signed types: positive scales, zero points that are zero."""
+    problems = []
+    scale = _input_value(node, rule["scale_input"], facts)
+    if scale is not None and not (scale > 0).all():
+        problems.append("scale coefficients must all be positive")
+    position = rule["zero_point_input"]
+    if position < len(node.input) and node.input[position]:
+        type_name = TYPE_NAMES.get(facts.types.get(node.input[position], onnx.TensorProto.UNDEFINED), "?")
+        zero_point = _input_value(node, position, facts)
+        if type_name in rule["forbidden_zero_point_types"]:
+            problems.append(f"{type_name} zero point: TensorRT quantizes to signed INT8 with zero point 0 "
+                            "(export with --int8-activations int8)")
+        elif zero_point is not None and zero_point.any():
+            problems.append("the zero point must be all zeros (TensorRT quantizes symmetrically)")
+    return problems
+
+
+def _input_value(node, position: int, facts: _GraphFacts) -> np.ndarray | None:
+    """The value of a constant input (an initializer or a Constant), else None."""
+    if position >= len(node.input) or node.input[position] not in facts.values:
+        return None
+    return onnx.numpy_helper.to_array(facts.values[node.input[position]])
 
 
 def _type_problems(node, allowed: list[str], facts: _GraphFacts) -> list[str]:

@@ -1,5 +1,6 @@
 """The TensorRT operator check: the table is sane, and each kind of unsupported node is caught."""
 
+import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper
@@ -185,3 +186,26 @@ def test_cli_exit_codes(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main([str(good), "--tensorrt", "ten"])
     assert exc.value.code == 2
+
+
+def qdq_model(zero_point: np.ndarray, scale: float = 0.1) -> onnx.ModelProto:
+    """x -> QuantizeLinear -> DequantizeLinear -> y with constant scale and zero point."""
+    x = onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, 4, 4])
+    y = onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 3, 4, 4])
+    weights = [onnx.numpy_helper.from_array(np.array(scale, np.float32), "s"),
+               onnx.numpy_helper.from_array(zero_point, "z")]  # fmt: skip
+    nodes = [onnx.helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"]),
+             onnx.helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"])]  # fmt: skip
+    graph = onnx.helper.make_graph(nodes, "qdq", [x], [y], weights)
+    return onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("zero_point, scale, problem", [
+    (np.array(0, np.int8), 0.1, None),
+    (np.array(128, np.uint8), 0.1, "UINT8 zero point: TensorRT quantizes to signed INT8"),
+    (np.array(3, np.int8), 0.1, "the zero point must be all zeros"),
+    (np.array(0, np.int8), -1.0, "scale coefficients must all be positive"),
+])  # fmt: skip
+def test_quantize_dequantize_follow_tensorrts_rules(zero_point, scale, problem):
+    issues = [str(i) for i in check_graph(qdq_model(zero_point, scale))]
+    assert issues == [] if problem is None else any(problem in i for i in issues)
