@@ -24,6 +24,7 @@ import os
 import re
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,7 @@ import onnx
 from google.protobuf.message import DecodeError
 
 from export.common import check_writable
+from export.opcheck import check_graph, format_report
 from export.trt_build import BuildError, BuildPlan, BuildResult, BuildSettings, TensorRTBuildError, \
     has_fp16_builder_flag, run_builder
 from sunet_deploy.artifact import ArtifactError, ArtifactInfo, info_from_strings
@@ -76,26 +78,35 @@ class EngineOptions:
     optimization_level: int = 3
     min_fp16_share: float = 0.9
     tf32: bool = False  # allow TF32 in FP32 layers (TensorRT's default, which would make "fp32" untrue)
+    min_int8_share: float = 0.5
+
+    def min_share(self, precision: str) -> float:
+        return {"fp16": self.min_fp16_share, "int8": self.min_int8_share}.get(precision, 0.0)
 
 
 @dataclass(frozen=True)
 class PrecisionSummary:
-    fp16_convolutions: int
-    convolutions: int
-    fp16_layers: int
-    float_layers: int
+    """How many layers the engine inspector shows in each precision ('fp16', 'fp32', 'int8', ...)."""
+
+    convolutions: dict[str, int]
+    layers: dict[str, int]  # every layer with a numeric type, convolutions included
     schema: str = "10.x"  # which inspector JSON schema was read: "10.x" or "11.x"
 
+    def share(self, precision: str) -> float:
+        """Share of convolutions in `precision` (where SUNet spends its time), else of all typed layers."""
+        counts = self.convolutions if sum(self.convolutions.values()) else self.layers
+        total = sum(counts.values())
+        return counts.get(precision, 0) / total if total else 0.0
+
     @property
-    def fp16_share(self) -> float:
-        """Share of convolutions in FP16 (where SUNet spends its time), else of all float layers."""
-        if self.convolutions:
-            return self.fp16_convolutions / self.convolutions
-        return self.fp16_layers / self.float_layers if self.float_layers else 0.0
+    def typed_layers(self) -> int:
+        return sum(self.layers.values())
 
     def describe(self) -> str:
-        return (f"{self.fp16_convolutions}/{self.convolutions} convolution layers and "
-                f"{self.fp16_layers}/{self.float_layers} float layers run in FP16")
+        def counts(by_kind: dict[str, int]) -> str:
+            return ", ".join(f"{n} {kind.upper()}" for kind, n in sorted(by_kind.items())) or "none"
+
+        return f"convolution layers: {counts(self.convolutions)}; all typed layers: {counts(self.layers)}"
 
 
 def read_onnx_info(path: Path) -> OnnxInfo:
@@ -147,8 +158,24 @@ def _fmt(shape) -> str:
     return "x".join(map(str, shape))
 
 
+def refuse_unparseable(path: Path, trt_version: str) -> None:
+    """The operator check against the TensorRT that will build (export.opcheck), before the slow build."""
+    model = onnx.load(str(path), load_external_data=False)
+    issues = check_graph(model, target=trt_version)
+    if issues:
+        raise BuildError(f"{path}: TensorRT {trt_version} cannot parse this graph\n"
+                         + format_report(issues, len(model.graph.node)))
+
+
 def plan_build(fp16_flag_available: bool, onnx_precision: str, requested: str) -> BuildPlan:
-    """Which TensorRT mechanism gives the requested precision, or a BuildError saying what to export."""
+    """Which TensorRT mechanism gives the requested precision, or a BuildError saying what to export.
+
+    An INT8 (Q/DQ) graph is always built strongly typed: explicit quantization, its Q/DQ nodes say
+    which tensors are INT8, on 10.x and 11.x alike (11.x has no implicit INT8 and no calibrators)."""
+    if onnx_precision == "int8":
+        if requested == "fp32":
+            raise BuildError("this ONNX model is INT8 (Q/DQ nodes); for an FP32 engine export it without --int8")
+        return BuildPlan("int8", strongly_typed=True, fp16_flag=False)
     if onnx_precision == "fp16":
         if requested == "fp32":
             raise BuildError("this ONNX model is FP16; for an FP32 engine export it without --fp16")
@@ -171,22 +198,22 @@ def summarize_precision(inspector_json: str) -> PrecisionSummary:
         raise BuildError("the engine inspector listed layer names only: the engine was not built with "
                          "ProfilingVerbosity.DETAILED, so its precision cannot be proven")
     typed = [(layer, _layer_precision(layer)) for layer in layers if layer.get("LayerType") != "Reformat"]
-    float_layers = [(layer, kind) for layer, kind in typed if kind is not None]
-    convolutions = [kind for layer, kind in float_layers
+    typed = [(layer, kind) for layer, kind in typed if kind is not None]
+    convolutions = [kind for layer, kind in typed
                     if "conv" in (layer.get("LayerType", "") + layer.get("ParameterType", "")).lower()]
-    return PrecisionSummary(fp16_convolutions=convolutions.count("fp16"), convolutions=len(convolutions),
-                            fp16_layers=sum(kind == "fp16" for _, kind in float_layers), float_layers=len(float_layers),
+    return PrecisionSummary(dict(Counter(convolutions)), dict(Counter(kind for _, kind in typed)),
                             schema="11.x" if "I/O Tensors" in info or _split_datatype(layers) else "10.x")
 
 
-def require_fp16(summary: PrecisionSummary, min_share: float) -> None:
-    """Refuse to call an engine FP16 unless the inspector shows it."""
-    if summary.float_layers == 0:
-        raise EngineRefused("the engine inspector reported no layer data types, so FP16 cannot be proven; "
-                            "not writing an engine labelled FP16")
-    if summary.fp16_share < min_share:
-        raise EngineRefused(f"asked for FP16, but only {summary.fp16_share:.0%} of the layers run in FP16 "
-                            f"(--min-fp16-share {min_share:.0%}); not writing an engine labelled FP16")
+def require_precision(summary: PrecisionSummary, precision: str, min_share: float) -> None:
+    """Refuse to call an engine FP16 or INT8 unless the inspector shows it."""
+    name = precision.upper()
+    if summary.typed_layers == 0:
+        raise EngineRefused(f"the engine inspector reported no layer data types, so {name} cannot be proven; "
+                            f"not writing an engine labelled {name}")
+    if summary.share(precision) < min_share:
+        raise EngineRefused(f"asked for {name}, but only {summary.share(precision):.0%} of the layers run in {name} "
+                            f"(--min-{precision}-share {min_share:.0%}); not writing an engine labelled {name}")
 
 
 DATATYPE_KEYS = ("Datatype", "DataType", "Format/Datatype")  # 11.x layer tensors, 11.x I/O tensors, 10.x
@@ -224,7 +251,8 @@ def make_sidecar(info: OnnxInfo, result: BuildResult, plan: BuildPlan, gpu: GpuI
         onnx_sha256=info.sha256, engine_sha256=hashlib.sha256(result.engine).hexdigest(),
         inputs=[with_engine_dtype(t) for t in info.inputs], outputs=[with_engine_dtype(t) for t in info.outputs],
         build={**build, "strongly_typed": plan.strongly_typed, "fp16_flag": plan.fp16_flag,
-               "fp16_share": round(summary.fp16_share, 4), "precision_evidence": summary.describe()},
+               f"{plan.precision}_share": round(summary.share(plan.precision), 4),
+               "precision_evidence": summary.describe()},
     )
 
 
@@ -248,6 +276,7 @@ def build_engine(onnx_path: str | os.PathLike, output: str | os.PathLike, option
     check_writable(output)
     profile = derive_profile(info.inputs[0]["shape"], options.min, options.opt, options.max)
     trt = trt or import_tensorrt()
+    refuse_unparseable(onnx_path, trt.__version__)
     gpu = gpu or query_gpu(0)
     plan = plan_build(has_fp16_builder_flag(trt), info.precision, "fp32" if options.fp32 else "fp16")
     cache = options.timing_cache.read_bytes() if options.timing_cache and options.timing_cache.is_file() else None
@@ -261,8 +290,8 @@ def build_engine(onnx_path: str | os.PathLike, output: str | os.PathLike, option
     result = run_builder(trt, plan, settings)
     summary = summarize_precision(result.inspector_json)
     print(f"engine inspector: {summary.describe()}")
-    if plan.precision == "fp16":
-        require_fp16(summary, options.min_fp16_share)
+    if plan.precision != "fp32":
+        require_precision(summary, plan.precision, options.min_share(plan.precision))
     sidecar = make_sidecar(info, result, plan, gpu, trt.__version__, profile, summary,
                            {"workspace_gib": options.workspace_gib, "optimization_level": options.optimization_level,
                             "tf32": options.tf32, "inspector_schema": summary.schema})
@@ -293,6 +322,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="TensorRT timing cache: read if it exists, updated after the build (faster rebuilds)")
     parser.add_argument("--optimization-level", type=int, default=3, choices=range(6), metavar="0-5",
                         help="builder optimization level: higher searches longer for faster kernels (default 3)")
+    parser.add_argument("--min-int8-share", type=float, default=0.5, metavar="SHARE",
+                        help="refuse an INT8 engine (from a Q/DQ graph, python -m export.onnx --int8) unless this "
+                             "share of its convolutions runs in INT8 (default 0.5)")
     parser.add_argument("--min-fp16-share", type=float, default=0.9, metavar="SHARE",
                         help="refuse an FP16 engine unless this share of its convolutions runs in FP16 (default 0.9)")
     args = parser.parse_args(argv)
@@ -303,7 +335,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def options_from_args(args: argparse.Namespace) -> EngineOptions:
     return EngineOptions(args.fp32, args.min, args.opt, args.max, args.workspace, args.timing_cache,
-                         args.optimization_level, args.min_fp16_share, args.tf32)
+                         args.optimization_level, args.min_fp16_share, args.tf32, args.min_int8_share)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,7 +28,17 @@ def onnx_models(tmp_path_factory):
     checkpoint = make_checkpoint(root / "tiny.safetensors", 16)
     export_onnx(checkpoint, root / "fp32.onnx")
     export_onnx(checkpoint, root / "fp16.onnx", fp16=True)
-    return {"checkpoint": checkpoint, "fp32": root / "fp32.onnx", "fp16": root / "fp16.onnx"}
+    return {"checkpoint": checkpoint, "fp32": root / "fp32.onnx", "fp16": root / "fp16.onnx", "root": root}
+
+
+@pytest.fixture(scope="module")
+def int8_models(onnx_models):
+    from export.quantize import Int8Settings
+
+    root, checkpoint = onnx_models["root"], onnx_models["checkpoint"]
+    export_onnx(checkpoint, root / "int8.onnx", int8=Int8Settings(images=4))
+    export_onnx(checkpoint, root / "uint8.onnx", int8=Int8Settings(images=4, activations="uint8"))
+    return {"int8": root / "int8.onnx", "uint8": root / "uint8.onnx"}
 
 
 def built_plan(engine) -> dict:
@@ -77,13 +87,13 @@ def plan_for(fp16=True):
 def test_precision_is_read_from_either_inspector_schema(fake, schema):
     scenario = fake.make().scenario
     fp16 = trt_export.summarize_precision(fake.inspector_json(plan_for(fp16=True), scenario))
-    assert (fp16.fp16_convolutions, fp16.convolutions, fp16.fp16_layers, fp16.float_layers) == (8, 8, 9, 9)
-    assert fp16.fp16_share == 1.0 and fp16.schema == schema, "the Myelin (kgen) layer counts as a float layer"
+    assert (fp16.convolutions, fp16.layers) == ({"fp16": 8}, {"fp16": 9})
+    assert fp16.share("fp16") == 1.0 and fp16.schema == schema, "the Myelin (kgen) layer counts as a typed layer"
     fp32 = trt_export.summarize_precision(fake.inspector_json(plan_for(fp16=False), scenario))
-    assert fp32.fp16_share == 0.0 and fp32.float_layers == 9
-    trt_export.require_fp16(fp16, 0.9)
+    assert fp32.share("fp16") == 0.0 and fp32.typed_layers == 9
+    trt_export.require_precision(fp16, "fp16", 0.9)
     with pytest.raises(trt_export.EngineRefused, match="only 0% of the layers run in FP16"):
-        trt_export.require_fp16(fp32, 0.9)
+        trt_export.require_precision(fp32, "fp16", 0.9)
 
 
 def test_inspector_entries_of_both_schemas():
@@ -101,7 +111,7 @@ def test_layer_names_only_and_untyped_engines_prove_nothing():
         trt_export.summarize_precision(json.dumps({"Layers": ["conv", "relu"]}))
     untyped = trt_export.summarize_precision(json.dumps({"Layers": [{"Name": "fused", "LayerType": "Myelin"}]}))
     with pytest.raises(trt_export.BuildError, match="no layer data types"):
-        trt_export.require_fp16(untyped, 0.9)
+        trt_export.require_precision(untyped, "fp16", 0.9)
 
 
 def test_tensorrt10_build_writes_engine_and_sidecar(tmp_path, monkeypatch, onnx_models):
@@ -302,3 +312,29 @@ def test_real_tensorrt_build_runs_like_pytorch(tmp_path, onnx_models, buffers):
     check = compare(out, reference, TOLERANCES["fp16"])
     print(f"TensorRT {trt.__version__} FP16 ({buffers} buffers) vs PyTorch FP32: agreement {check.agreement:.5f}")
     assert check.failures(TOLERANCES["fp16"]) == []
+
+
+@pytest.mark.parametrize("fake", [tensorrt10, tensorrt11])
+def test_int8_engine_from_a_qdq_graph_is_strongly_typed_and_proven(tmp_path, monkeypatch, int8_models, fake):
+    engine = tmp_path / "model.engine"
+    assert run_cli(monkeypatch, [int8_models["int8"], "-o", engine], fake.make()) == 0
+    plan, sidecar = built_plan(engine), read_engine_sidecar(engine)
+    assert plan["strongly_typed"] and "fp16" not in [f for f in plan["flags"]]
+    assert sidecar.artifact.precision == "int8" and sidecar.build["int8_share"] == 1.0
+    assert "8 INT8" in sidecar.build["precision_evidence"]
+
+
+def test_int8_engine_the_inspector_does_not_prove_is_refused(tmp_path, monkeypatch, capsys, int8_models):
+    engine = tmp_path / "model.engine"
+    assert run_cli(monkeypatch, [int8_models["int8"], "-o", engine], tensorrt10.make(int8_share=0.25)) == 1
+    assert "only 25% of the layers run in INT8 (--min-int8-share 50%)" in capsys.readouterr().err
+    assert not engine.exists()
+    assert run_cli(monkeypatch, [int8_models["int8"], "-o", engine, "--fp32"], tensorrt10.make()) == 2
+
+
+def test_uint8_activations_are_refused_before_the_build(tmp_path, monkeypatch, capsys, int8_models):
+    trt = tensorrt10.make()
+    assert run_cli(monkeypatch, [int8_models["uint8"], "-o", tmp_path / "m.engine"], trt) == 2
+    err = capsys.readouterr().err
+    assert "cannot parse this graph" in err and "UINT8 zero point" in err
+    assert not list(tmp_path.iterdir())

@@ -22,7 +22,7 @@ import json
 
 from .tensorrt_base import Scenario, build_module, engine_layers
 
-DTYPE_WORDS = {"Float": "FP32", "Half": "FP16", "Int64": "Int64"}
+DTYPE_WORDS = {"Float": "FP32", "Half": "FP16", "Int8": "Int8", "Int64": "Int64"}  # Int8 as in "... vectorized row major Int8 format"
 
 
 def _tensor(tensor) -> dict:

@@ -59,6 +59,7 @@ class Scenario:
     deserialize_fails: bool = False
     context_fails: bool = False  # create_execution_context returns None (out of device memory)
     fp16_share: float = 1.0  # share of the convolutions the builder runs in FP16 when FP16 is allowed
+    int8_share: float = 1.0  # share of the convolutions a strongly typed Q/DQ network runs in INT8
     on_execute: object = None  # called with the stream handle by execute_async_v3 (fake CUDA checks)
     executed_streams: list = field(default_factory=list)
 
@@ -233,7 +234,9 @@ def build_module(major: int, version: str, scenario: Scenario, inspector_json) -
             if config._cache is not None:
                 config._cache._entries.append(f"conv tactics for {network._graph['inputs'][0]['name']}")
             settings = config.__dict__  # read without recording: the project did not touch these here
+            # explicit quantization: in a strongly typed network the Q/DQ nodes make their tensors INT8
             plan = {"device": scenario.device, "network_flags": network._flags, "fp16": fp16,
+                    "int8": strongly_typed and network._graph["qdq"],
                     "tf32": trt.BuilderFlag.TF32 in config._flags, "strongly_typed": strongly_typed,
                     "flags": sorted(int(f) for f in config._flags),
                     "workspace": config._pools.get(trt.MemoryPoolType.WORKSPACE),
@@ -269,7 +272,8 @@ def build_module(major: int, version: str, scenario: Scenario, inspector_json) -
                    "rank": len(v.type.tensor_type.shape.dim)}
                   for values, mode in ((graph.input, "INPUT"), (graph.output, "OUTPUT")) for v in values]
             fp16 = any(t.data_type == onnx.TensorProto.FLOAT16 for t in graph.initializer)
-            self._network._graph = {"io": io, "fp16_weights": fp16, "inputs": io[:1]}
+            qdq = any(node.op_type == "QuantizeLinear" for node in graph.node)
+            self._network._graph = {"io": io, "fp16_weights": fp16, "qdq": qdq, "inputs": io[:1]}
             return True
 
     class EngineInspector(Recorded):
@@ -411,6 +415,7 @@ def engine_layers(plan: dict, scenario: Scenario, convolutions: int = 8) -> list
     where allowed, `scenario.fp16_share` of them) and a Myelin-compiled resize/add region."""
     fp16 = plan.get("fp16", False)
     half = round(convolutions * scenario.fp16_share) if fp16 else 0
+    int8 = round(convolutions * scenario.int8_share) if plan.get("int8") else 0
     tf32 = plan.get("tf32", False)
     dims = [-1, 16, -1, -1]
     layers = [Layer("Reformatting CopyNode for Input Tensor 0 to /stem/conv/Conv + /stem/relu/Relu", "Reformat",
@@ -419,8 +424,8 @@ def engine_layers(plan: dict, scenario: Scenario, convolutions: int = 8) -> list
                             "Channel major where channel % 8 == 0" if fp16 else "Row major linear")],
                     {"ParameterType": "Reformat", "Origin": "REFORMAT", "TacticValue": "0x00000000000003e8"})]
     for i in range(convolutions):
-        kind = "Half" if i < half else "Float"
-        gemm = "f16f16_f16f16_f16" if kind == "Half" else ("tf32f32_tf32f32_f32" if tf32 else "f32f32_f32f32_f32")
+        kind = "Int8" if i < int8 else "Half" if i < half else "Float"
+        gemm = {"Int8": "i8i8_i8i32_f32", "Half": "f16f16_f16f16_f16"}.get(kind, "tf32f32_tf32f32_f32" if tf32 else "f32f32_f32f32_f32")
         layers.append(Layer(f"/block{i}/conv/Conv + /block{i}/relu/Relu", "CaskConvolution",
                             [Tensor(f"/block{i - 1}/relu/Relu_output_0", dims, kind, "Row major linear")],
                             [Tensor(f"/block{i}/relu/Relu_output_0", dims, kind, "Row major linear")],
