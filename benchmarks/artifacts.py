@@ -38,18 +38,18 @@ def _stem(checkpoint: Path) -> str:
     return f"{checkpoint.stem}-{file_sha256(checkpoint)[:12]}"
 
 
-def build_onnx(checkpoint: Path, workdir: Path, fp16: bool = False, argmax: bool = False, int8: bool = False) -> Path:
+def build_onnx(checkpoint: Path, workdir: Path, fp16: bool = False, argmax: bool = False,
+               int8: str | None = None) -> Path:
     """ONNX model (FP32; FP16 or INT8 Q/DQ inside with FP32 inputs/outputs) with dynamic batch/height/width.
-    INT8 is calibrated as `python -m export.onnx --int8` calibrates by default, with the uint8
-    activations ONNX Runtime's x86 kernels run fused (`--int8-activations uint8`): the INT8 rows
-    are ONNX Runtime CPU rows."""
+    INT8 is calibrated as `python -m export.onnx --int8` calibrates by default, with `int8` activations:
+    "uint8" for ONNX Runtime's x86 kernels (they run those fused), "int8" for TensorRT."""
     from export.onnx import export_onnx
     from export.quantize import Int8Settings
 
-    suffix = "".join(name for name, on in (("-fp16", fp16), ("-int8", int8), ("-argmax", argmax)) if on)
+    suffix = "".join(name for name, on in (("-fp16", fp16), (f"-{int8}", int8), ("-argmax", argmax)) if on)
     path = workdir / f"{_stem(checkpoint)}{suffix}.onnx"
     if not path.is_file():
-        export_onnx(checkpoint, path, argmax, fp16=fp16, int8=Int8Settings(activations="uint8") if int8 else None)
+        export_onnx(checkpoint, path, argmax, fp16=fp16, int8=Int8Settings(activations=int8) if int8 else None)
     return path
 
 
@@ -65,14 +65,15 @@ def build_aoti(checkpoint: Path, workdir: Path, shape: tuple[int, int, int, int]
     return path
 
 
-def build_engine(checkpoint: Path, workdir: Path, shape: tuple[int, int, int, int]) -> Path:
-    """FP16 TensorRT engine for one input shape (from the FP16 ONNX on TensorRT 11, which has no FP16
-    builder flag)."""
+def build_engine(checkpoint: Path, workdir: Path, shape: tuple[int, int, int, int], int8: bool = False) -> Path:
+    """FP16 (or INT8, from the Q/DQ graph) TensorRT engine for one input shape; FP16 comes from the FP16
+    ONNX on TensorRT 11, which has no FP16 builder flag."""
     from export.tensorrt import EngineOptions, import_tensorrt
     from export.tensorrt import build_engine as build
     from export.trt_build import has_fp16_builder_flag
 
-    onnx_path = build_onnx(checkpoint, workdir, fp16=not has_fp16_builder_flag(import_tensorrt()))
+    fp16_graph = not int8 and not has_fp16_builder_flag(import_tensorrt())
+    onnx_path = build_onnx(checkpoint, workdir, fp16=fp16_graph, int8="int8" if int8 else None)
     path = workdir / f"{onnx_path.stem}-{'x'.join(map(str, shape))}.engine"
     if not path.is_file():
         build(onnx_path, path, EngineOptions(min=shape, opt=shape, max=shape))
@@ -87,9 +88,11 @@ def artifact_for(kind: str, checkpoint: Path, workdir: Path, shape: tuple[int, i
         return checkpoint
     if kind.startswith("onnx"):
         return build_onnx(checkpoint, workdir, fp16=kind == "onnx-fp16", argmax=kind == "onnx-argmax",
-                          int8=kind == "onnx-int8")
+                          int8="uint8" if kind == "onnx-int8" else None)
     if kind == "aoti":
         return build_aoti(checkpoint, workdir, shape, device)
+    if kind == "engine-int8":
+        return build_engine(checkpoint, workdir, shape, int8=True)
     return engine or build_engine(checkpoint, workdir, shape)
 
 

@@ -14,7 +14,7 @@ from runtimes.options import AOTInductorOptions, OnnxRuntimeOptions, PyTorchOpti
 
 REFERENCE = "pytorch-fp32"
 """Every speed-up and every parity delta is measured against this variant on the same device."""
-ARTIFACTS = ("checkpoint", "onnx", "onnx-fp16", "onnx-int8", "onnx-argmax", "aoti", "engine")
+ARTIFACTS = ("checkpoint", "onnx", "onnx-fp16", "onnx-int8", "onnx-argmax", "aoti", "engine", "engine-int8")
 
 
 @dataclass(frozen=True)
@@ -75,6 +75,7 @@ VARIANTS = {
         Variant("onnxruntime-tensorrt-fp16", "onnx",
                 OnnxRuntimeOptions(provider="tensorrt", provider_options={"trt_fp16_enable": "1"})),
         Variant("tensorrt", "engine", TensorRTOptions()),
+        Variant("tensorrt-int8", "engine-int8", TensorRTOptions()),
         Variant("aoti-cuda", "aoti", AOTInductorOptions(device="cuda")),
     )
 }
