@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from sunet_deploy.cli import parse_size
-from sunet_deploy.data import DatasetSpec, build_dataset
+from sunet_deploy.data import DatasetSpec, recorded_spec
 from sunet_deploy.data.synthetic import SHAPES
 from sunet_deploy.metadata import ModelMetadata
 from sunet_deploy.preprocess import Normalization
@@ -43,13 +43,14 @@ class ImageSource:
     split: str = "val"
     size: tuple[int, int] = (128, 128)
 
-    def build(self, num_classes: int):
-        """The dataset; a synthetic one draws at most 7 classes, whatever the model's count."""
+    def spec(self, num_classes: int) -> DatasetSpec:
+        """The dataset for a model of `num_classes`; a synthetic one draws at most 7 classes."""
         if self.kind == "synthetic":
-            return build_dataset("synthetic", split=self.split, num_samples=SYNTHETIC_POOL, size=self.size,
-                                 num_classes=min(num_classes, SYNTHETIC_MAX_CLASSES))
-        extra = {"num_classes": num_classes} if self.kind == "folder" else {}
-        return build_dataset(self.kind, self.root, split=self.split, **extra)
+            return DatasetSpec("synthetic", split=self.split, num_samples=SYNTHETIC_POOL, size=tuple(self.size),
+                               num_classes=min(num_classes, SYNTHETIC_MAX_CLASSES), seed=0)
+        if self.kind == "folder":
+            return DatasetSpec("folder", str(self.root), num_classes=num_classes)
+        return DatasetSpec(self.kind, str(self.root), self.split)
 
     def describe(self) -> str:
         if self.kind == "synthetic":
@@ -57,31 +58,25 @@ class ImageSource:
         return f"{self.kind} {self.split} ({self.root})"
 
 
-@dataclass(frozen=True)
-class RecordedSource:
-    """The training set a checkpoint records (sunet_deploy.data.DatasetSpec)."""
-
-    spec: DatasetSpec
-
-    def build(self, num_classes: int):
-        return self.spec.build()
-
-    def describe(self) -> str:
-        return f"{self.spec.describe()} (the checkpoint's training set)"
-
-
-def image_source(meta: ModelMetadata, source: ImageSource | None) -> ImageSource | RecordedSource:
-    """The dataset the images come from: `source` when given, else the checkpoint's own."""
+def image_source(meta: ModelMetadata, source: ImageSource | None) -> DatasetSpec:
+    """The dataset the images come from: `source` when given, else the training set the checkpoint
+    records, else the synthetic validation split."""
     if source is not None:
-        return source
-    recorded = meta.training.get("dataset", {}).get("train") if isinstance(meta.training.get("dataset"), dict) else None
-    return RecordedSource(DatasetSpec.from_dict(recorded)) if recorded else ImageSource()
+        return source.spec(meta.num_classes)
+    return recorded_spec(meta, "train") or ImageSource().spec(meta.num_classes)
+
+
+def describe_source(meta: ModelMetadata, source: ImageSource | None) -> str:
+    """How reports name the dataset `image_source` picks."""
+    if source is None and (recorded := recorded_spec(meta, "train")) is not None:
+        return f"{recorded.describe()} (the checkpoint's training set)"
+    return (source or ImageSource()).describe()
 
 
 def dataset_images(meta: ModelMetadata, source: ImageSource | None = None, count: int = 8,
                    seed: int = 0) -> list[np.ndarray]:
     """`count` HxWx3 uint8 RGB images (fewer if the dataset is smaller), a seeded random choice."""
-    dataset = image_source(meta, source).build(meta.num_classes)
+    dataset = image_source(meta, source).build()
     order = np.random.default_rng(seed).permutation(len(dataset))[:count]
     return [dataset[int(i)][0] for i in order]
 

@@ -39,7 +39,7 @@ import torch
 from onnxruntime.transformers.float16 import convert_float_to_float16
 from torch import nn
 
-from export.calibration import ImageSource, add_dataset_flags, dataset_images, image_source, model_inputs, \
+from export.calibration import ImageSource, add_dataset_flags, dataset_images, describe_source, model_inputs, \
     source_from_args, verification_batches
 from export.common import check_writable
 from export.heads import LabelsHead
@@ -122,13 +122,13 @@ def export_onnx(
              + ("dynamic batch/height/width" if static is None else "static {}x{}".format(*static)))
     proto = trace_to_onnx(LabelsHead(model) if argmax else model, static, opset, meta.output)
     proto = transform(proto, simplify, fp16, progress)
-    source = image_source(meta, images)
-    drawn = dataset_images(meta, source, verify_images + (int8.images if int8 else 0), seed)
+    source = describe_source(meta, images)
+    drawn = dataset_images(meta, images, verify_images + (int8.images if int8 else 0), seed)
     sensitivity = None
     if int8:
         method = f"percentile {int8.percentile:g}" if int8.method == "percentile" else int8.method
         progress(f"calibrating INT8 ranges ({method}) on {len(drawn) - verify_images} images of "
-                 f"{source.describe()}")
+                 f"{source}")
         proto, sensitivity = quantize(proto, model, model_inputs(drawn[verify_images:], meta, static), int8, progress)
     set_onnx_info(proto, ArtifactInfo(meta, "onnx", precision, (None, 3, *(static or (None, None)))))
     if int8 and int8.activations == "uint8" and tensorrt_check:
@@ -138,7 +138,7 @@ def export_onnx(
     check_onnx(proto, tensorrt_check)
     data = proto.SerializeToString()
     progress(f"verifying with ONNX Runtime against PyTorch FP32 on {min(verify_images, len(drawn))} images of "
-             f"{source.describe()}")
+             f"{source}")
     batches = verification_batches(drawn[:verify_images], meta, static)
     verification = verify(onnx_runner(data), model, batches, precision, meta.classes)
     if not verification.passed:
@@ -146,7 +146,7 @@ def export_onnx(
                           + "\n  ".join(verification.failures))
     atomic_write_bytes(onnx_path, data)
     return OnnxExport(onnx_path, meta, precision, static, verification, tensorrt_check, len(proto.graph.node),
-                      time.perf_counter() - start, source.describe(), sensitivity)
+                      time.perf_counter() - start, source, sensitivity)
 
 
 def quantize(proto: onnx.ModelProto, model: nn.Module, calibration: list, settings: Int8Settings,

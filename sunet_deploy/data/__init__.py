@@ -7,7 +7,7 @@ import os
 from .base import IGNORE_INDEX, DatasetError, SegmentationDataset
 from .cityscapes import CityscapesSegmentation
 from .folder import FolderSegmentation
-from .spec import KIND_FIELDS, DatasetSpec, validation_spec
+from .spec import KIND_FIELDS, DatasetSpec, recorded_spec, validation_spec
 from .synthetic import SyntheticSegmentation
 from .transforms import EvalTransform, TrainTransform
 from .voc import SBDSegmentation, VOCAugSegmentation, VOCSegmentation, trainaug_ids
@@ -18,6 +18,7 @@ __all__ = [
     "IGNORE_INDEX", "KINDS", "CityscapesSegmentation", "DatasetError", "DatasetSpec", "EvalTransform",
     "FolderSegmentation", "SBDSegmentation", "SegmentationDataset", "SyntheticSegmentation",
     "TrainTransform", "VOCAugSegmentation", "VOCSegmentation", "build_dataset", "trainaug_ids",
+    "recorded_spec",
     "validation_spec",
 ]  # fmt: skip
 

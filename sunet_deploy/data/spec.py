@@ -112,10 +112,15 @@ class DatasetSpec:
         return f"{self.kind} {self.split}: {self.root}"
 
 
-def validation_spec(meta: ModelMetadata) -> DatasetSpec | None:
-    """The validation set recorded by training in a checkpoint's metadata; None if it records none
-    (checkpoints from before training recorded it)."""
+def recorded_spec(meta: ModelMetadata, split: str) -> DatasetSpec | None:
+    """The "train" or "val" set recorded by training in a checkpoint's metadata; None if it records
+    none (checkpoints from before training recorded it)."""
     recorded = meta.training.get("dataset")
-    if not isinstance(recorded, dict) or "val" not in recorded:
+    if not isinstance(recorded, dict) or split not in recorded:
         return None
-    return DatasetSpec.from_dict(recorded["val"])
+    return DatasetSpec.from_dict(recorded[split])
+
+
+def validation_spec(meta: ModelMetadata) -> DatasetSpec | None:
+    """The validation set recorded by training in a checkpoint's metadata (see `recorded_spec`)."""
+    return recorded_spec(meta, "val")
