@@ -53,11 +53,12 @@ class Runtime(abc.ABC):
     """
 
     name: ClassVar[str]
+    served: ClassVar[bool] = False  # opens a served model's URI, not a file
     info: ArtifactInfo
 
     def __init__(self, path: str | Path, options: RuntimeOptions) -> None:
-        self.path = Path(path)
-        if not self.path.is_file():
+        self.path = str(path) if self.served else Path(path)
+        if not self.served and not self.path.is_file():
             raise ArtifactError(self.path, "no such file")
         self.options = options
         self.last_timing: Timing | None = None

@@ -110,15 +110,12 @@ def tensor_info(tensor: dict) -> TensorInfo:
 
 class TritonRuntime(Runtime):
     name = "triton"
+    served = True
 
     def __init__(self, uri: str, options: TritonOptions | None = None) -> None:
-        # No Runtime.__init__: a URI is not a file.
-        self.path = uri
-        self.options = options or TritonOptions()
-        self.last_timing: Timing | None = None
-        self.active = False
-        self.served = ServedModel.parse(uri)
-        self.config = self.served.config()
+        super().__init__(uri, options or TritonOptions())
+        self.served_model = ServedModel.parse(uri)
+        self.config = self.served_model.config()
         parameters = {k: v["string_value"] for k, v in self.config.get("parameters", {}).items()}
         if ARTIFACT_KEY not in parameters:
             raise ArtifactError(uri, "served without sunet-deploy metadata; write the repository with "
@@ -137,7 +134,7 @@ class TritonRuntime(Runtime):
         return [tensor_info(t) for t in self.config["output"]]
 
     def _activate(self) -> None:
-        self.client = self.served.client(self.options.server_timeout)
+        self.client = self.served_model.client(self.options.server_timeout)
 
     def _deactivate(self) -> None:
         self.client.close()
@@ -146,7 +143,7 @@ class TritonRuntime(Runtime):
     def _infer(self, batch: np.ndarray) -> tuple[np.ndarray, Timing]:
         if batch.shape[0] > self.max_batch:
             raise ValueError(f"{self.path} batches at most {self.max_batch} images, got {batch.shape[0]}")
-        out = self.served.infer(self.client, batch, self.config["input"][0], self.config["output"][0]["name"],
+        out = self.served_model.infer(self.client, batch, self.config["input"][0], self.config["output"][0]["name"],
                                 self.options.server_timeout)
         return out, Timing(0.0)
 
