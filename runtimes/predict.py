@@ -32,10 +32,9 @@ from sunet_deploy.cli import EXIT_FAILED, EXIT_OK, EXIT_STATUS_HELP, EXIT_USAGE
 from sunet_deploy.preprocess import (
     ImageError,
     Normalization,
-    exif_orientation,
     output_to_mask,
     overlay,
-    read_image,
+    read_oriented_image,
     save_palette_png,
 )
 
@@ -70,6 +69,7 @@ class Predictor:
         self.palette = np.asarray(runtime.metadata.palette, dtype=np.uint8)
         self.latencies_ms: list[float] = []
         self.letterboxed = 0
+        self.exif_rotated: list[str] = []
 
     def mask(self, image: np.ndarray) -> np.ndarray:
         batch, geometries = self.normalize(image)
@@ -85,7 +85,9 @@ class Predictor:
         cv2.imwrite(str(job.outputs()[1]), cv2.cvtColor(blended, cv2.COLOR_RGB2BGR))
 
     def run_image(self, job: Job) -> None:
-        image = read_image(job.source)
+        image, orientation = read_oriented_image(job.source)
+        if orientation != 1:
+            self.exif_rotated.append(str(job.source))
         self.write_image_result(image, self.mask(image), job)
 
     def run_video(self, job: Job) -> None:
@@ -166,7 +168,7 @@ def _summary(jobs: list[Job], runtime: Runtime, predictor: Predictor | None, fai
     return {
         "runtime": runtime.name, "model": str(runtime.path), "artifact": runtime.info.describe_shapes(),
         "inputs": len(jobs), "written": len(jobs) - len(failures), "skipped": failures,
-        "exif_rotated": [str(j.source) for j in jobs if not j.video and exif_orientation(j.source) != 1],
+        "exif_rotated": predictor.exif_rotated if predictor else [],
         "letterboxed_images": predictor.letterboxed if predictor else 0,
         "latency_ms": latency_summary(latencies) if latencies else None,
     }  # fmt: skip

@@ -62,9 +62,14 @@ def exif_orientation(path: str | os.PathLike) -> int:
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Read any image OpenCV can decode as HxWx3 uint8 RGB (16-bit scaled, gray replicated, alpha dropped),
     turned as its EXIF orientation says, so that it is the image every viewer shows."""
+    return read_oriented_image(path)[0]
+
+
+def read_oriented_image(path: str | os.PathLike) -> tuple[np.ndarray, int]:
+    """`read_image`, and the EXIF orientation it applied (1: none)."""
     image = _decode(path)
     orientation = exif_orientation(path)
-    return np.ascontiguousarray(_ORIENT[orientation](image)) if orientation != 1 else image
+    return (np.ascontiguousarray(_ORIENT[orientation](image)) if orientation != 1 else image), orientation
 
 
 def _decode(path: str | os.PathLike) -> np.ndarray:
