@@ -59,6 +59,7 @@ class OnnxInfo:
     inputs: list[dict]
     outputs: list[dict]
     sha256: str
+    model: onnx.ModelProto = dataclasses.field(repr=False, compare=False)  # the graph, weights included
 
     @property
     def precision(self) -> str:
@@ -121,7 +122,7 @@ def read_onnx_info(path: Path) -> OnnxInfo:
     except ArtifactError as exc:
         raise BuildError(str(exc)) from exc
     return OnnxInfo(artifact, [_tensor_info(v) for v in model.graph.input],
-                    [_tensor_info(v) for v in model.graph.output], file_sha256(path))
+                    [_tensor_info(v) for v in model.graph.output], file_sha256(path), model)
 
 
 def _tensor_info(value: onnx.ValueInfoProto) -> dict:
@@ -158,9 +159,8 @@ def _fmt(shape) -> str:
     return "x".join(map(str, shape))
 
 
-def refuse_unparseable(path: Path, trt_version: str) -> None:
+def refuse_unparseable(path: Path, model: onnx.ModelProto, trt_version: str) -> None:
     """The operator check against the TensorRT that will build (export.opcheck), before the slow build."""
-    model = onnx.load(str(path), load_external_data=False)
     issues = check_graph(model, target=trt_version)
     if issues:
         raise BuildError(f"{path}: TensorRT {trt_version} cannot parse this graph\n"
@@ -276,7 +276,7 @@ def build_engine(onnx_path: str | os.PathLike, output: str | os.PathLike, option
     check_writable(output)
     profile = derive_profile(info.inputs[0]["shape"], options.min, options.opt, options.max)
     trt = trt or import_tensorrt()
-    refuse_unparseable(onnx_path, trt.__version__)
+    refuse_unparseable(onnx_path, info.model, trt.__version__)
     gpu = gpu or query_gpu(0)
     plan = plan_build(has_fp16_builder_flag(trt), info.precision, "fp32" if options.fp32 else "fp16")
     cache = options.timing_cache.read_bytes() if options.timing_cache and options.timing_cache.is_file() else None
