@@ -109,7 +109,8 @@ def measure_case(case: Case, variants: list[Variant], args: argparse.Namespace) 
                             math.ceil(args.iterations / args.rounds))  # fmt: skip
     for row in rows:
         row.runtime.deactivate()
-    records = [row_record(case, row, case.gflops(), merge_best(rates)) for row in rows]
+    gflops, best = case.gflops(), merge_best(rates)
+    records = [row_record(case, row, gflops, best) for row in rows]
     return with_speedups(records, reference_name(args.device)), skipped, rates
 
 

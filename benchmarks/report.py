@@ -11,6 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from .env import environment, format_environment  # noqa: E402
+from .floor import floor_ms  # noqa: E402
 
 COLUMNS = ("model", "batch", "size", "variant", "precision", "median", "mean", "p90", "p99", "min", "max", "throughput",
            "speed-up", "x floor", "split", "memory", "artifact")  # fmt: skip
@@ -72,7 +73,7 @@ def floor_md(floor: dict, rows: list[dict]) -> str:
         if key not in seen:
             seen.add(key)
             lines.append(f"| {r['model']} | {r['batch']} | {'x'.join(map(str, r['size']))} | {r['gflops']:.1f} | "
-                         f"{1000 * r['gflops'] / rates['fp32_gflops']:.1f} |")
+                         f"{floor_ms(r['gflops'], rates):.1f} |")
     return "\n".join(lines)
 
 
