@@ -357,6 +357,23 @@ def test_strongly_typed_int8_is_judged_by_input_and_weights_and_its_float_layers
     assert computing and all(precision(layer["Outputs"][0]) == "fp16" for layer in computing)  # Resize/Add: FP16
 
 
+def test_benchmark_tensorrt_int8_row_is_int8_plus_fp16(tmp_path, monkeypatch, onnx_models):
+    import dataclasses
+
+    import export.onnx
+    from benchmarks.artifacts import build_engine
+
+    real_export = export.onnx.export_onnx  # calibrated on 4 images instead of 32, for time
+    monkeypatch.setattr(export.onnx, "export_onnx", lambda *args, int8, **kwargs: real_export(
+        *args, int8=dataclasses.replace(int8, images=4), **kwargs))
+    monkeypatch.setattr(trt_export, "import_tensorrt", tensorrt11.make)
+    monkeypatch.setattr(trt_export, "query_gpu", lambda device_id: GPU)
+    engine = build_engine(onnx_models["checkpoint"], tmp_path, (1, 3, 64, 64), int8=True)
+    sidecar = read_engine_sidecar(engine)
+    assert (sidecar.artifact.precision, sidecar.build["int8_share"], sidecar.build["float_type"]) == ("int8", 1.0, "fp16")
+    assert "-int8-fp16-" in engine.name
+
+
 def test_int8_engine_of_a_graph_with_fp32_float_parts_runs_them_in_fp32(tmp_path, monkeypatch, capsys, int8_models):
     engine = tmp_path / "model.engine"
     assert run_cli(monkeypatch, [int8_models["int8-fp32"], "-o", engine], tensorrt11.make()) == 0
