@@ -168,7 +168,10 @@ def _fmt(shape) -> str:
 
 def refuse_unparseable(path: Path, model: onnx.ModelProto, trt_version: str) -> None:
     """The operator check against the TensorRT that will build (export.opcheck), before the slow build."""
-    issues = check_graph(model, target=trt_version)
+    try:
+        issues = check_graph(model, target=trt_version)
+    except ValueError as exc:  # a version string that names no release
+        raise BuildError(f"cannot tell which TensorRT release this is ({exc})") from exc
     if issues:
         raise BuildError(f"{path}: TensorRT {trt_version} cannot parse this graph\n"
                          + format_report(issues, len(model.graph.node)))

@@ -212,6 +212,20 @@ def test_parse_failure_lists_the_parser_errors(tmp_path, monkeypatch, capsys, on
     assert "ONNX parser failed" in err and "node 3 (Foo)" in err and "node 7 (Bar)" in err
 
 
+@pytest.mark.parametrize("fake, version", [(tensorrt10, "10.13.0.post1"), (tensorrt11, "11.0.0rc1")])
+def test_pre_release_and_post_release_versions_build(tmp_path, monkeypatch, onnx_models, fake, version):
+    engine = tmp_path / "m.engine"
+    assert run_cli(monkeypatch, [onnx_models["fp16"], "-o", engine], fake.make(version)) == 0
+    assert read_engine_sidecar(engine).tensorrt_version == version
+
+
+def test_a_version_that_names_no_release_is_one_line(tmp_path, monkeypatch, capsys, onnx_models):
+    assert run_cli(monkeypatch, [onnx_models["fp16"], "-o", tmp_path / "m.engine"], tensorrt10.make("unknown")) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot tell which TensorRT release this is (not a TensorRT version: 'unknown'")
+    assert len(err.strip().splitlines()) == 1 and not list(tmp_path.iterdir())
+
+
 def test_engine_tensor_types_without_a_numpy_type_keep_tensorrt_names():
     trt = tensorrt11.make()
     assert trt_build._dtype_name(trt, trt.DataType.FLOAT) == "float32"
