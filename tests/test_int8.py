@@ -167,7 +167,7 @@ def test_uint8_activations_for_onnxruntime_cpu(tmp_path, checkpoint, capsys):
 
 def test_int8_flags(tmp_path, checkpoint):
     for bad in (["--int8", "--fp16"], ["--int8", "--calibration-images", "0"], ["--calibration-method", "max"],
-                ["--int8", "--calibration-percentile", "20"], ["--int8-activations", "int4"]):
+                ["--int8", "--calibration-percentile", "20"], ["--int8-activations", "int4"], ["--int8-float", "fp8"]):
         with pytest.raises(SystemExit) as exc:
             main([str(checkpoint), "-o", str(tmp_path / "x.onnx"), *bad])
         assert exc.value.code == 2
