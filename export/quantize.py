@@ -65,10 +65,12 @@ FLOAT_TYPES = ("auto", "fp16", "fp32")
 """Type of the graph's unquantized parts; auto: fp16 with int8 activations (TensorRT), else fp32."""
 FP16_QDQ_OPSET = 19  # the first opset whose Q/DQ take float16 scales
 ORT_FP16_QDQ_DISABLED = ("WeightBiasQuantization",)
-"""ONNX Runtime's graph transformer that quantizes a Q/DQ convolution's float bias to INT32 at the scale
-input scale x weight scale; with FP16 scales it computes that product in FP16, which underflows, and
-the graph then agreed with its FP32 twin on 85 % of the pixels instead of 99.5 % (sunet_tiny, ORT 1.32).
-Verification leaves it out: TensorRT keeps the bias in floating point ("Bias": {"Type": "Float"})."""
+"""ONNX Runtime's graph transformer that quantizes a Q/DQ convolution's float bias to INT32
+(onnxruntime/core/optimizer/qdq_transformer/weight_bias_quantization.cc: Mul of the input and weight
+scales, Div of the bias by it, Round, Cast to INT32), in the scales' type: with FP16 scales the quotient
+overflows FP16 (max 65504), and the graph then agreed with its FP32-parts twin on 85 % of the pixels
+instead of 99.5 % (sunet_tiny, ORT 1.32). Verification leaves it out; TensorRT keeps such a bias in
+floating point ("Bias": {"Type": "Float"} in its INT8 engine dumps)."""
 LAYER_TYPES = ("Conv", "ConvTranspose")
 """The operators quantized, and the layers a sensitivity search may keep in FP32."""
 QDQ_OPTIONS = {
