@@ -353,6 +353,7 @@ def test_strongly_typed_int8_is_judged_by_input_and_weights_and_its_float_layers
     engine, trt = tmp_path / "model.engine", fake.make()
     assert run_cli(monkeypatch, [int8_models["int8"], "-o", engine], trt) == 0
     assert "note:" not in capsys.readouterr().out
+    assert built_plan(engine)["strongly_typed"] and built_plan(engine)["fp16"], "types from the FP16+Q/DQ graph"
     layers = inspector_layers(engine, trt)
     convolutions = [layer for layer in layers if layer["LayerType"] == "CaskConvolution"]
     fused = [layer for layer in convolutions if "Add" in layer["Name"]]
