@@ -42,14 +42,17 @@ def build_onnx(checkpoint: Path, workdir: Path, fp16: bool = False, argmax: bool
                int8: str | None = None) -> Path:
     """ONNX model (FP32; FP16 or INT8 Q/DQ inside with FP32 inputs/outputs) with dynamic batch/height/width.
     INT8 is calibrated as `python -m export.onnx --int8` calibrates by default, with `int8` activations:
-    "uint8" for ONNX Runtime's x86 kernels (they run those fused), "int8" for TensorRT."""
+    "uint8" for ONNX Runtime's x86 kernels (they run those fused, FP32 elsewhere), "int8" for TensorRT
+    (FP16 elsewhere, so that the TensorRT INT8 row is INT8+FP16, comparable to the FP16 row)."""
     from export.onnx import export_onnx
     from export.quantize import Int8Settings
 
-    suffix = "".join(name for name, on in (("-fp16", fp16), (f"-{int8}", int8), ("-argmax", argmax)) if on)
+    settings = Int8Settings(activations=int8) if int8 else None
+    quantized = f"-{int8}" + ("-fp16" if settings and settings.float_type == "fp16" else "")
+    suffix = "".join(name for name, on in (("-fp16", fp16), (quantized, int8), ("-argmax", argmax)) if on)
     path = workdir / f"{_stem(checkpoint)}{suffix}.onnx"
     if not path.is_file():
-        export_onnx(checkpoint, path, argmax, fp16=fp16, int8=Int8Settings(activations=int8) if int8 else None)
+        export_onnx(checkpoint, path, argmax, fp16=fp16, int8=settings)
     return path
 
 

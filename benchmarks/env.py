@@ -38,7 +38,10 @@ def _nvidia_driver() -> str | None:
 
 
 def _gpu() -> dict:
-    """GPU name, CUDA and driver versions as torch and nvidia-smi see them (empty without a GPU)."""
+    """GPU name, CUDA and driver versions as torch and nvidia-smi see them (empty without a GPU). The GPU is
+    CUDA device 0 as torch numbers it (CUDA's order, fastest first unless CUDA_DEVICE_ORDER=PCI_BUS_ID),
+    the device the benchmarks run on; nvidia-smi, which numbers GPUs in PCI bus order, gives only the
+    driver version, the same for every GPU."""
     if "torch" not in sys.modules and _version("torch") is None:
         return {}
     import torch
@@ -52,6 +55,7 @@ def _gpu() -> dict:
         "cuda_build": torch.version.cuda,
         "cudnn": torch.backends.cudnn.version(),
         "driver": _nvidia_driver(),
+        **{name.lower(): os.environ[name] for name in ("CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER") if name in os.environ},
     }
 
 

@@ -5,7 +5,8 @@ and width, or fixed height and width with `--static HxW`; it outputs float32 log
 or with `--argmax` int64 labels (N, H, W), which moves C times less data off the device. `--fp16`
 stores an FP16 graph with FP32 inputs and outputs, as TensorRT 11's strongly typed networks need.
 `--int8` stores an explicitly quantized graph (Q/DQ nodes, symmetric INT8, per-channel weights,
-FP32 inputs and outputs) calibrated on images of the checkpoint's dataset (export.quantize).
+FP32 inputs and outputs; the unquantized parts FP16 for TensorRT, see --int8-float) calibrated on
+images of the checkpoint's dataset (export.quantize).
 The checkpoint's metadata (classes, palette, mean/std, architecture, output stride, output kind,
 precision, checkpoint sha256) is stored as JSON in the model's metadata_props.
 
@@ -33,18 +34,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import onnx
-import onnx_ir
 import onnxslim
 import torch
-from onnxruntime.transformers.float16 import convert_float_to_float16
 from torch import nn
 
 from export.calibration import ImageSource, add_dataset_flags, dataset_images, describe_source, model_inputs, \
     source_from_args, verification_batches
-from export.common import check_writable
+from export.common import check_writable, to_float16
 from export.heads import LabelsHead
 from export.opcheck import check_graph, format_report
-from export.quantize import ACTIVATIONS, METHODS, Int8Settings, Sensitivity, agreement_on, int8_quantizer, sensitivity_search
+from export.quantize import ACTIVATIONS, FLOAT_TYPES, METHODS, Int8Settings, Sensitivity, agreement_on, int8_quantizer, sensitivity_search
 from export.verify import Verification, onnx_runner, reference_outputs, verify
 from sunet_deploy.artifact import ArtifactInfo, set_onnx_info
 from sunet_deploy.checkpoint import CheckpointError, load_model
@@ -140,7 +139,8 @@ def export_onnx(
     progress(f"verifying with ONNX Runtime against PyTorch FP32 on {min(verify_images, len(drawn))} images of "
              f"{source}")
     batches = verification_batches(drawn[:verify_images], meta, static)
-    verification = verify(onnx_runner(data), model, batches, precision, meta.classes)
+    runner = onnx_runner(data, int8.ort_disabled_optimizers if int8 else ())
+    verification = verify(runner, model, batches, precision, meta.classes)
     if not verification.passed:
         raise ExportError(verification.report() + "\nexport failed verification, nothing written:\n  "
                           + "\n  ".join(verification.failures))
@@ -155,7 +155,7 @@ def quantize(proto: onnx.ModelProto, model: nn.Module, calibration: list, settin
     with int8_quantizer(proto, calibration, settings) as quantizer:
         if not settings.sensitivity_budget:
             return quantizer.quantize(), None
-        agreement = agreement_on(calibration, reference_outputs(model, calibration))
+        agreement = agreement_on(calibration, reference_outputs(model, calibration), settings.ort_disabled_optimizers)
         sensitivity = sensitivity_search(quantizer, agreement, settings.sensitivity_budget,
                                          settings.target_agreement, progress)
         progress(sensitivity.report())
@@ -198,18 +198,11 @@ def transform(proto: onnx.ModelProto, simplify: bool, fp16: bool, progress: Call
     """Optional FP16 conversion (FP32 inputs/outputs, Resize scales kept FP32), then onnxslim."""
     if fp16:
         progress("converting to FP16 (inputs and outputs stay FP32)")
-        proto = topologically_sorted(convert_float_to_float16(proto, keep_io_types=True))
+        proto = to_float16(proto)
     if simplify:
         progress("simplifying with onnxslim")
         proto = onnxslim.slim(proto)
     return proto
-
-
-def topologically_sorted(proto: onnx.ModelProto) -> onnx.ModelProto:
-    """The FP16 converter appends its input casts at the end of the node list; ONNX wants them first."""
-    model = onnx_ir.from_proto(proto)
-    model.graph.sort()
-    return onnx_ir.to_proto(model)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -255,6 +248,10 @@ def add_int8_flags(parser: argparse.ArgumentParser) -> None:
                        help="int8 (zero point 0, default): for TensorRT; uint8 (zero point 128, the same values): "
                             "for ONNX Runtime on x86 CPUs, whose fast kernels take uint8 activations (an int8 graph "
                             "runs there too, unfused and no faster than FP32); a uint8 graph is not for TensorRT")
+    group.add_argument("--int8-float", choices=FLOAT_TYPES, default=Int8Settings.float_parts,
+                       help="type of the unquantized parts (Add, Concat, Resize, head): auto (default) is fp16 with "
+                            "int8 activations, since TensorRT takes every type from a Q/DQ graph (fp32 parts would "
+                            "run in FP32 there), and fp32 with uint8 activations (ONNX Runtime on CPU)")
     group.add_argument("--sensitivity-budget", type=int, default=0, metavar="N",
                        help="keep up to N layers FP32, those whose quantization costs the most agreement with "
                             "PyTorch FP32 (measured layer by layer; default 0: every layer INT8)")
@@ -268,7 +265,7 @@ def int8_settings(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
         return None
     try:
         return Int8Settings(args.calibration_method, args.calibration_images, args.calibration_percentile,
-                            args.sensitivity_budget, args.target_agreement, args.int8_activations)
+                            args.sensitivity_budget, args.target_agreement, args.int8_activations, args.int8_float)
     except ValueError as exc:
         parser.error(str(exc))
 

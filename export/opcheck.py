@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from dataclasses import dataclass
 from functools import cache
@@ -50,11 +51,17 @@ def load_rules(path: Path = RULES_PATH) -> dict:
     return json.loads(path.read_text())
 
 
+VERSION = re.compile(r"(\d+(?:\.\d+){0,3})(?:\.?(?:post|rc|a|b|dev)\d*)*(?:\+[\w.]+)?")
+"""A release of up to four numbers, then what pre-release and post-release wheels append (PEP 440)."""
+
+
 def parse_version(text: str) -> tuple[int, int, int, int]:
-    """'10.8' / '10.8.0.43' / '11' -> (10, 8, 0, 0) / (10, 8, 0, 43) / (11, 0, 0, 0); ValueError otherwise."""
-    parts = str(text).strip().split(".")
-    if not 1 <= len(parts) <= 4 or not all(p.isdigit() for p in parts):
+    """'10.8' / '10.8.0.43' / '11' -> (10, 8, 0, 0) / (10, 8, 0, 43) / (11, 0, 0, 0); a wheel's suffix is
+    dropped ('10.13.0.post1', '11.0.0rc1', '10.9.0+cuda12' -> their release); ValueError otherwise."""
+    match = VERSION.fullmatch(str(text).strip())
+    if match is None:
         raise ValueError(f"not a TensorRT version: {text!r} (expected e.g. 10.8)")
+    parts = match.group(1).split(".")
     return tuple(int(p) for p in parts) + (0,) * (4 - len(parts))
 
 

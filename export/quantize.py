@@ -13,13 +13,18 @@ ONNX Runtime's static quantizer (`onnxruntime.quantization.quantize_static`) in 
   take UINT8 activations, and convert an INT8 Q/DQ pair to UINT8 only where the tensor has one
   consumer, so in a SUNet (skips, crops) a third of the convolutions of an INT8-activation graph
   stay unfused and it runs no faster than FP32; the UINT8 graph fuses them all (docs/export.md);
-- biases stay FP32: TensorRT has no INT32 DequantizeLinear, and ONNX Runtime quantizes a Conv's
+- biases stay floating point: TensorRT has no INT32 DequantizeLinear, and ONNX Runtime quantizes a Conv's
   bias itself when it fuses the Conv;
 - only convolutions are quantized (their inputs, weights and outputs): the residual trunk (Add),
-  Concat, BatchNorm/ReLU, pooling and the final Resize stay FP32 between them. Quantizing every
-  operator ONNX Runtime can quantize also rounds the trunk at every block, and on the demo model
-  moved the mIoU by -0.2 to -2.8 points depending on the calibration images, against +0.1 to -0.8
-  with convolutions only (docs/export.md).
+  Concat, BatchNorm/ReLU, pooling and the final Resize stay floating point between them. Quantizing
+  every operator ONNX Runtime can quantize also rounds the trunk at every block, and on the demo
+  model moved the mIoU by -0.2 to -2.8 points depending on the calibration images, against +0.1 to
+  -0.8 with convolutions only (docs/export.md);
+- the floating-point parts are FP16 in the TensorRT graph (`int8` activations, `float_type` "auto"),
+  FP32 in the ONNX Runtime one (`uint8`): TensorRT builds a Q/DQ graph strongly typed, taking every
+  type from the graph, so FP32 parts would run in strict FP32 there (NVIDIA's explicit-quantization
+  guide). FP16 parts mean FP16 scales, which QuantizeLinear/DequantizeLinear take from opset 19 on:
+  the graph is converted to opset 19, then to FP16 with FP32 inputs and outputs, as `--fp16` does.
 
 The FP32 graph is first prepared by `onnxruntime.quantization`'s pre-processing (ONNX shape
 inference and ONNX Runtime's basic optimizations, which fold each BatchNorm that follows a Conv
@@ -29,8 +34,8 @@ cached, so that the sensitivity search re-quantizes without re-calibrating.
 
 Sensitivity search (`sensitivity_search`): every Conv/ConvTranspose is quantized with that one
 layer kept FP32, and the gain in pixel-label agreement with PyTorch FP32 on the calibration images
-is measured. The layers with the largest gains stay FP32, up to a budget or until a target
-agreement is reached.
+is measured. The layers with the largest gains stay in floating point ("FP32" in the reports; the
+graph's float type, FP16 in the TensorRT graph), up to a budget or until a target agreement is reached.
 """
 
 from __future__ import annotations
@@ -50,11 +55,22 @@ import onnx_ir.passes.common
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
+from export.common import to_float16
 from export.verify import TOLERANCES, compare, onnx_runner
 
 METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
            "percentile": CalibrationMethod.Percentile}
 ACTIVATIONS = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
+FLOAT_TYPES = ("auto", "fp16", "fp32")
+"""Type of the graph's unquantized parts; auto: fp16 with int8 activations (TensorRT), else fp32."""
+FP16_QDQ_OPSET = 19  # the first opset whose Q/DQ take float16 scales
+ORT_FP16_QDQ_DISABLED = ("WeightBiasQuantization",)
+"""ONNX Runtime's graph transformer that quantizes a Q/DQ convolution's float bias to INT32
+(onnxruntime/core/optimizer/qdq_transformer/weight_bias_quantization.cc: Mul of the input and weight
+scales, Div of the bias by it, Round, Cast to INT32), in the scales' type: with FP16 scales the quotient
+overflows FP16 (max 65504), and the graph then agreed with its FP32-parts twin on 85 % of the pixels
+instead of 99.5 % (sunet_tiny, ORT 1.32). Verification leaves it out; TensorRT keeps such a bias in
+floating point ("Bias": {"Type": "Float"} in its INT8 engine dumps)."""
 LAYER_TYPES = ("Conv", "ConvTranspose")
 """The operators quantized, and the layers a sensitivity search may keep in FP32."""
 QDQ_OPTIONS = {
@@ -75,8 +91,11 @@ class Int8Settings:
     sensitivity_budget: int = 0
     target_agreement: float | None = None
     activations: str = "int8"
+    float_parts: str = "auto"
 
     def __post_init__(self) -> None:
+        if self.float_parts not in FLOAT_TYPES:
+            raise ValueError(f"the float parts must be one of {', '.join(FLOAT_TYPES)}, got {self.float_parts!r}")
         if self.method not in METHODS:
             raise ValueError(f"calibration method must be one of {', '.join(METHODS)}, got {self.method!r}")
         if self.activations not in ACTIVATIONS:
@@ -85,6 +104,18 @@ class Int8Settings:
             raise ValueError("calibration images must be at least 1 and the sensitivity budget at least 0")
         if not 50 < self.percentile <= 100:
             raise ValueError(f"the calibration percentile must be in (50, 100], got {self.percentile}")
+
+    @property
+    def float_type(self) -> str:
+        """'fp16' or 'fp32': the type of everything that is not quantized."""
+        if self.float_parts != "auto":
+            return self.float_parts
+        return "fp16" if self.activations == "int8" else "fp32"
+
+    @property
+    def ort_disabled_optimizers(self) -> tuple[str, ...]:
+        """What ONNX Runtime must leave out to compute this graph as written (ORT_FP16_QDQ_DISABLED)."""
+        return ORT_FP16_QDQ_DISABLED if self.float_type == "fp16" else ()
 
 
 class BatchReader(CalibrationDataReader):
@@ -138,7 +169,17 @@ class Int8Quantizer:
                             calibrate_method=METHODS[self.settings.method],
                             nodes_to_exclude=list(keep_fp32), extra_options=dict(self.options),
                             calibration_cache_path=self.cache)
-        return fp32_inputs(onnx.load(output), set(keep_fp32))
+        proto = fp32_inputs(onnx.load(output), set(keep_fp32))
+        return fp16_float_parts(proto) if self.settings.float_type == "fp16" else proto
+
+
+def fp16_float_parts(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """The Q/DQ graph with its floating-point parts (scales, biases, unquantized layers and kept-FP32
+    layers alike) in FP16, inputs and outputs FP32."""
+    opset = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
+    if opset < FP16_QDQ_OPSET:
+        proto = onnx.version_converter.convert_version(proto, FP16_QDQ_OPSET)
+    return to_float16(proto)
 
 
 def fp32_inputs(proto: onnx.ModelProto, names: set[str]) -> onnx.ModelProto:
@@ -241,11 +282,12 @@ def sensitivity_search(quantizer: Int8Quantizer, agreement: Agreement, budget: i
     return Sensitivity(baseline, tuple(gains), tuple(kept), tuple(steps))
 
 
-def agreement_on(batches: Sequence[np.ndarray], references: Sequence[np.ndarray]) -> Agreement:
+def agreement_on(batches: Sequence[np.ndarray], references: Sequence[np.ndarray],
+                 disabled_optimizers: Sequence[str] = ()) -> Agreement:
     """A graph's pixel-label agreement with the reference logits over `batches`, run by ONNX Runtime (CPU)."""
 
     def measure(proto: onnx.ModelProto) -> float:
-        run = onnx_runner(proto.SerializeToString())
+        run = onnx_runner(proto.SerializeToString(), disabled_optimizers)
         results = [compare(run(batch), reference, TOLERANCES["int8"]) for batch, reference in zip(batches, references)]
         return sum(sum(r.class_agreed) for r in results) / sum(sum(r.class_pixels) for r in results)
 

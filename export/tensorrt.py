@@ -92,6 +92,12 @@ class PrecisionSummary:
     convolutions: dict[str, int]
     layers: dict[str, int]  # every layer with a numeric type, convolutions included
     schema: str = "10.x"  # which inspector JSON schema was read: "10.x" or "11.x"
+    float_outputs: dict[str, int] = dataclasses.field(default_factory=dict)  # layers whose output is a float
+
+    @property
+    def float_type(self) -> str | None:
+        """The float kind most layer outputs have ('fp16', 'fp32'...): what an INT8 engine runs the rest in."""
+        return max(self.float_outputs, key=self.float_outputs.get) if self.float_outputs else None
 
     def share(self, precision: str) -> float:
         """Share of convolutions in `precision` (where SUNet spends its time), else of all typed layers."""
@@ -107,7 +113,8 @@ class PrecisionSummary:
         def counts(by_kind: dict[str, int]) -> str:
             return ", ".join(f"{n} {kind.upper()}" for kind, n in sorted(by_kind.items())) or "none"
 
-        return f"convolution layers: {counts(self.convolutions)}; all typed layers: {counts(self.layers)}"
+        return (f"convolution layers: {counts(self.convolutions)}; all typed layers: {counts(self.layers)}; "
+                f"float outputs: {counts(self.float_outputs)}")
 
 
 def read_onnx_info(path: Path) -> OnnxInfo:
@@ -161,7 +168,10 @@ def _fmt(shape) -> str:
 
 def refuse_unparseable(path: Path, model: onnx.ModelProto, trt_version: str) -> None:
     """The operator check against the TensorRT that will build (export.opcheck), before the slow build."""
-    issues = check_graph(model, target=trt_version)
+    try:
+        issues = check_graph(model, target=trt_version)
+    except ValueError as exc:  # a version string that names no release
+        raise BuildError(f"cannot tell which TensorRT release this is ({exc})") from exc
     if issues:
         raise BuildError(f"{path}: TensorRT {trt_version} cannot parse this graph\n"
                          + format_report(issues, len(model.graph.node)))
@@ -189,20 +199,26 @@ def plan_build(fp16_flag_available: bool, onnx_precision: str, requested: str) -
 
 
 def summarize_precision(inspector_json: str) -> PrecisionSummary:
-    """Count FP16 layers in the engine inspector's JSON (ProfilingVerbosity.DETAILED), either schema:
-    10.x writes a tensor's type in "Format/Datatype" and lists "Bindings"; 11.x splits it into "Format"
-    and "Datatype" and lists "I/O Tensors" (objects with "DataType")."""
+    """Count the layers of each precision in the engine inspector's JSON (ProfilingVerbosity.DETAILED),
+    either schema: 10.x writes a tensor's type in "Format/Datatype" and lists "Bindings"; 11.x splits it
+    into "Format" and "Datatype" and lists "I/O Tensors" (objects with "DataType").
+
+    A layer's precision is its output's type, except that a convolution is INT8 when its (first) input
+    or its weights are: NVIDIA's explicit-quantization guide fuses a convolution with a float residual
+    Add, or one followed by a float layer, into an INT8 convolution with a float output."""
     info = json.loads(inspector_json)
     layers = info.get("Layers", [])
     if layers and not isinstance(layers[0], dict):
         raise BuildError("the engine inspector listed layer names only: the engine was not built with "
                          "ProfilingVerbosity.DETAILED, so its precision cannot be proven")
-    typed = [(layer, _layer_precision(layer)) for layer in layers if layer.get("LayerType") != "Reformat"]
+    computing = [layer for layer in layers if layer.get("LayerType") != "Reformat"]  # Q layers are Reformats too
+    typed = [(layer, _layer_precision(layer)) for layer in computing]
     typed = [(layer, kind) for layer, kind in typed if kind is not None]
-    convolutions = [kind for layer, kind in typed
-                    if "conv" in (layer.get("LayerType", "") + layer.get("ParameterType", "")).lower()]
-    return PrecisionSummary(dict(Counter(convolutions)), dict(Counter(kind for _, kind in typed)),
-                            schema="11.x" if "I/O Tensors" in info or _split_datatype(layers) else "10.x")
+    outputs = [_output_precision(layer) for layer in computing]
+    return PrecisionSummary(dict(Counter(kind for layer, kind in typed if _is_convolution(layer))),
+                            dict(Counter(kind for _, kind in typed)),
+                            schema="11.x" if "I/O Tensors" in info or _split_datatype(layers) else "10.x",
+                            float_outputs=dict(Counter(kind for kind in outputs if kind not in (None, "int8"))))
 
 
 def require_precision(summary: PrecisionSummary, precision: str, min_share: float) -> None:
@@ -225,10 +241,22 @@ def _split_datatype(layers: list) -> bool:
     return any("Datatype" in t for layer in layers for t in layer.get("Outputs") or [])
 
 
+def _is_convolution(layer: dict) -> bool:
+    return "conv" in (layer.get("LayerType", "") + layer.get("ParameterType", "")).lower()
+
+
+def _output_precision(layer: dict) -> str | None:
+    return tensor_precision((layer.get("Outputs") or [{}])[0])
+
+
 def _layer_precision(layer: dict) -> str | None:
-    """'fp16', 'fp32' or another float kind from a layer's first output; None for non-float layers."""
-    outputs = layer.get("Outputs") or [{}]
-    return tensor_precision(outputs[0])
+    """'int8' for a convolution with an INT8 input or INT8 weights ("Weights": {"Type": "Int8"}), else the
+    float kind of the first output ('fp16', 'fp32'...); None for layers without a float or INT8 type."""
+    if _is_convolution(layer):
+        weights = str((layer.get("Weights") or {}).get("Type", "")).lower()
+        if weights == "int8" or tensor_precision((layer.get("Inputs") or [{}])[0]) == "int8":
+            return "int8"
+    return _output_precision(layer)
 
 
 def tensor_precision(tensor: dict) -> str | None:
@@ -292,9 +320,14 @@ def build_engine(onnx_path: str | os.PathLike, output: str | os.PathLike, option
     print(f"engine inspector: {summary.describe()}")
     if plan.precision != "fp32":
         require_precision(summary, plan.precision, options.min_share(plan.precision))
+    if plan.precision == "int8" and summary.float_type not in (None, "fp16"):
+        print(f"note: the layers outside INT8 run in {summary.float_type.upper()}, the type of the Q/DQ graph's float "
+              "parts (a strongly typed build takes it from the graph); python -m export.onnx --int8 --int8-float fp16 "
+              "gives INT8+FP16")
     sidecar = make_sidecar(info, result, plan, gpu, trt.__version__, profile, summary,
                            {"workspace_gib": options.workspace_gib, "optimization_level": options.optimization_level,
-                            "tf32": options.tf32, "inspector_schema": summary.schema})
+                            "tf32": options.tf32, "inspector_schema": summary.schema,
+                            "float_type": summary.float_type})
     atomic_write_bytes(output, result.engine)
     write_engine_sidecar(output, sidecar)
     if options.timing_cache and result.timing_cache is not None:

@@ -100,13 +100,15 @@ def run_builder(trt, plan: BuildPlan, settings: BuildSettings) -> BuildResult:
 
 
 def _attach_timing_cache(config, settings: BuildSettings) -> None:
-    """Start from the given cache; a cache TensorRT refuses (another GPU or TensorRT) stops here, before
-    the slow build, instead of after it (get_timing_cache() would then be None)."""
+    """Start from the given cache and stop here, before the slow build, when TensorRT refuses it:
+    `create_timing_cache` returns None for data it cannot read, `set_timing_cache` returns False for a
+    cache whose CUDA device properties differ from this GPU's (pyCoreDoc.h). Polygraphy instead builds
+    with an empty cache and ignores set_timing_cache's result; a user who asked for a cache is told."""
     cache = config.create_timing_cache(settings.timing_cache or b"")
     if cache is None or not config.set_timing_cache(cache, ignore_mismatch=False):
         source = settings.timing_cache_path or "the timing cache"
-        raise BuildError(f"{source}: TensorRT refused this timing cache (written on another GPU or TensorRT "
-                         "version, or not a timing cache); delete it or pass another --timing-cache")
+        raise BuildError(f"{source}: TensorRT refused this timing cache (written on another GPU, or not readable "
+                         "by this TensorRT); delete it or pass another --timing-cache")
 
 
 def _dtype_name(trt, dtype) -> str:

@@ -156,9 +156,11 @@ def verify(run: Callable[[np.ndarray], np.ndarray], model: nn.Module, batches: S
     return Verification(precision, tolerance, results, tuple(class_names))
 
 
-def onnx_runner(onnx_bytes: bytes) -> Callable[[np.ndarray], np.ndarray]:
-    """ONNX Runtime (CPU) on a serialized model, as a function of the input batch."""
-    session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+def onnx_runner(onnx_bytes: bytes, disabled_optimizers: Sequence[str] = ()) -> Callable[[np.ndarray], np.ndarray]:
+    """ONNX Runtime (CPU) on a serialized model, as a function of the input batch; `disabled_optimizers`
+    names ONNX Runtime graph transformers to leave out (see export.quantize.ORT_FP16_QDQ_DISABLED)."""
+    session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"],
+                                   disabled_optimizers=list(disabled_optimizers))
     input_name = session.get_inputs()[0].name
     return lambda batch: session.run(None, {input_name: batch})[0]
 

@@ -127,6 +127,16 @@ class PycudaBuffers(DeviceBuffers):
         finally:
             self.cuda.Context.pop()
 
+    def close(self) -> None:
+        """Free the buffers, then release the retained primary context (pycuda's `detach`, which calls
+        cuDevicePrimaryCtxRelease). It is pushed first: pycuda releases a context that is current in the
+        calling thread, or one retained by that thread, and from any other thread would only mark it invalid."""
+        super().close()
+        if self.context is not None:
+            self.context.push()
+            self.context.detach()  # takes it off this thread's stack too
+            self.context = None
+
     def synchronize(self) -> None:
         self.stream.synchronize()
 

@@ -2,8 +2,9 @@
 
 Engines are tied to the TensorRT version and the GPU they were built with. `python -m
 export.tensorrt` writes this sidecar; a runtime reads it before deserializing the engine and
-refuses a mismatch with a message that says what to rebuild. Torch-free: the GPU is queried with
-pycuda, else nvidia-smi, or passed in by the caller.
+refuses a mismatch with a message that says what to rebuild. Torch-free: the GPU (CUDA device N,
+CUDA's numbering) is queried with pycuda, else torch if already imported, else nvidia-smi where its PCI
+numbering matches CUDA's, or passed in by the caller.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -90,7 +92,7 @@ def check_engine_environment(engine_path: str | os.PathLike, trt_version: str, d
                              gpu: GpuInfo | None = None) -> EngineSidecar:
     """The engine's sidecar, after checking that this TensorRT and GPU are the ones it was built for.
 
-    `gpu` is this machine's GPU; it is queried (pycuda, else nvidia-smi) when not given.
+    `gpu` is this machine's GPU; it is queried (query_gpu) when not given.
     """
     sidecar = read_engine_sidecar(engine_path)
     if file_sha256(engine_path) != sidecar.engine_sha256:
@@ -109,10 +111,14 @@ def check_engine_environment(engine_path: str | os.PathLike, trt_version: str, d
 
 
 def query_gpu(device_id: int = 0) -> GpuInfo:
-    """Name and compute capability of CUDA device `device_id`, without PyTorch."""
+    """Name and compute capability of CUDA device `device_id` (CUDA's numbering, the one TensorRT and torch
+    use), without importing PyTorch: pycuda, else torch if this process already has it, else nvidia-smi
+    where its numbering provably matches CUDA's (gpu_from_nvidia_smi)."""
     try:
         import pycuda.driver as cuda
     except ImportError:
+        if sys.modules.get("torch") is not None:
+            return _gpu_from_torch(sys.modules["torch"], device_id)
         return gpu_from_nvidia_smi(device_id)
     try:
         cuda.init()
@@ -123,26 +129,41 @@ def query_gpu(device_id: int = 0) -> GpuInfo:
         raise EngineEnvironmentError(f"no CUDA device {device_id} ({exc})") from exc
 
 
+def _gpu_from_torch(torch, device_id: int) -> GpuInfo:
+    if not 0 <= device_id < torch.cuda.device_count():
+        raise EngineEnvironmentError(f"no CUDA device {device_id} (torch sees {torch.cuda.device_count()})")
+    props = torch.cuda.get_device_properties(device_id)
+    return GpuInfo(props.name, f"{props.major}.{props.minor}")
+
+
 def gpu_from_nvidia_smi(device_id: int = 0) -> GpuInfo:
-    """The GPU as nvidia-smi names it; CUDA_VISIBLE_DEVICES is honoured as CUDA would."""
+    """CUDA device `device_id` as nvidia-smi names it. nvidia-smi numbers GPUs in PCI bus order, CUDA
+    fastest first unless CUDA_DEVICE_ORDER=PCI_BUS_ID, and CUDA_VISIBLE_DEVICES renumbers them in the
+    order it lists them; so the answer is given only where it cannot be another GPU's: all visible GPUs
+    alike, PCI_BUS_ID order, or CUDA_VISIBLE_DEVICES given as GPU UUIDs."""
     if shutil.which("nvidia-smi") is None:
         raise EngineEnvironmentError("no CUDA device visible: neither pycuda nor nvidia-smi is available")
-    visible = [v.strip() for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
-    if "CUDA_VISIBLE_DEVICES" in os.environ and device_id >= len(visible):
-        raise EngineEnvironmentError(
-            f"no CUDA device {device_id}: CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']!r}")
-    selector = visible[device_id] if visible else str(device_id)
-    result = subprocess.run(["nvidia-smi", "--query-gpu=name,compute_cap", "--format=csv,noheader", "-i", selector],
+    result = subprocess.run(["nvidia-smi", "--query-gpu=index,uuid,name,compute_cap", "--format=csv,noheader"],
                             capture_output=True, text=True, timeout=30)
     if result.returncode != 0:
         answer = result.stdout.strip() or result.stderr.strip()
         raise EngineEnvironmentError(f"no CUDA device {device_id}: nvidia-smi says {answer}")
-    return parse_nvidia_smi(result.stdout)
-
-
-def parse_nvidia_smi(text: str) -> GpuInfo:
-    """'NVIDIA H100 80GB HBM3, 9.0' -> GpuInfo."""
-    name, _, capability = text.strip().splitlines()[0].rpartition(",")
-    if not name or not capability.strip():
-        raise EngineEnvironmentError(f"cannot read nvidia-smi's answer {text.strip()!r}")
-    return GpuInfo(name.strip(), capability.strip())
+    gpus = [[field.strip() for field in line.split(",")] for line in result.stdout.strip().splitlines()]
+    if not gpus or any(len(gpu) != 4 for gpu in gpus):
+        raise EngineEnvironmentError(f"cannot read nvidia-smi's answer {result.stdout.strip()!r}")
+    selectors = os.environ.get("CUDA_VISIBLE_DEVICES")
+    visible = [v.strip() for v in (selectors or "").split(",") if v.strip()] if selectors is not None else \
+        [index for index, *_ in gpus]
+    if device_id >= len(visible):
+        raise EngineEnvironmentError(f"no CUDA device {device_id}: CUDA_VISIBLE_DEVICES={selectors!r}")
+    if len({(name, capability) for _, _, name, capability in gpus}) == 1:  # whichever it is, it is this one
+        return GpuInfo(gpus[0][2], gpus[0][3])
+    selector = visible[device_id]
+    if not selector.startswith("GPU-") and os.environ.get("CUDA_DEVICE_ORDER") != "PCI_BUS_ID":
+        raise EngineEnvironmentError(
+            f"cannot tell which GPU is CUDA device {device_id}: nvidia-smi numbers GPUs in PCI bus order, CUDA "
+            "fastest first; set CUDA_DEVICE_ORDER=PCI_BUS_ID (or install pycuda)")
+    match = next((gpu for gpu in gpus if selector == gpu[0] or gpu[1].startswith(selector)), None)
+    if match is None:
+        raise EngineEnvironmentError(f"no CUDA device {device_id}: nvidia-smi lists no GPU {selector!r}")
+    return GpuInfo(match[2], match[3])

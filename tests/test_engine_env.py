@@ -63,31 +63,55 @@ def test_gpu_from_pycuda(monkeypatch):
     assert engine_env.query_gpu(0) == GPU
 
 
-def test_gpu_from_nvidia_smi_honours_cuda_visible_devices(monkeypatch):
-    asked = []
+H100 = "0, GPU-1111aaaa-0000-0000-0000-000000000000, NVIDIA H100 80GB HBM3, 9.0"
+A10 = "1, GPU-2222bbbb-0000-0000-0000-000000000000, NVIDIA A10, 8.6"
 
-    def fake_run(command, **kwargs):
-        asked.append(command[-1])
-        return subprocess.CompletedProcess(command, 0, stdout="NVIDIA H100 80GB HBM3, 9.0\n", stderr="")
 
+def nvidia_smi(monkeypatch, *lines):
+    """No pycuda, no torch in the process: query_gpu asks nvidia-smi, which answers `lines` (PCI bus order)."""
     monkeypatch.setitem(sys.modules, "pycuda", None)
+    monkeypatch.setitem(sys.modules, "torch", None)
     monkeypatch.setattr(engine_env.shutil, "which", lambda name: "/usr/bin/nvidia-smi")
-    monkeypatch.setattr(engine_env.subprocess, "run", fake_run)
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,1")
-    assert engine_env.query_gpu(1) == GPU and asked == ["1"]
-    with pytest.raises(EngineEnvironmentError, match="no CUDA device 2"):
-        engine_env.query_gpu(2)
-    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
-    assert engine_env.query_gpu(0) == GPU and asked[-1] == "0"
+    monkeypatch.setattr(engine_env.subprocess, "run", lambda command, **kwargs: subprocess.CompletedProcess(
+        command, 0, stdout="\n".join(lines) + "\n", stderr=""))
+    for name in ("CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_gpu_from_nvidia_smi_where_its_numbering_cannot_mislead(monkeypatch):
+    nvidia_smi(monkeypatch, H100, H100.replace("0, GPU-1111", "1, GPU-3333"))
+    assert engine_env.query_gpu(1) == GPU  # two alike: CUDA device 1 is an H100 whatever the order
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    with pytest.raises(EngineEnvironmentError, match="no CUDA device 1: CUDA_VISIBLE_DEVICES='1'"):
+        engine_env.query_gpu(1)
     monkeypatch.setattr(engine_env.shutil, "which", lambda name: None)
     with pytest.raises(EngineEnvironmentError, match="no CUDA device visible"):
         engine_env.query_gpu(0)
 
 
-def test_parse_nvidia_smi():
-    assert engine_env.parse_nvidia_smi("NVIDIA GeForce RTX 4090, 8.9\n") == GpuInfo("NVIDIA GeForce RTX 4090", "8.9")
-    with pytest.raises(EngineEnvironmentError, match="cannot read"):
-        engine_env.parse_nvidia_smi("No devices were found")
+def test_mixed_gpus_need_pci_bus_order_or_uuids(monkeypatch):
+    """nvidia-smi numbers GPUs in PCI bus order, CUDA fastest first: on a machine with an A10 at PCI index 1
+    and an H100 at 0, CUDA device 0 is the H100 only under CUDA_DEVICE_ORDER=PCI_BUS_ID."""
+    nvidia_smi(monkeypatch, H100, A10)
+    with pytest.raises(EngineEnvironmentError, match="cannot tell which GPU is CUDA device 0: .*CUDA_DEVICE_ORDER=PCI_BUS_ID"):
+        engine_env.query_gpu(0)
+    monkeypatch.setenv("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
+    assert engine_env.query_gpu(0) == GPU and engine_env.query_gpu(1) == GpuInfo("NVIDIA A10", "8.6")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1,0")
+    assert engine_env.query_gpu(0) == GpuInfo("NVIDIA A10", "8.6")
+    monkeypatch.delenv("CUDA_DEVICE_ORDER")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-2222bbbb,GPU-1111aaaa")  # CUDA numbers them in this order
+    assert engine_env.query_gpu(0) == GpuInfo("NVIDIA A10", "8.6") and engine_env.query_gpu(1) == GPU
+
+
+def test_gpu_from_torch_when_torch_is_loaded_and_pycuda_is_not(monkeypatch):
+    props = types.SimpleNamespace(name=GPU.name, major=9, minor=0)
+    cuda = types.SimpleNamespace(device_count=lambda: 2, get_device_properties=lambda i: props)
+    monkeypatch.setitem(sys.modules, "pycuda", None)
+    monkeypatch.setitem(sys.modules, "torch", types.SimpleNamespace(cuda=cuda))
+    assert engine_env.query_gpu(1) == GPU
+    with pytest.raises(EngineEnvironmentError, match=r"no CUDA device 2 \(torch sees 2\)"):
+        engine_env.query_gpu(2)
 
 
 def test_tensorrt_runtime_reads_the_sidecar_without_tensorrt(engine):

@@ -44,11 +44,28 @@ def test_int8_export_is_symmetric_qdq_that_tensorrt_reads(tmp_path, checkpoint):
     by_output = producers(graph)
     assert all(by_output[n.input[1]].op_type == "DequantizeLinear" for n in convs)  # every weight INT8
     params = quantization_params(graph)
-    zero_points = [v for name, v in params.items() if v.dtype != np.float32]
+    zero_points = [v for v in params.values() if v.dtype.kind in "iu"]
     assert zero_points and all(v.dtype == np.int8 and not v.any() for v in zero_points)  # symmetric INT8
     weights = [numpy_helper.to_array(t) for t in graph.initializer if t.data_type == onnx.TensorProto.INT8]
     assert all(w.min() >= -64 and w.max() <= 64 for w in weights)  # 7-bit weights (see export.quantize)
-    assert graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert_fp16_float_parts(onnx.load(str(path)))
+
+
+def assert_fp16_float_parts(model: onnx.ModelProto) -> None:
+    """TensorRT's INT8 graph: Q/DQ (opset 19, FP16 scales) around the convolutions, FP16 everywhere else,
+    FP32 only at the graph's input and output and in Resize's scales."""
+    graph = model.graph
+    assert next(o.version for o in model.opset_import if o.domain == "") >= 19
+    scales = [v for v in quantization_params(graph).values() if v.dtype.kind == "f"]
+    assert scales and all(v.dtype == np.float16 for v in scales)
+    resize_inputs = {name for node in graph.node if node.op_type == "Resize" for name in node.input[1:]}
+    float32 = [t.name for t in graph.initializer if t.data_type == onnx.TensorProto.FLOAT and t.name not in resize_inputs]
+    assert not float32, float32
+    convs = [n for n in graph.node if n.op_type in ("Conv", "ConvTranspose")]
+    biases = {t.name: t.data_type for t in graph.initializer}
+    assert all(biases[n.input[2]] == onnx.TensorProto.FLOAT16 for n in convs if len(n.input) > 2)
+    io = [v.type.tensor_type.elem_type for v in (*graph.input, *graph.output)]
+    assert io == [onnx.TensorProto.FLOAT] * len(io)
 
 
 def test_calibration_is_deterministic_for_a_seed(checkpoint):
@@ -78,7 +95,7 @@ def test_a_layer_the_search_keeps_fp32_has_no_qdq(tmp_path, checkpoint, monkeypa
     monkeypatch.setattr(quantize_module.Int8Quantizer, "layers", lambda self: real_layers(self)[-3:])  # fewer to try
     head = None
 
-    def agreement_on(batches, references):  # keeping the head FP32 is what helps, by construction
+    def agreement_on(batches, references, disabled=()):  # keeping the head FP32 is what helps, by construction
         return lambda proto: 0.9 if weight_is_quantized(proto.graph, head) else 0.99
 
     monkeypatch.setattr(export_module, "agreement_on", agreement_on)
@@ -91,7 +108,8 @@ def test_a_layer_the_search_keeps_fp32_has_no_qdq(tmp_path, checkpoint, monkeypa
     node = next(n for n in graph.node if n.name == head)
     by_output = producers(graph)
     assert all(by_output[name].op_type != "DequantizeLinear" for name in node.input if name in by_output)
-    assert next(t for t in graph.initializer if t.name == node.input[1]).data_type == onnx.TensorProto.FLOAT
+    weight = next(t for t in graph.initializer if t.name == node.input[1])
+    assert weight.data_type == onnx.TensorProto.FLOAT16  # kept out of INT8: floating point, FP16 as the rest
     assert weight_is_quantized(graph, real_layers_of(graph)[0])  # the others stay INT8
 
 
@@ -143,12 +161,13 @@ def test_uint8_activations_for_onnxruntime_cpu(tmp_path, checkpoint, capsys):
     params = quantization_params(onnx.load(str(path)).graph)
     activation_zero_points = {int(v) for v in params.values() if v.dtype == np.uint8}
     assert activation_zero_points == {128}  # symmetric: the int8 grid shifted by 128
+    assert {v.dtype for v in params.values() if v.dtype.kind == "f"} == {np.dtype(np.float32)}  # FP32 for ORT
     assert read_onnx_info(path).precision == "int8"
 
 
 def test_int8_flags(tmp_path, checkpoint):
     for bad in (["--int8", "--fp16"], ["--int8", "--calibration-images", "0"], ["--calibration-method", "max"],
-                ["--int8", "--calibration-percentile", "20"], ["--int8-activations", "int4"]):
+                ["--int8", "--calibration-percentile", "20"], ["--int8-activations", "int4"], ["--int8-float", "fp8"]):
         with pytest.raises(SystemExit) as exc:
             main([str(checkpoint), "-o", str(tmp_path / "x.onnx"), *bad])
         assert exc.value.code == 2

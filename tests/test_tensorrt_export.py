@@ -38,7 +38,8 @@ def int8_models(onnx_models):
     root, checkpoint = onnx_models["root"], onnx_models["checkpoint"]
     export_onnx(checkpoint, root / "int8.onnx", int8=Int8Settings(images=4))
     export_onnx(checkpoint, root / "uint8.onnx", int8=Int8Settings(images=4, activations="uint8"))
-    return {"int8": root / "int8.onnx", "uint8": root / "uint8.onnx"}
+    export_onnx(checkpoint, root / "int8-fp32.onnx", int8=Int8Settings(images=4, float_parts="fp32"))
+    return {"int8": root / "int8.onnx", "uint8": root / "uint8.onnx", "int8-fp32": root / "int8-fp32.onnx"}
 
 
 def built_plan(engine) -> dict:
@@ -211,6 +212,20 @@ def test_parse_failure_lists_the_parser_errors(tmp_path, monkeypatch, capsys, on
     assert "ONNX parser failed" in err and "node 3 (Foo)" in err and "node 7 (Bar)" in err
 
 
+@pytest.mark.parametrize("fake, version", [(tensorrt10, "10.13.0.post1"), (tensorrt11, "11.0.0rc1")])
+def test_pre_release_and_post_release_versions_build(tmp_path, monkeypatch, onnx_models, fake, version):
+    engine = tmp_path / "m.engine"
+    assert run_cli(monkeypatch, [onnx_models["fp16"], "-o", engine], fake.make(version)) == 0
+    assert read_engine_sidecar(engine).tensorrt_version == version
+
+
+def test_a_version_that_names_no_release_is_one_line(tmp_path, monkeypatch, capsys, onnx_models):
+    assert run_cli(monkeypatch, [onnx_models["fp16"], "-o", tmp_path / "m.engine"], tensorrt10.make("unknown")) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot tell which TensorRT release this is (not a TensorRT version: 'unknown'")
+    assert len(err.strip().splitlines()) == 1 and not list(tmp_path.iterdir())
+
+
 def test_engine_tensor_types_without_a_numpy_type_keep_tensorrt_names():
     trt = tensorrt11.make()
     assert trt_build._dtype_name(trt, trt.DataType.FLOAT) == "float32"
@@ -322,6 +337,63 @@ def test_int8_engine_from_a_qdq_graph_is_strongly_typed_and_proven(tmp_path, mon
     assert plan["strongly_typed"] and "fp16" not in [f for f in plan["flags"]]
     assert sidecar.artifact.precision == "int8" and sidecar.build["int8_share"] == 1.0
     assert "8 INT8" in sidecar.build["precision_evidence"]
+
+
+def inspector_layers(engine, trt) -> list[dict]:
+    runtime_engine = trt.Runtime(trt.Logger()).deserialize_cuda_engine(engine.read_bytes())
+    info = runtime_engine.create_engine_inspector().get_engine_information(trt.LayerInformationFormat.JSON)
+    return json.loads(info)["Layers"]
+
+
+@pytest.mark.parametrize("fake", [tensorrt10, tensorrt11])
+def test_strongly_typed_int8_is_judged_by_input_and_weights_and_its_float_layers_are_fp16(
+        tmp_path, monkeypatch, capsys, int8_models, fake):
+    """NVIDIA's explicit-quantization guide: a convolution fused with a float residual Add (or followed by
+    a float layer) keeps a float output; it is INT8 by its input and its weights."""
+    engine, trt = tmp_path / "model.engine", fake.make()
+    assert run_cli(monkeypatch, [int8_models["int8"], "-o", engine], trt) == 0
+    assert "note:" not in capsys.readouterr().out
+    assert built_plan(engine)["strongly_typed"] and built_plan(engine)["fp16"], "types from the FP16+Q/DQ graph"
+    layers = inspector_layers(engine, trt)
+    convolutions = [layer for layer in layers if layer["LayerType"] == "CaskConvolution"]
+    fused = [layer for layer in convolutions if "Add" in layer["Name"]]
+    precision = trt_export.tensor_precision
+    assert fused and all(len(layer["Inputs"]) == 2 and precision(layer["Inputs"][0]) == "int8"
+                         and precision(layer["Inputs"][1]) == precision(layer["Outputs"][0]) == "fp16"
+                         and layer["Weights"]["Type"] == "Int8" for layer in fused)
+    by_output = trt_export.summarize_precision(json.dumps({"Layers": [
+        {**layer, "Weights": {}, "Inputs": []} for layer in layers]}))  # what counting outputs alone would say
+    assert by_output.convolutions["fp16"] >= len(fused) and by_output.share("int8") < 1.0
+    sidecar = read_engine_sidecar(engine)
+    assert sidecar.build["int8_share"] == 1.0 and sidecar.build["float_type"] == "fp16"
+    summary = trt_export.summarize_precision(json.dumps({"Layers": layers}))
+    assert summary.convolutions == {"int8": 8} and set(summary.float_outputs) == {"fp16"}
+    computing = [layer for layer in layers if layer["LayerType"] != "Reformat" and layer not in convolutions]
+    assert computing and all(precision(layer["Outputs"][0]) == "fp16" for layer in computing)  # Resize/Add: FP16
+
+
+def test_benchmark_tensorrt_int8_row_is_int8_plus_fp16(tmp_path, monkeypatch, onnx_models):
+    import dataclasses
+
+    import export.onnx
+    from benchmarks.artifacts import build_engine
+
+    real_export = export.onnx.export_onnx  # calibrated on 4 images instead of 32, for time
+    monkeypatch.setattr(export.onnx, "export_onnx", lambda *args, int8, **kwargs: real_export(
+        *args, int8=dataclasses.replace(int8, images=4), **kwargs))
+    monkeypatch.setattr(trt_export, "import_tensorrt", tensorrt11.make)
+    monkeypatch.setattr(trt_export, "query_gpu", lambda device_id: GPU)
+    engine = build_engine(onnx_models["checkpoint"], tmp_path, (1, 3, 64, 64), int8=True)
+    sidecar = read_engine_sidecar(engine)
+    assert (sidecar.artifact.precision, sidecar.build["int8_share"], sidecar.build["float_type"]) == ("int8", 1.0, "fp16")
+    assert "-int8-fp16-" in engine.name
+
+
+def test_int8_engine_of_a_graph_with_fp32_float_parts_runs_them_in_fp32(tmp_path, monkeypatch, capsys, int8_models):
+    engine = tmp_path / "model.engine"
+    assert run_cli(monkeypatch, [int8_models["int8-fp32"], "-o", engine], tensorrt11.make()) == 0
+    assert "the layers outside INT8 run in FP32" in capsys.readouterr().out
+    assert read_engine_sidecar(engine).build["float_type"] == "fp32"
 
 
 def test_int8_engine_the_inspector_does_not_prove_is_refused(tmp_path, monkeypatch, capsys, int8_models):

@@ -85,6 +85,21 @@ def test_engine_runs_through_the_contract(tmp_path, gpu):
     assert timing.total_ms > 0 and None not in (timing.h2d_ms, timing.compute_ms, timing.d2h_ms)
     if gpu.driver:
         assert gpu.driver.live_allocations == 0, "deactivate frees the device buffers"
+        assert gpu.driver.retained == {0: 0} and gpu.driver._stack() == [], "and releases the primary context"
+
+
+def test_primary_context_is_released_from_the_thread_that_closes(tmp_path, monkeypatch):
+    """pycuda releases a retained context only where it is current or was retained: a runtime activated in
+    one thread and closed in another must still release it."""
+    gpu = FakeGpu(monkeypatch, "pycuda")
+    runtime = gpu.open(write_engine(tmp_path / "model.engine"), device_id=1)
+    runtime.activate()
+    runtime.infer(batch())
+    worker = threading.Thread(target=runtime.deactivate)
+    worker.start()
+    worker.join()
+    assert gpu.driver.retained == {1: 0} and not gpu.driver.operations("leaked")
+    assert [call[0] for call in gpu.driver.calls[-2:]] == ["push", "release"]
 
 
 def test_buffers_are_allocated_once_per_shape(tmp_path, gpu):

@@ -11,7 +11,14 @@ doc/driver.rst) and of the CUDA driver underneath it:
 - `memcpy_htod_async(dest, src, stream)` / `memcpy_dtoh_async(dest, src, stream)` copy the size of
   the host buffer; the host buffer "must be page-locked memory" (doc/driver.rst), otherwise CUDA
   stages the copy and it is synchronous: recorded here as `pageable`;
-- `Stream()` has `handle` (never 0, the legacy default stream) and `synchronize()`.
+- `Stream()` has `handle` (never 0, the legacy default stream) and `synchronize()`;
+- `retain_primary_context()` retains the device's primary context (cuDevicePrimaryCtxRetain) and
+  `Context.detach()` releases it (src/cpp/cuda.hpp: `primary_context::detach_internal` calls
+  cuDevicePrimaryCtxRelease) where pycuda can: when the context is current in the calling thread (it is
+  then taken off the thread's stack), or the calling thread is the one that retained it; from any other
+  thread the context is marked invalid and nothing is released ("leaked out-of-thread context"). A
+  second detach raises LogicError "cannot detach from invalid context"; `retained` counts the retains
+  not released, per device.
 
 `calls` lists (operation, thread name, detail) so tests can see what ran where.
 """
@@ -46,15 +53,35 @@ class FakeDriver:
         self._pinned: list[np.ndarray] = []
         self._handles = itertools.count(0x7F00)
         self.live_allocations = 0
+        self.retained: dict[int, int] = {}
         driver = self
 
         class Context:
             def __init__(self, device_id: int) -> None:
                 self.device_id = device_id
+                self.thread = threading.get_ident()
+                self.valid = True
+                driver.retained[device_id] = driver.retained.get(device_id, 0) + 1
 
             def push(self) -> None:
+                if not self.valid:
+                    raise LogicError("cuCtxPushCurrent failed: invalid device context")
                 driver._stack().append(self)
                 driver._record("push", self.device_id)
+
+            def detach(self) -> None:
+                if not self.valid:
+                    raise LogicError("context::detach failed: invalid device context - cannot detach from invalid context")
+                stack = driver._stack()
+                current = bool(stack) and stack[-1] is self
+                if current:
+                    stack.pop()  # pycuda's current_context(except=this) drops it from the thread's stack
+                if current or self.thread == threading.get_ident():
+                    driver.retained[self.device_id] -= 1
+                    driver._record("release", self.device_id)
+                else:
+                    driver._record("leaked", self.device_id)
+                self.valid = False
 
             @staticmethod
             def pop() -> None:

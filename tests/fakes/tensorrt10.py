@@ -13,7 +13,9 @@ where channel % 8 == 0", TacticValue, StreamId, Metadata); the Myelin layer ("La
 short "Format/Datatype": "Half", TacticName instead of TacticValue) on samples/sampleEditableTimingCache/
 README.md of release/10.16 ("Name: matMul1_myl0_0, LayerType: gemm, ... Format/Datatype: Float ...
 TacticName: ..., StreamId: 0"); "Bindings" on tools/experimental/trt-engine-explorer/tests/inputs/
-*.graph.json of release/10.16.
+*.graph.json of release/10.16. Explicit-quantization (Q/DQ) layers: see tensorrt_base.qdq_layers
+(examples/pytorch/resnet/A100/qat/resnet-qat.onnx.engine.graph.json of trt-engine-explorer: "Thirty-two
+wide channel vectorized row major Int8 format", "Weights": {"Type": "Int8", "Count": ...}).
 """
 
 from __future__ import annotations
@@ -26,12 +28,8 @@ DTYPE_WORDS = {"Float": "FP32", "Half": "FP16", "Int8": "Int8", "Int64": "Int64"
 
 
 def _tensor(tensor, myelin: bool) -> dict:
-    if myelin:
-        text = tensor.dtype  # Myelin layers print the bare type ("Float", "Half")
-    else:
-        text = f"{tensor.layout.replace(' where', f' {DTYPE_WORDS[tensor.dtype]} format where')}"
-        if " where" not in tensor.layout:
-            text = f"{tensor.layout} {DTYPE_WORDS[tensor.dtype]}"
+    # Myelin layers print the bare type ("Float", "Half"), the others a format with the type word in it
+    text = tensor.dtype if myelin else tensor.layout.format(DTYPE_WORDS[tensor.dtype])
     return {"Name": tensor.name, "Location": "Device", "Dimensions": tensor.dims, "Format/Datatype": text}
 
 

@@ -13,7 +13,8 @@ Location, IsShapeInferenceIO, ProfileInfo (Min/Opt/MaxShape, Format); the combin
 of layer tensors is split into "Format" and "Datatype" (key names as in the tensor schema of
 .agents/skills/trt-perf-analysis/schemas/analyze-data.schema.json on release/11.1). The values of the
 split fields ("Half", "Float"; the format description) are modelled on the I/O Tensors example of
-that page; no full 11.x engine dump was available to copy.
+that page; no full 11.x engine dump was available to copy. The layers themselves, Q/DQ ones included
+("Weights": {"Type": "Int8"}), are the 10.x dump's (tensorrt_base.qdq_layers): assumed unchanged in 11.x.
 """
 
 from __future__ import annotations
@@ -26,11 +27,8 @@ DTYPE_WORDS = {"Float": "FP32", "Half": "FP16", "Int8": "Int8", "Int64": "Int64"
 
 
 def _tensor(tensor) -> dict:
-    words = DTYPE_WORDS[tensor.dtype]
-    layout = tensor.layout.replace(" where", f" {words} format where") if " where" in tensor.layout \
-        else f"{tensor.layout} {words} format"
-    return {"Name": tensor.name, "Location": "Device", "Dimensions": tensor.dims, "Format": layout,
-            "Datatype": tensor.dtype}
+    return {"Name": tensor.name, "Location": "Device", "Dimensions": tensor.dims,
+            "Format": tensor.layout.format(DTYPE_WORDS[tensor.dtype]), "Datatype": tensor.dtype}
 
 
 def _io_tensor(tensor: dict, plan: dict) -> dict:

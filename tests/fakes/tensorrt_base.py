@@ -393,12 +393,17 @@ def engine_bytes(io=None, profile=((1, 3, 16, 16), (1, 3, 32, 32), (2, 3, 64, 64
     return ENGINE_MAGIC + json.dumps(plan).encode()
 
 
+LINEAR = "Row major linear {}"  # layouts as the inspector prints them, "{}" standing for the type word
+CHANNEL_MAJOR_8 = "Channel major {} format where channel % 8 == 0"
+VECTORIZED_32 = "Thirty-two wide channel vectorized row major {} format"
+
+
 @dataclass
 class Tensor:
     name: str
     dims: list
-    dtype: str  # the DataType name as TensorRT prints it: "Float", "Half", "Int64"
-    layout: str  # the format description without the type, e.g. "Row major linear", "Channel major ... % 8 == 0"
+    dtype: str  # the DataType name as TensorRT prints it: "Float", "Half", "Int8", "Int64"
+    layout: str = LINEAR  # the format description with "{}" where the type word goes ("FP32", "FP16", "Int8")
 
 
 @dataclass
@@ -410,35 +415,103 @@ class Layer:
     extra: dict
 
 
+DIMS = [-1, 16, -1, -1]
+
+
 def engine_layers(plan: dict, scenario: Scenario, convolutions: int = 8) -> list[Layer]:
-    """The layers a built SUNet-like engine shows: reformats at the boundary, CaskConvolution layers (FP16
-    where allowed, `scenario.fp16_share` of them) and a Myelin-compiled resize/add region."""
+    """The layers a built SUNet-like engine shows: reformats at the boundary, CaskConvolution layers and a
+    Myelin-compiled resize/add region. A weakly typed FP16 build runs `scenario.fp16_share` of the
+    convolutions in FP16; a strongly typed build takes every type from the graph (FP16 where its weights
+    are FP16), and a Q/DQ graph gives explicit-quantization layers (`qdq_layers`)."""
     fp16 = plan.get("fp16", False)
+    if plan.get("int8"):
+        return qdq_layers("Half" if fp16 else "Float", round(convolutions * scenario.int8_share), convolutions)
     half = round(convolutions * scenario.fp16_share) if fp16 else 0
-    int8 = round(convolutions * scenario.int8_share) if plan.get("int8") else 0
     tf32 = plan.get("tf32", False)
-    dims = [-1, 16, -1, -1]
     layers = [Layer("Reformatting CopyNode for Input Tensor 0 to /stem/conv/Conv + /stem/relu/Relu", "Reformat",
-                    [Tensor("input", [-1, 3, -1, -1], "Float", "Row major linear")],
+                    [Tensor("input", [-1, 3, -1, -1], "Float")],
                     [Tensor("Reformatted Input Tensor 0", [-1, 3, -1, -1], "Half" if fp16 else "Float",
-                            "Channel major where channel % 8 == 0" if fp16 else "Row major linear")],
+                            CHANNEL_MAJOR_8 if fp16 else LINEAR)],
                     {"ParameterType": "Reformat", "Origin": "REFORMAT", "TacticValue": "0x00000000000003e8"})]
     for i in range(convolutions):
-        kind = "Int8" if i < int8 else "Half" if i < half else "Float"
-        gemm = {"Int8": "i8i8_i8i32_f32", "Half": "f16f16_f16f16_f16"}.get(kind, "tf32f32_tf32f32_f32" if tf32 else "f32f32_f32f32_f32")
+        kind = "Half" if i < half else "Float"
+        gemm = "f16f16_f16f16_f16" if kind == "Half" else "tf32f32_tf32f32_f32" if tf32 else "f32f32_f32f32_f32"
         layers.append(Layer(f"/block{i}/conv/Conv + /block{i}/relu/Relu", "CaskConvolution",
-                            [Tensor(f"/block{i - 1}/relu/Relu_output_0", dims, kind, "Row major linear")],
-                            [Tensor(f"/block{i}/relu/Relu_output_0", dims, kind, "Row major linear")],
-                            {"ParameterType": "Convolution", "Kernel": [3, 3], "Groups": 1,
-                             "TacticName": f"sm90_xmma_fprop_implicit_gemm_{gemm}_nhwckrsc_nhwc",
-                             "TacticValue": "0x9fc1d6e3a5b4c2d1"}))
-    resize_kind = "Half" if fp16 else "Float"
-    layers.append(Layer("__myl_ResizeAdd_myl0_9", "kgen",
-                        [Tensor("/block7/relu/Relu_output_0", dims, resize_kind, "Row major linear")],
-                        [Tensor("logits_myl", [-1, 4, -1, -1], resize_kind, "Row major linear")],
-                        {"TacticName": "__myl_ResizeAdd_0x7f3ae1c9d05b41e28a6b", "StreamId": 0, "Metadata": ""}))
-    layers.append(Layer("Reformatting CopyNode for Output Tensor 0 to __myl_ResizeAdd_myl0_9", "Reformat",
-                        [Tensor("logits_myl", [-1, 4, -1, -1], resize_kind, "Row major linear")],
-                        [Tensor("logits", [-1, 4, -1, -1], "Float", "Row major linear")],
-                        {"ParameterType": "Reformat", "Origin": "REFORMAT", "TacticValue": "0x00000000000003e8"}))
-    return layers
+                            [Tensor(f"/block{i - 1}/relu/Relu_output_0", DIMS, kind)],
+                            [Tensor(f"/block{i}/relu/Relu_output_0", DIMS, kind)],
+                            _convolution_extra(kind, kind, gemm)))
+    return layers + _myelin_head("Half" if fp16 else "Float", f"/block{convolutions - 1}/relu/Relu_output_0")
+
+
+def qdq_layers(float_type: str, int8: int, convolutions: int) -> list[Layer]:
+    """A strongly typed Q/DQ network as TensorRT 10.x shows it, modelled on the QAT ResNet dump
+    tools/experimental/trt-engine-explorer/examples/pytorch/resnet/A100/qat/resnet-qat.onnx.engine.graph.json
+    (NVIDIA/TensorRT release/10.16, added by commit 7a07608d; its build metadata says "Precision":
+    "FP32+FP16+INT8", a flag-built engine: here the float types come from the graph instead, as a
+    strongly typed build takes them; the layer layout is the dump's):
+
+    - a QuantizeLinear is a Reformat layer, "Origin": "QDQ", with an Int8 output;
+    - an INT8 convolution (name "<weights> + QuantizeLinear_N + Conv_M") has an Int8 input and
+      "Weights": {"Type": "Int8"} (its bias stays "Float"); its output is Int8 only when a Q follows:
+      followed by a float layer it keeps a float output ("conv1.weight + QuantizeLinear_7 + Conv_9":
+      Int8 in, FP32 out before MaxPool), and fused with a float residual Add it takes that float tensor
+      as a second input and writes a float output ("... + Conv_34 + Add_36 + Relu_37": Int8 + FP16 in,
+      FP16 out, tactic "i8f16");
+    - layers outside the convolutions run in the graph's float type (`float_type`: "Half" for FP16 parts).
+    The first `int8` convolutions are quantized; the others read and write `float_type` with float weights."""
+    layout = VECTORIZED_32 if float_type == "Half" else LINEAR
+    layers = [_qdq("QuantizeLinear", Tensor("input", DIMS, "Float"), Tensor("input_q", DIMS, "Int8", VECTORIZED_32))]
+    current, residual = layers[0].outputs[0], Tensor("input", DIMS, "Float")
+
+    def convert(tensor: Tensor, dtype: str) -> Tensor:  # a Q or DQ layer where the type changes
+        if tensor.dtype == dtype:
+            return tensor
+        op, new = ("QuantizeLinear", Tensor(f"{tensor.name}_q", DIMS, "Int8", VECTORIZED_32)) if dtype == "Int8" \
+            else ("DequantizeLinear", Tensor(f"{tensor.name}_dq", DIMS, float_type, layout))
+        layers.append(_qdq(op, tensor, new))
+        return new
+
+    for i in range(convolutions):
+        conv = f"/block{i}/conv/Conv"
+        if i >= int8:  # kept in floating point
+            out = Tensor(f"b{i}", DIMS, float_type, layout)
+            layers.append(Layer(f"{conv} + /block{i}/relu/Relu", "CaskConvolution", [convert(current, float_type)],
+                                [out], _convolution_extra(float_type, float_type, "f16f16_f16f16_f16")))
+            current = out
+            continue
+        source = convert(current, "Int8")
+        name = f"{conv}_weight + QuantizeLinear_w{i} + {conv}"
+        if i == 0 or i % 3 == 2:  # followed by a float layer, or fused with the float residual Add
+            out = Tensor(f"b{i}", DIMS, float_type, layout)
+            inputs = [source, residual] if i else [source]
+            fused = f" + /block{i}/Add + /block{i}/relu/Relu" if i else f" + /block{i}/relu/Relu"
+            gemm = "i8f16_i8i32_f32" if i and float_type == "Half" else "i8i8_i8i32_f32"
+            layers.append(Layer(name + fused, "CaskConvolution", inputs, [out], _convolution_extra("Int8", "Float", gemm)))
+            current = residual = out
+        else:
+            out = Tensor(f"q{i}", DIMS, "Int8", VECTORIZED_32)
+            layers.append(Layer(f"{name} + /block{i}/relu/Relu", "CaskConvolution", [source], [out],
+                                _convolution_extra("Int8", "Float", "i8i8_i8i32_f32")))
+            current = out
+    return layers + _myelin_head(float_type, convert(current, float_type).name)
+
+
+def _qdq(op: str, source: Tensor, output: Tensor) -> Layer:
+    return Layer(f"{op}_{source.name}", "Reformat", [source], [output],
+                 {"ParameterType": "Reformat", "Origin": "QDQ", "TacticValue": "0x00000000000003ea"})
+
+
+def _convolution_extra(weights: str, bias: str, gemm: str) -> dict:
+    return {"ParameterType": "Convolution", "Kernel": [3, 3], "Groups": 1, "OutMaps": 16,
+            "Weights": {"Type": weights, "Count": 2304}, "Bias": {"Type": bias, "Count": 16},
+            "TacticName": f"sm90_xmma_fprop_implicit_gemm_{gemm}_nhwckrsc_nhwc", "TacticValue": "0x9fc1d6e3a5b4c2d1"}
+
+
+def _myelin_head(float_type: str, source: str) -> list[Layer]:
+    """The Myelin-compiled resize/add region and the reformat of the output to FP32."""
+    return [Layer("__myl_ResizeAdd_myl0_9", "kgen", [Tensor(source, DIMS, float_type)],
+                  [Tensor("logits_myl", [-1, 4, -1, -1], float_type)],
+                  {"TacticName": "__myl_ResizeAdd_0x7f3ae1c9d05b41e28a6b", "StreamId": 0, "Metadata": ""}),
+            Layer("Reformatting CopyNode for Output Tensor 0 to __myl_ResizeAdd_myl0_9", "Reformat",
+                  [Tensor("logits_myl", [-1, 4, -1, -1], float_type)], [Tensor("logits", [-1, 4, -1, -1], "Float")],
+                  {"ParameterType": "Reformat", "Origin": "REFORMAT", "TacticValue": "0x00000000000003e8"})]

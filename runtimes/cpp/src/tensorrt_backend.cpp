@@ -94,6 +94,33 @@ std::size_t element_size(nvinfer1::DataType type) {
   }
 }
 
+std::string type_name(nvinfer1::DataType type) {
+  switch (type) {
+    case nvinfer1::DataType::kFLOAT: return "FP32";
+    case nvinfer1::DataType::kHALF: return "FP16";
+    case nvinfer1::DataType::kINT8: return "INT8";
+    case nvinfer1::DataType::kINT32: return "INT32";
+    case nvinfer1::DataType::kINT64: return "INT64";
+    default: return "data type " + std::to_string(static_cast<int>(type));
+  }
+}
+
+// This backend feeds FP32 images and reads FP32 logits or INT32/INT64 labels; an engine whose I/O is
+// FP16 (a graph exported without FP32 inputs and outputs) is refused here, in one line, not misread.
+void check_io_types(const nvinfer1::ICudaEngine& engine, const std::string& input, const std::string& output,
+                    const std::string& path) {
+  const nvinfer1::DataType in = engine.getTensorDataType(input.c_str());
+  if (in != nvinfer1::DataType::kFLOAT) {
+    throw Error(path + ": engine input '" + input + "' is " + type_name(in) + "; this backend feeds FP32 images "
+                "(python -m export.onnx keeps FP32 inputs and outputs, with --fp16 and --int8 too)");
+  }
+  const nvinfer1::DataType out = engine.getTensorDataType(output.c_str());
+  if (out != nvinfer1::DataType::kFLOAT && out != nvinfer1::DataType::kINT32 && out != nvinfer1::DataType::kINT64) {
+    throw Error(path + ": engine output '" + output + "' is " + type_name(out) +
+                "; this backend reads FP32 logits or INT32/INT64 labels");
+  }
+}
+
 class TensorRTBackend final : public Backend {
  public:
   explicit TensorRTBackend(const std::string& path) : info_(read_sidecar(path)) {
@@ -111,6 +138,7 @@ class TensorRTBackend final : public Backend {
       (engine_->getTensorIOMode(name) == nvinfer1::TensorIOMode::kINPUT ? input_ : output_) = name;
     }
     if (input_.empty() || output_.empty()) throw Error(path + ": engine needs one input and one output tensor");
+    check_io_types(*engine_, input_, output_, path);
     check_cuda(cudaStreamCreate(&stream_), "cudaStreamCreate");
   }
 
@@ -136,8 +164,8 @@ class TensorRTBackend final : public Backend {
     void* output = output_buffer_.ensure(out_bytes);
     std::vector<unsigned char> host(out_bytes);
     check_cuda(cudaMemcpyAsync(input, nchw.data(), nchw.size() * sizeof(float), cudaMemcpyHostToDevice, stream_), "copy to device");
-    context_->setTensorAddress(input_.c_str(), input);
-    context_->setTensorAddress(output_.c_str(), output);
+    bind(input_, input);
+    bind(output_, output);
     if (!context_->enqueueV3(stream_)) throw Error("TensorRT inference failed (enqueueV3)");
     check_cuda(cudaMemcpyAsync(host.data(), output, out_bytes, cudaMemcpyDeviceToHost, stream_), "copy to host");
     check_cuda(cudaStreamSynchronize(stream_), "stream synchronize");
@@ -153,6 +181,12 @@ class TensorRTBackend final : public Backend {
   }
 
  private:
+  void bind(const std::string& name, void* address) {
+    if (!context_->setTensorAddress(name.c_str(), address)) {
+      throw Error("TensorRT refused the device address of tensor '" + name + "' (setTensorAddress)");
+    }
+  }
+
   ModelInfo info_;
   Logger logger_;
   std::unique_ptr<nvinfer1::IRuntime> runtime_;
