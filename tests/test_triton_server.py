@@ -3,7 +3,7 @@ concurrent requests over HTTP and gRPC, dynamic batching, masks equal to a local
 and no process left behind however the launcher ends.
 
 runtimes.predict on the image model writes, for real photos and a video, the very files a local
-predict of the same ONNX file writes.
+predict of the same ONNX file writes; benchmarks.parity --artifact reports both served models.
 
 The serving environment (.venv-serve, runtimes.serve.create_serve_venv) is made on first use; the
 tests are skipped, with pip's reason, only where the wheel cannot be installed.
@@ -26,12 +26,14 @@ from PIL import Image
 
 from conftest import several_class_checkpoint
 from photos import write_photos
+from benchmarks.parity import main as parity
 from benchmarks.serve import main as serve_benchmark
 from export.triton import RepositoryOptions, export_repository_model
 from runtimes import open_runtime
 from runtimes.predict import Predictor
 from runtimes.predict import main as predict
 from runtimes.serve import PROJECT, create_serve_venv
+from sunet_deploy.data import SyntheticSegmentation
 from sunet_deploy.preprocess import read_image, read_label_png, voc_palette
 
 pytest.importorskip("tritonclient.grpc", reason="tritonclient is not installed: pip install 'sunet-deploy[serve]'")
@@ -81,7 +83,10 @@ def photos(tmp_path_factory) -> Path:
 def repository(tmp_path_factory, photos) -> Path:
     """sunet (tensor interface) and sunet_image (images in, masks out), both on the python backend."""
     root = tmp_path_factory.mktemp("served")
-    checkpoint = several_class_checkpoint(root / "model.safetensors", read_image(photos / "coffee.png"), NUM_CLASSES)
+    # the classes of the synthetic validation set benchmarks.parity scores a checkpoint that records none on
+    classes = SyntheticSegmentation(num_samples=1, num_classes=NUM_CLASSES).classes
+    checkpoint = several_class_checkpoint(root / "model.safetensors", read_image(photos / "coffee.png"), NUM_CLASSES,
+                                          classes)
     repo = root / "repository"
     # 100 ms of queue delay: the concurrent requests of a test meet in one batch even on a loaded machine
     images_model = RepositoryOptions(name="sunet_image", backend="python", max_queue_delay_us=100_000)
@@ -203,6 +208,16 @@ def check_predict(uri: str, photos: Path, local: Path, out: Path) -> None:
     assert summary["runtime"] == "triton" and summary["exif_rotated"] and summary["latency_ms"]["count"] == 7 + 3
 
 
+def check_parity(uris: list[str], checkpoint: Path, output: Path) -> None:
+    """benchmarks.parity --artifact on served models: one row each, judged as FP32 against PyTorch."""
+    argv = [str(checkpoint), "--limit", "3", "--threads", "1", "--output", str(output)]
+    assert parity(argv + [arg for uri in uris for arg in ("--artifact", uri)]) == 0
+    rows = json.loads((output / "parity.json").read_text())["runtimes"]
+    assert list(rows) == uris and all(r["precision"] == "fp32" and r["agreement"] >= 99.9 for r in rows.values())
+    assert rows[uris[0]]["max_abs_logit_error"] < 1e-3  # a tensor model's logits are compared too
+    assert all(f"| {uri} | fp32 |" in (output / "parity.md").read_text() for uri in uris)
+
+
 def check_benchmark(uri: str, output: Path) -> None:
     assert serve_benchmark([uri, "--concurrency", "1", "4", "--size", "64x64", "--warmup", "0.2", "--duration", "1",
                             "--output", str(output)]) == 0
@@ -219,6 +234,8 @@ def test_served_models(serve_python, repository, images, local_masks, photos, lo
             check_tensor_model(f"{prefix}/sunet", images, local_masks)
         check_predict(f"triton://127.0.0.1:{http}/sunet_image", photos, local_predictions, tmp_path / "http")
         check_predict(f"triton+grpc://127.0.0.1:{grpc}/sunet_image", photos, local_predictions, tmp_path / "grpc")
+        check_parity([f"triton://127.0.0.1:{http}/sunet", f"triton+grpc://127.0.0.1:{grpc}/sunet_image"],
+                     repository.parent / "model.safetensors", tmp_path / "parity")
         check_benchmark(f"triton+grpc://127.0.0.1:{grpc}/sunet_image", tmp_path / "bench-image")
         check_benchmark(f"triton://127.0.0.1:{http}/sunet", tmp_path / "bench-tensor")
         launcher.send_signal(signal.SIGINT)
