@@ -82,9 +82,9 @@ class ServedModel:
 
     def config(self) -> dict:
         """The served model's configuration as JSON (over gRPC 64-bit numbers arrive as strings: int() them)."""
+        client = self.client()
         from tritonclient.utils import InferenceServerException
 
-        client = self.client()
         try:
             if self.protocol == "grpc":
                 return client.get_model_config(self.model, as_json=True)["config"]
