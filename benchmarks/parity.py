@@ -164,8 +164,9 @@ def open_artifacts(args: argparse.Namespace, meta: ModelMetadata, shape: tuple[i
                                 f"not from {args.checkpoint}")
         if info.metadata.classes != meta.classes:
             raise ArtifactError(path, f"has other classes than {args.checkpoint}")
-        dynamic = info.shape_bounds()[0][2:] == (1, 1) and info.shape_bounds()[1][2:] == (None, None)
-        if not runtime.takes_images and not (info.accepts(shape) if shape else dynamic):
+        low, high = info.shape_bounds()
+        any_size = low[2:] == (1, 1) and high[2:] == (None, None)
+        if not runtime.takes_images and not (info.accepts(shape) if shape else any_size):
             sizes = "of the dataset vary" if shape is None else f"are {shape[2]}x{shape[3]}"
             raise ArtifactError(path, f"takes {info.describe_shapes()}, and the images {sizes}")
         runtime.activate()
