@@ -7,9 +7,10 @@ The server is the tritonserver binary that the nvidia-pytriton wheel ships, with
 (the wheel has no onnxruntime or tensorrt backend); it runs on CPU. The wheel pins numpy<2, so it
 lives in an environment of its own: `create_serve_venv` (make serve-venv) makes .venv-serve with
 the wheel, numpy<2 and this project's core install (ONNX Runtime, OpenCV, Pillow; no torch), and
-this command runs with that environment's interpreter. The python backend's stub embeds the same interpreter: it links this Python's libpython (whose folder goes on
-LD_LIBRARY_PATH) and takes its prefix from the first `python3` on PATH (this environment's bin
-folder goes first), so the models import from this environment.
+this command runs with that environment's interpreter. The python backend's stub embeds the same
+interpreter: it links this Python's libpython (whose folder goes on LD_LIBRARY_PATH) and takes its
+prefix from the first `python3` on PATH (this environment's bin folder goes first), so the models
+import from this environment.
 
 With a COMMAND after `--`, the server runs while the command does and then stops; the exit status
 is the command's. SIGINT and SIGTERM stop the server cleanly (in-flight requests get --exit-timeout
