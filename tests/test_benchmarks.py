@@ -221,6 +221,9 @@ def test_parity_of_given_artifacts_by_their_own_precision(tmp_path, tiny_checkpo
                             read_checkpoint_info(tiny_checkpoint).metadata)
     assert parity.main([str(other), "--artifact", str(fp32), "--output", str(out)]) == 2
     assert "exported from another checkpoint" in capsys.readouterr().err
+    static = export_onnx(tiny_checkpoint, tmp_path / "static.onnx", static=(64, 96)).path
+    assert parity.main(argv + ["--artifact", str(static)]) == 2
+    assert "takes inputs ?x3x64x96, and the images are 32x32" in capsys.readouterr().err
 
 
 def test_tolerance_overrides():
