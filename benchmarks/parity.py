@@ -3,10 +3,17 @@
     python -m benchmarks.parity runs/demo/best.safetensors          # the validation set training recorded
     python -m benchmarks.parity ckpt.safetensors --dataset voc --root VOCdevkit/VOC2012 --limit 0
     python -m benchmarks.parity ckpt.safetensors --device cuda --max-delta-miou fp16=0.2
+    python -m benchmarks.parity ckpt.safetensors --artifact model_int8.onnx --artifact triton://127.0.0.1:8000/sunet
 
 The images are the checkpoint's own validation set, as training recorded it (the first --limit of
 them); --dataset/--root/--split choose another one with the same classes. Each runtime is judged
 by the precision its artifact reports.
+
+--artifact checks artifacts that exist already (repeatable): an .onnx, .pt2 or .engine/.plan file,
+or a served model, triton://HOST:PORT/MODEL or triton+grpc://HOST:PORT/MODEL (a served image
+model is sent each image as a PNG and compared by its masks). Each must come from CHECKPOINT
+(the source hash it records) and is opened with its runtime's defaults on --device. With
+--artifact, no other runtime is built unless --variants names it.
 
 Per runtime: mIoU against the labels, its delta to PyTorch FP32 (points), per-class IoU deltas,
 pixel-label agreement with the PyTorch FP32 masks, and max/mean |logit difference|. The exit
@@ -28,11 +35,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from runtimes import Runtime
+from runtimes import Runtime, RuntimeUnavailable, open_runtime, options_for, runtime_for
 from sunet_deploy.artifact import ArtifactError, read_checkpoint_info
 from sunet_deploy.cli import EXIT_FAILED, EXIT_OK, EXIT_STATUS_HELP, EXIT_USAGE
 from sunet_deploy.data import DatasetError, DatasetSpec
 from sunet_deploy.data.selection import DatasetChoice, check_classes, evaluation_spec
+from sunet_deploy.fileio import file_sha256
 from sunet_deploy.metadata import ModelMetadata
 from sunet_deploy.metrics import ConfusionMatrix
 from sunet_deploy.preprocess import Normalization, output_to_mask
@@ -40,7 +48,7 @@ from sunet_deploy.preprocess import Normalization, output_to_mask
 from .artifacts import failure_reason, open_variant
 from .env import environment, format_environment
 from .report import nothing_measured, skipped_md, write_json
-from .variants import reference_name, split_available, variants_for
+from .variants import reference_name, split_available, variants_for, with_threads
 
 
 @dataclass(frozen=True)
@@ -102,10 +110,13 @@ def run_parity(runtimes: dict[str, Runtime], reference: str, dataset, num_classe
     for index in tqdm(range(len(dataset)), desc="parity", unit="image", leave=False):
         image, target = dataset[index]
         batch, geometries = normalize(image)
-        outputs = {name: rt.infer(batch) for name, rt in runtimes.items()}
+        outputs = {name: rt.infer(batch) for name, rt in runtimes.items() if not rt.takes_images}
         ref_out = outputs[reference]
         ref_mask = output_to_mask(ref_out, runtimes[reference].output_kind, geometries)[0]
         for name, rt in runtimes.items():
+            if rt.takes_images:  # a served image model: masks only
+                stats[name].update(rt.masks([image])[0], target, ref_mask)
+                continue
             logits = outputs[name] if rt.output_kind == "logits" and outputs[name].shape == ref_out.shape else None
             mask = output_to_mask(outputs[name], rt.output_kind, geometries)[0]
             stats[name].update(mask, target, ref_mask, logits, ref_out)
@@ -126,7 +137,8 @@ def validation_set(args: argparse.Namespace, meta: ModelMetadata) -> tuple[Seque
 
 def open_runtimes(args: argparse.Namespace, shape: tuple[int, int, int, int] | None) -> tuple[dict, dict]:
     """(runtimes by variant name, skipped {name: reason})."""
-    available, skipped = split_available(variants_for(args.device, args.variants.split(",") if args.variants else None))
+    names = args.variants.split(",") if args.variants else [reference_name(args.device)] if args.artifact else None
+    available, skipped = split_available(variants_for(args.device, names))
     opened = {}
     for variant in available:
         if variant.artifact == "aoti" and shape is None:
@@ -138,6 +150,34 @@ def open_runtimes(args: argparse.Namespace, shape: tuple[int, int, int, int] | N
         except Exception as exc:  # a runtime that cannot run is reported, not fatal to the others
             skipped[variant.name] = failure_reason(exc)
     return opened, skipped
+
+
+def open_artifacts(args: argparse.Namespace, meta: ModelMetadata, shape: tuple[int, int, int, int] | None) -> dict:
+    """The --artifact runtimes by their path or URI, active; raises ArtifactError for one that cannot be compared."""
+    sha256 = file_sha256(args.checkpoint)
+    opened = {}
+    for path in dict.fromkeys(args.artifact):
+        runtime = open_runtime(path, artifact_options(path, args.device, args.threads))
+        info = runtime.info
+        if info.source_sha256 and info.source_sha256 != sha256:
+            raise ArtifactError(path, f"was exported from another checkpoint (SHA-256 {info.source_sha256[:12]}...), "
+                                f"not from {args.checkpoint}")
+        if info.metadata.classes != meta.classes:
+            raise ArtifactError(path, f"has other classes than {args.checkpoint}")
+        low, high = info.shape_bounds()
+        any_size = low[2:] == (1, 1) and high[2:] == (None, None)
+        if not runtime.takes_images and not (info.accepts(shape) if shape else any_size):
+            sizes = "of the dataset vary" if shape is None else f"are {shape[2]}x{shape[3]}"
+            raise ArtifactError(path, f"takes {info.describe_shapes()}, and the images {sizes}")
+        runtime.activate()
+        opened[path] = runtime
+    return opened
+
+
+def artifact_options(path: str, device: str, threads: int | None):
+    """The defaults of the runtime that opens `path`, on `device`, with `threads` where it takes them."""
+    on_device = {"onnxruntime": {"provider": device}, "aoti": {"device": device}, "pytorch": {"device": device}}
+    return with_threads(options_for(path, **on_device.get(runtime_for(path), {})), threads)
 
 
 def tolerances(overrides: list[str]) -> dict[str, Tolerance]:
@@ -184,7 +224,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--split", help="its split (default: the recorded one, else val)")
     parser.add_argument("--limit", type=int, default=50, help="compare on the first N images (0: all; default 50)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    parser.add_argument("--variants", help="comma-separated variant names (default: all of the device)")
+    parser.add_argument("--variants", help="comma-separated variant names (default: all of the device, "
+                        "none with --artifact)")
+    parser.add_argument("--artifact", action="append", default=[], metavar="PATH_OR_URI",
+                        help="an existing artifact to check: .onnx, .pt2, .engine/.plan, triton://HOST:PORT/MODEL or "
+                        "triton+grpc://HOST:PORT/MODEL (repeatable)")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--engine", type=Path, help="TensorRT engine for the tensorrt row (default: built by export.tensorrt)")
     parser.add_argument("--max-delta-miou", action="append", default=[], metavar="PRECISION=POINTS",
@@ -207,7 +251,14 @@ def main(argv: list[str] | None = None) -> int:
     except (ArtifactError, DatasetError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    opened, skipped = open_runtimes(args, (1, 3, *spec.size) if spec.size else None)
+    shape = (1, 3, *spec.size) if spec.size else None
+    try:
+        given = open_artifacts(args, meta, shape)
+    except (ArtifactError, RuntimeUnavailable, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    opened, skipped = open_runtimes(args, shape)
+    opened.update(given)
     reference = reference_name(args.device)
     if reference not in opened or len(opened) < 2:
         print(nothing_measured(skipped) + "\n(parity needs the PyTorch FP32 reference and one more runtime)", file=sys.stderr)

@@ -43,9 +43,14 @@ class Variant:
 
     def open_options(self, threads: int | None) -> RuntimeOptions:
         """The options, with the benchmark's thread count where the adapter takes one."""
-        if threads and "threads" in {f.name for f in dataclasses.fields(self.options)}:
-            return dataclasses.replace(self.options, threads=threads)
-        return self.options
+        return with_threads(self.options, threads)
+
+
+def with_threads(options: RuntimeOptions, threads: int | None) -> RuntimeOptions:
+    """`options` with this thread count where the adapter takes one."""
+    if threads and "threads" in {f.name for f in dataclasses.fields(options)}:
+        return dataclasses.replace(options, threads=threads)
+    return options
 
 
 CUDA = PyTorchOptions(device="cuda")

@@ -72,7 +72,11 @@ def open_runtime(path: str | Path, options: RuntimeOptions | None = None, **kwar
     if uri_scheme(path) is None and not Path(path).is_file():
         raise ArtifactError(path, "no such file")
     module, cls = ADAPTERS[runtime]
-    return getattr(importlib.import_module(module), cls)(path, options)
+    try:
+        adapter = getattr(importlib.import_module(module), cls)
+    except ModuleNotFoundError as exc:  # its library is not installed (torch: an extra of the core install)
+        raise RuntimeUnavailable(options.availability() or f"the {runtime} runtime cannot be imported: {exc}") from exc
+    return adapter(path, options)
 
 
 __all__ = [

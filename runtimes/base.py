@@ -54,6 +54,7 @@ class Runtime(abc.ABC):
 
     name: ClassVar[str]
     served: ClassVar[bool] = False  # opens a served model's URI, not a file
+    takes_images: bool = False  # a served image model: encoded images in, masks out (TritonRuntime.masks), no infer
     info: ArtifactInfo
 
     def __init__(self, path: str | Path, options: RuntimeOptions) -> None:
@@ -95,8 +96,7 @@ class Runtime(abc.ABC):
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """Run a normalised float32 NCHW batch; returns logits or labels as `output_kind` says."""
-        if not self.active:
-            raise RuntimeError(f"{self.name} runtime is not active: use `with` or call activate() first")
+        self.check_active()
         if batch.ndim != 4 or batch.shape[1] != 3:
             raise ValueError(f"expected an N x 3 x H x W batch, got shape {batch.shape}")
         batch = np.ascontiguousarray(batch, dtype=np.float32)
@@ -105,6 +105,10 @@ class Runtime(abc.ABC):
         timing.total_ms = (time.perf_counter() - start) * 1000
         self.last_timing = timing
         return out
+
+    def check_active(self) -> None:
+        if not self.active:
+            raise RuntimeError(f"{self.name} runtime is not active: use `with` or call activate() first")
 
     def warmup(self, shape: tuple[int, int, int, int] = (1, 3, 512, 512), iterations: int = 3) -> None:
         batch = np.zeros(shape, dtype=np.float32)

@@ -59,7 +59,7 @@ def _torch_device_availability(device: str) -> str | None:
     try:
         import torch
     except ImportError:
-        return "PyTorch is not installed (pip install torch)"
+        return "PyTorch is not installed: pip install 'sunet-deploy[torch]'"
     if device.startswith("cuda") and not torch.cuda.is_available():
         return "no CUDA device visible to PyTorch (or a CPU-only build of torch)"
     return None

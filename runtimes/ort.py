@@ -22,7 +22,8 @@ PROVIDERS = {
     "tensorrt": "TensorrtExecutionProvider",
 }
 INSTALL_HINT = {
-    "cuda": "install onnxruntime-gpu (pip install 'sunet-deploy[gpu]') on a machine with CUDA",
+    "cuda": "replace onnxruntime with onnxruntime-gpu (pip uninstall -y onnxruntime && pip install onnxruntime-gpu) "
+            "on a machine with CUDA",
     "tensorrt": "install onnxruntime-gpu built with TensorRT and TensorRT itself",
 }
 
@@ -31,7 +32,7 @@ def _onnxruntime():
     try:
         import onnxruntime
     except ImportError as exc:
-        raise RuntimeUnavailable("onnxruntime is not installed: pip install 'sunet-deploy[onnx]'") from exc
+        raise RuntimeUnavailable("onnxruntime is not installed: pip install onnxruntime (sunet-deploy's core install has it)") from exc
     return onnxruntime
 
 

@@ -4,7 +4,9 @@ For every image it writes `<name>_mask.png` (palette PNG whose pixel values are 
 and `<name>_overlay.jpg`, mirroring the input's path under OUTDIR; for a video, one mask per frame
 and an overlay video. Any runtime: the model file's type picks it, and the runtime options below
 configure it (an option of another runtime is an error). Pre- and post-processing come from the
-model's metadata, so every runtime's masks differ only by the engine.
+model's metadata, so every runtime's masks differ only by the engine. A model served by Triton
+(triton://HOST:PORT/MODEL) is used like a file; one that takes encoded images
+(export.triton --io image) is sent each image file as it is and returns its mask.
 
 Every mask has the size of its image. JPEGs are turned as their EXIF orientation says (as photo
 viewers show them). An artifact built for one input size (an AOTInductor package, a `--static`
@@ -88,7 +90,11 @@ class Predictor:
         image, orientation = read_oriented_image(job.source)
         if orientation != 1:
             self.exif_rotated.append(str(job.source))
-        self.write_image_result(image, self.mask(image), job)
+        self.write_image_result(image, self.file_mask(image, job.source), job)
+
+    def file_mask(self, image: np.ndarray, source: Path) -> np.ndarray:
+        """The mask of `image`, read from the file `source`."""
+        return self.mask(image)
 
     def run_video(self, job: Job) -> None:
         frames_dir, video_path = job.outputs()
@@ -111,10 +117,32 @@ class Predictor:
         (self.run_video if job.video else self.run_image)(job)
 
 
+class EncodedPredictor(Predictor):
+    """A served image model (export.triton --io image): the server decodes, pre- and post-processes. An
+    image file goes as its own bytes (the server reads them as `read_oriented_image` reads the file),
+    a video frame as a PNG."""
+
+    def mask(self, image: np.ndarray) -> np.ndarray:
+        return self.send(image)
+
+    def file_mask(self, image: np.ndarray, source: Path) -> np.ndarray:
+        return self.send(source.read_bytes())
+
+    def send(self, image: bytes | np.ndarray) -> np.ndarray:
+        (mask,) = self.runtime.masks([image])
+        self.latencies_ms.append(self.runtime.last_timing.total_ms)
+        return mask
+
+
+def predictor_for(runtime: Runtime) -> Predictor:
+    return EncodedPredictor(runtime) if runtime.takes_images else Predictor(runtime)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m runtimes.predict", description=__doc__, epilog=EXIT_STATUS_HELP,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model", help="model artifact: .safetensors checkpoint, .onnx, .engine/.plan, .pt2")
+    parser.add_argument("model", help="model artifact: .safetensors checkpoint, .onnx, .engine/.plan, .pt2, or a "
+                        "served model: triton://HOST:PORT/MODEL (HTTP), triton+grpc://HOST:PORT/MODEL (gRPC)")
     parser.add_argument("inputs", nargs="+", help="image files, folders (searched recursively) or videos")
     parser.add_argument("-o", "--output", required=True, type=Path, help="folder for masks and overlays")
     parser.add_argument("--overwrite", action="store_true", help="replace outputs of an earlier run")
@@ -150,7 +178,7 @@ def run_jobs(jobs: list[Job], runtime: Runtime, out_dir: Path) -> dict:
     predictor = None
     try:
         with runtime:
-            predictor = Predictor(runtime)
+            predictor = predictor_for(runtime)
             for job in tqdm(jobs, desc=f"predict ({runtime.name})", unit="file"):
                 try:
                     predictor.run(job)

@@ -6,11 +6,11 @@
 The server is the tritonserver binary that the nvidia-pytriton wheel ships, with its python backend
 (the wheel has no onnxruntime or tensorrt backend); it runs on CPU. The wheel pins numpy<2, so it
 lives in an environment of its own: `create_serve_venv` (make serve-venv) makes .venv-serve with
-the wheel, onnxruntime, numpy<2, OpenCV, Pillow and this project without its dependencies (no
-torch), and this command runs with that environment's interpreter. The python backend's stub
-embeds the same interpreter: it links this Python's libpython (whose folder goes on
-LD_LIBRARY_PATH) and takes its prefix from the first `python3` on PATH (this environment's bin
-folder goes first), so the models import from this environment.
+the wheel, numpy<2 and this project's core install (ONNX Runtime, OpenCV, Pillow; no torch), and
+this command runs with that environment's interpreter. The python backend's stub embeds the same
+interpreter: it links this Python's libpython (whose folder goes on LD_LIBRARY_PATH) and takes its
+prefix from the first `python3` on PATH (this environment's bin folder goes first), so the models
+import from this environment.
 
 With a COMMAND after `--`, the server runs while the command does and then stops; the exit status
 is the command's. SIGINT and SIGTERM stop the server cleanly (in-flight requests get --exit-timeout
@@ -43,8 +43,8 @@ from sunet_deploy.cli import EXIT_FAILED, EXIT_OK, EXIT_STATUS_HELP, EXIT_USAGE
 
 from .base import RuntimeUnavailable
 
-SERVE_PACKAGES = ("nvidia-pytriton==0.7.0", "onnxruntime>=1.20", "numpy<2", "opencv-python-headless>=4.9",
-                  "pillow>=10.0")
+SERVE_PACKAGES = ("nvidia-pytriton==0.7.0", "numpy<2")
+"""Installed with this project's core (torch-free) dependencies, in one resolution, so all agree on numpy<2."""
 PROJECT = Path(__file__).resolve().parents[1]
 PR_SET_PDEATHSIG = 1
 
@@ -62,8 +62,7 @@ def create_serve_venv(path: str | os.PathLike) -> Path:
         if not marker.is_file() or marker.read_text() != wanted:
             subprocess.run([sys.executable, "-m", "venv", "--clear", str(path)], check=True)
             pip = [str(path / "bin" / "python"), "-m", "pip", "install", "-q"]
-            subprocess.run([*pip, *SERVE_PACKAGES], check=True)
-            subprocess.run([*pip, "--no-deps", "-e", str(PROJECT)], check=True)
+            subprocess.run([*pip, *SERVE_PACKAGES, "-e", str(PROJECT)], check=True)
             marker.write_text(wanted)
     return path / "bin" / "python"
 

@@ -6,23 +6,25 @@
 
 `TritonRuntime` follows the `Runtime` contract: its ArtifactInfo is rebuilt from the served config's
 parameters (written by `python -m export.triton`), so runtimes.predict and the benchmarks use a
-server like any local runtime. It speaks to tensor models (normalised float32 NCHW in, logits or
-labels out: the onnxruntime and tensorrt backends, or `--backend python --io tensor`);
-`TritonImageClient` speaks to image models (`--io image`: encoded images in, PNG masks out).
-`server_statistics` reads the batches the server formed. Torch-free.
+server like any local runtime. A tensor model (the onnxruntime and tensorrt backends, or
+`--backend python --io tensor`) takes normalised float32 NCHW through `infer` and returns logits or
+labels; an image model (`--io image`, `takes_images`) takes encoded images through `masks` and
+returns their masks, pre- and post-processed by the server. `TritonImageClient` is an image model's
+runtime, active from the start. `server_statistics` reads the batches the server formed. Torch-free.
 """
 
 from __future__ import annotations
 
 import importlib
 import io
+import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import numpy as np
 
 from sunet_deploy.artifact import ARTIFACT_KEY, ArtifactError, info_from_strings
-from sunet_deploy.preprocess import read_label_png
+from sunet_deploy.preprocess import encode_png, read_label_png
 
 from .base import Runtime, RuntimeUnavailable, TensorInfo, Timing
 from .options import TritonOptions
@@ -80,9 +82,9 @@ class ServedModel:
 
     def config(self) -> dict:
         """The served model's configuration as JSON (over gRPC 64-bit numbers arrive as strings: int() them)."""
+        client = self.client()
         from tritonclient.utils import InferenceServerException
 
-        client = self.client()
         try:
             if self.protocol == "grpc":
                 return client.get_model_config(self.model, as_json=True)["config"]
@@ -120,9 +122,7 @@ class TritonRuntime(Runtime):
         if ARTIFACT_KEY not in parameters:
             raise ArtifactError(uri, "served without sunet-deploy metadata; write the repository with "
                                 "python -m export.triton")
-        if self.config["input"][0]["data_type"] == "TYPE_STRING":
-            raise ArtifactError(uri, "takes encoded images, not tensors (an --io image model: use TritonImageClient); "
-                                "this runtime needs the onnxruntime or tensorrt backend or --io tensor")
+        self.takes_images = self.config["input"][0]["data_type"] == "TYPE_STRING"
         self.info = info_from_strings(parameters, uri, "onnx")
         self.max_batch = int(self.config["max_batch_size"])
         self.client = None
@@ -141,39 +141,44 @@ class TritonRuntime(Runtime):
         self.client = None
 
     def _infer(self, batch: np.ndarray) -> tuple[np.ndarray, Timing]:
-        if batch.shape[0] > self.max_batch:
-            raise ValueError(f"{self.path} batches at most {self.max_batch} images, got {batch.shape[0]}")
-        out = self.served_model.infer(self.client, batch, self.config["input"][0], self.config["output"][0]["name"],
-                                self.options.server_timeout)
+        if self.takes_images:
+            raise ValueError(f"{self.path} takes encoded images, not tensors (an --io image model): use masks()")
+        out = self._request(batch)
         return out, Timing(0.0)
 
+    def _request(self, data: np.ndarray) -> np.ndarray:
+        if data.shape[0] > self.max_batch:
+            raise ValueError(f"{self.path} batches at most {self.max_batch} images, got {data.shape[0]}")
+        return self.served_model.infer(self.client, data, self.config["input"][0], self.config["output"][0]["name"],
+                                       self.options.server_timeout)
 
-class TritonImageClient:
-    """Encoded images to a served image model (`export.triton --backend python --io image`), masks back."""
+    def masks(self, images: list[bytes | np.ndarray]) -> list[np.ndarray]:
+        """An image model's class-index masks (HxW uint8, each at its image's size), sent as one request.
+        An image is an encoded file's bytes, decoded by the server as runtimes.predict reads files, or an
+        HxWx3 uint8 RGB array, sent as a PNG (lossless: the server sees these pixels)."""
+        if not self.takes_images:
+            raise ValueError(f"{self.path} takes tensors, not encoded images: use infer()")
+        self.check_active()
+        start = time.perf_counter()
+        data = np.array([[image if isinstance(image, bytes) else encode_png(image)] for image in images],
+                        dtype=np.object_)
+        masks = [read_label_png(io.BytesIO(png)) for png in self._request(data).reshape(-1)]
+        self.last_timing = Timing((time.perf_counter() - start) * 1000)
+        return masks
 
-    def __init__(self, uri: str, timeout: float = 60.0) -> None:
-        self.served = ServedModel.parse(uri)
-        self.config = self.served.config()
-        if self.config["input"][0]["data_type"] != "TYPE_STRING":
+
+class TritonImageClient(TritonRuntime):
+    """The runtime of a served image model (`export.triton --backend python --io image`), active from the
+    start: `with TritonImageClient(uri) as client: client.masks([...])`."""
+
+    def __init__(self, uri: str, timeout: int = 60) -> None:
+        super().__init__(uri, TritonOptions(server_timeout=timeout))
+        if not self.takes_images:
             raise ArtifactError(uri, "takes tensors, not encoded images: open it with runtimes.open_runtime")
-        self.timeout = timeout
-        self.client = self.served.client(timeout)
-
-    def masks(self, images: list[bytes]) -> list[np.ndarray]:
-        """Class-index masks (HxW uint8) of encoded images, sent as one request."""
-        data = np.array([[image] for image in images], dtype=np.object_)
-        out = self.served.infer(self.client, data, self.config["input"][0], self.config["output"][0]["name"],
-                                self.timeout)
-        return [read_label_png(io.BytesIO(png)) for png in out.reshape(-1)]
+        self.activate()
 
     def close(self) -> None:
-        self.client.close()
-
-    def __enter__(self) -> "TritonImageClient":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+        self.deactivate()
 
 
 @dataclass(frozen=True)

@@ -95,6 +95,13 @@ def _decode(path: str | os.PathLike) -> np.ndarray:
     raise ImageError(path, f"unsupported number of channels: {channels}")
 
 
+def encode_png(image: np.ndarray) -> bytes:
+    """HxWx3 uint8 RGB -> PNG bytes, lossless: `read_image` of them gives these pixels back."""
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"expected an HxWx3 uint8 RGB image, got {image.dtype} {image.shape}")
+    return cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))[1].tobytes()
+
+
 # ---------------------------------------------------------------- size policy
 
 

@@ -67,9 +67,9 @@ def head_features(model: torch.nn.Module, batch: torch.Tensor) -> torch.Tensor:
     return features["x"]
 
 
-def several_class_checkpoint(path, image: np.ndarray, num_classes: int = 5):
+def several_class_checkpoint(path, image: np.ndarray, num_classes: int = 5, classes: list[str] | None = None):
     """A random sunet_tiny (OS16, VOC palette) with its head spread over `image`'s features, saved at
-    `path`: an untrained model that draws several classes on images like `image`."""
+    `path`: an untrained model that draws several classes on images like `image` (named `classes`)."""
     from sunet_deploy.checkpoint import save_checkpoint
     from sunet_deploy.preprocess import Normalization, voc_palette
 
@@ -78,6 +78,7 @@ def several_class_checkpoint(path, image: np.ndarray, num_classes: int = 5):
     model = randomize_bn(build_model(spec)).eval()
     meta = make_meta(spec)
     meta.palette = voc_palette(num_classes).tolist()
+    meta.classes = classes or meta.classes
     spread_classes(model, torch.from_numpy(Normalization.from_metadata(meta)(image)[0]))
     return save_checkpoint(path, model, meta)
 

@@ -15,7 +15,7 @@ from benchmarks.parity import ParityStats, Tolerance, judge, run_parity, toleran
 from benchmarks.variants import Variant, variants_for
 from runtimes.base import Runtime, TensorInfo, Timing
 from runtimes.options import PyTorchOptions
-from sunet_deploy.artifact import ArtifactInfo
+from sunet_deploy.artifact import ArtifactInfo, read_checkpoint_info
 from sunet_deploy.metadata import ModelMetadata
 from sunet_deploy.metrics import ConfusionMatrix
 from sunet_deploy.checkpoint import save_checkpoint
@@ -201,6 +201,29 @@ def test_parity_takes_dataset_and_precision_from_the_artifacts(tmp_path, tiny_ch
     assert report["runtimes"]["engine"]["tolerance"] == {"max_delta_miou": 0.05, "min_agreement": 99.9}
     assert parity.main([str(tiny_checkpoint), "--dataset", "folder", "--root", str(tmp_path / "none")]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_parity_of_given_artifacts_by_their_own_precision(tmp_path, tiny_checkpoint, capsys):
+    """--artifact: files made elsewhere, each judged by the precision it reports; nothing else is built."""
+    from export.onnx import export_onnx
+
+    fp32, fp16 = tmp_path / "model.onnx", tmp_path / "model_fp16.onnx"
+    export_onnx(tiny_checkpoint, fp32)
+    export_onnx(tiny_checkpoint, fp16, fp16=True)
+    out, work = tmp_path / "parity", tmp_path / "work"
+    argv = [str(tiny_checkpoint), "--limit", "2", "--threads", "1", "--workdir", str(work), "--output", str(out)]
+    assert parity.main(argv + ["--artifact", str(fp32), "--artifact", str(fp16)]) == 0
+    records = json.loads((out / "parity.json").read_text())["runtimes"]
+    assert list(records) == [str(fp32), str(fp16)] and not list(work.glob("*"))
+    assert records[str(fp32)]["precision"] == "fp32" and records[str(fp32)]["max_abs_logit_error"] < 1e-3
+    assert records[str(fp16)]["precision"] == "fp16" and records[str(fp16)]["tolerance"]["min_agreement"] is None
+    other = save_checkpoint(tmp_path / "other.safetensors", build_model(ModelSpec("sunet_tiny", num_classes=5)),
+                            read_checkpoint_info(tiny_checkpoint).metadata)
+    assert parity.main([str(other), "--artifact", str(fp32), "--output", str(out)]) == 2
+    assert "exported from another checkpoint" in capsys.readouterr().err
+    static = export_onnx(tiny_checkpoint, tmp_path / "static.onnx", static=(64, 96)).path
+    assert parity.main(argv + ["--artifact", str(static)]) == 2
+    assert "takes inputs ?x3x64x96, and the images are 32x32" in capsys.readouterr().err
 
 
 def test_tolerance_overrides():

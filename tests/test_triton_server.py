@@ -2,6 +2,9 @@
 concurrent requests over HTTP and gRPC, dynamic batching, masks equal to a local ONNX Runtime run,
 and no process left behind however the launcher ends.
 
+runtimes.predict on the image model writes, for real photos and a video, the very files a local
+predict of the same ONNX file writes; benchmarks.parity --artifact reports both served models.
+
 The serving environment (.venv-serve, runtimes.serve.create_serve_venv) is made on first use; the
 tests are skipped, with pip's reason, only where the wheel cannot be installed.
 """
@@ -15,18 +18,23 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import cv2
 import numpy as np
 import psutil
 import pytest
 from PIL import Image
 
 from conftest import several_class_checkpoint
+from photos import write_photos
+from benchmarks.parity import main as parity
 from benchmarks.serve import main as serve_benchmark
 from export.triton import RepositoryOptions, export_repository_model
 from runtimes import open_runtime
 from runtimes.predict import Predictor
+from runtimes.predict import main as predict
 from runtimes.serve import PROJECT, create_serve_venv
-from sunet_deploy.preprocess import read_image, voc_palette
+from sunet_deploy.data import SyntheticSegmentation
+from sunet_deploy.preprocess import read_image, read_label_png, voc_palette
 
 pytest.importorskip("tritonclient.grpc", reason="tritonclient is not installed: pip install 'sunet-deploy[serve]'")
 from runtimes.triton import TritonImageClient, server_statistics  # noqa: E402
@@ -60,10 +68,25 @@ def images(tmp_path_factory) -> list[Path]:
 
 
 @pytest.fixture(scope="module")
-def repository(tmp_path_factory, images) -> Path:
+def photos(tmp_path_factory) -> Path:
+    """The seven real photos (tests/photos.py) and a three-frame video."""
+    folder = tmp_path_factory.mktemp("photos")
+    paths = write_photos(folder)
+    writer = cv2.VideoWriter(str(folder / "clip.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    for y in (0, 100, 200):
+        writer.write(cv2.imread(str(paths["coffee"]))[y : y + 48, 100:164])
+    writer.release()
+    return folder
+
+
+@pytest.fixture(scope="module")
+def repository(tmp_path_factory, photos) -> Path:
     """sunet (tensor interface) and sunet_image (images in, masks out), both on the python backend."""
     root = tmp_path_factory.mktemp("served")
-    checkpoint = several_class_checkpoint(root / "model.safetensors", read_image(images[0]), NUM_CLASSES)
+    # the classes of the synthetic validation set benchmarks.parity scores a checkpoint that records none on
+    classes = SyntheticSegmentation(num_samples=1, num_classes=NUM_CLASSES).classes
+    checkpoint = several_class_checkpoint(root / "model.safetensors", read_image(photos / "coffee.png"), NUM_CLASSES,
+                                          classes)
     repo = root / "repository"
     # 100 ms of queue delay: the concurrent requests of a test meet in one batch even on a loaded machine
     images_model = RepositoryOptions(name="sunet_image", backend="python", max_queue_delay_us=100_000)
@@ -163,6 +186,38 @@ def check_tensor_model(uri: str, images: list[Path], local_masks: list[np.ndarra
             np.testing.assert_array_equal(predictor.mask(read_image(path)), local)
 
 
+@pytest.fixture(scope="module")
+def local_predictions(repository, photos, tmp_path_factory) -> Path:
+    """runtimes.predict with ONNX Runtime here on the image model's own ONNX file."""
+    out = tmp_path_factory.mktemp("local") / "predictions"
+    assert predict([str(repository / "sunet_image" / "1" / "model.onnx"), str(photos), "-o", str(out)]) == 0
+    masks = [read_label_png(p) for p in out.rglob("*_mask.png")]
+    assert len(np.unique(np.concatenate([m.ravel() for m in masks]))) >= 3, "vacuous: fewer than 3 classes drawn"
+    return out
+
+
+def check_predict(uri: str, photos: Path, local: Path, out: Path) -> None:
+    """runtimes.predict through the server writes byte for byte the masks and overlays of a local run."""
+    assert predict([uri, str(photos), "-o", str(out)]) == 0
+    written = sorted(p.relative_to(local) for p in local.rglob("*") if p.suffix in (".png", ".jpg"))
+    assert sorted(p.relative_to(out) for p in out.rglob("*") if p.suffix in (".png", ".jpg")) == written
+    assert len(written) == 2 * 7 + 3  # a mask and an overlay per photo, a mask per frame
+    for path in written:
+        assert (out / path).read_bytes() == (local / path).read_bytes(), path
+    summary = json.loads((out / "predict_summary.json").read_text())
+    assert summary["runtime"] == "triton" and summary["exif_rotated"] and summary["latency_ms"]["count"] == 7 + 3
+
+
+def check_parity(uris: list[str], checkpoint: Path, output: Path) -> None:
+    """benchmarks.parity --artifact on served models: one row each, judged as FP32 against PyTorch."""
+    argv = [str(checkpoint), "--limit", "3", "--threads", "1", "--output", str(output)]
+    assert parity(argv + [arg for uri in uris for arg in ("--artifact", uri)]) == 0
+    rows = json.loads((output / "parity.json").read_text())["runtimes"]
+    assert list(rows) == uris and all(r["precision"] == "fp32" and r["agreement"] >= 99.9 for r in rows.values())
+    assert rows[uris[0]]["max_abs_logit_error"] < 1e-3  # a tensor model's logits are compared too
+    assert all(f"| {uri} | fp32 |" in (output / "parity.md").read_text() for uri in uris)
+
+
 def check_benchmark(uri: str, output: Path) -> None:
     assert serve_benchmark([uri, "--concurrency", "1", "4", "--size", "64x64", "--warmup", "0.2", "--duration", "1",
                             "--output", str(output)]) == 0
@@ -171,12 +226,16 @@ def check_benchmark(uri: str, output: Path) -> None:
     assert (output / "serve.png").stat().st_size > 0 and "| 4 |" in (output / "serve.md").read_text()
 
 
-def test_served_models(serve_python, repository, images, local_masks, tmp_path):
+def test_served_models(serve_python, repository, images, local_masks, photos, local_predictions, tmp_path):
     with served(serve_python, repository, tmp_path / "server.log") as (launcher, http, grpc):
         processes = family(launcher)
         for prefix in (f"triton://127.0.0.1:{http}", f"triton+grpc://127.0.0.1:{grpc}"):
             check_image_model(f"{prefix}/sunet_image", images, local_masks)
             check_tensor_model(f"{prefix}/sunet", images, local_masks)
+        check_predict(f"triton://127.0.0.1:{http}/sunet_image", photos, local_predictions, tmp_path / "http")
+        check_predict(f"triton+grpc://127.0.0.1:{grpc}/sunet_image", photos, local_predictions, tmp_path / "grpc")
+        check_parity([f"triton://127.0.0.1:{http}/sunet", f"triton+grpc://127.0.0.1:{grpc}/sunet_image"],
+                     repository.parent / "model.safetensors", tmp_path / "parity")
         check_benchmark(f"triton+grpc://127.0.0.1:{grpc}/sunet_image", tmp_path / "bench-image")
         check_benchmark(f"triton://127.0.0.1:{http}/sunet", tmp_path / "bench-tensor")
         launcher.send_signal(signal.SIGINT)
