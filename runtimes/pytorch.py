@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +9,7 @@ import torch
 
 from sunet_deploy.checkpoint import load_model
 
-from .base import Runtime, TensorInfo, Timing, image_input_info, output_info
+from .base import Runtime, TensorInfo, Timing, image_input_info, output_info, torch_device_availability
 from .options import PyTorchOptions
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -22,12 +21,19 @@ class PyTorchRuntime(Runtime):
     def __init__(self, path: str | Path, options: PyTorchOptions | None = None) -> None:
         super().__init__(path, options or PyTorchOptions())
         self.model, ckpt = load_model(path)
-        meta = dataclasses.replace(ckpt.meta, output="labels" if self.options.argmax else "logits", source_sha256=ckpt.sha256)
-        self.info = dataclasses.replace(ckpt.info, metadata=meta, precision=self.options.precision)
+        self.info = ckpt.artifact_info("checkpoint", "labels" if self.options.argmax else "logits", self.options.precision)
         self.device = torch.device(self.options.device)
         self.dtype = PRECISIONS[self.options.precision]
         self.memory_format = torch.channels_last if self.options.channels_last else torch.contiguous_format
         self._graphs: dict[tuple, tuple] = {}
+
+    @classmethod
+    def availability(cls, options: PyTorchOptions) -> str | None:
+        if options.cuda_graph and not options.device.startswith("cuda"):
+            return "CUDA graphs need --device cuda"
+        if options.cuda_graph and options.compile:
+            return "choose CUDA graphs or torch.compile (its reduce-overhead/max-autotune modes use CUDA graphs)"
+        return torch_device_availability(options.device)
 
     def inputs(self) -> list[TensorInfo]:
         return [image_input_info()]

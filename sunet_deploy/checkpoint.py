@@ -7,6 +7,7 @@ including PyTorch's zip format, are refused before anything is deserialised.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,13 @@ class Checkpoint:
     @property
     def info(self) -> ArtifactInfo:
         return checkpoint_info(self.meta)
+
+    def artifact_info(self, format: str, output: str = "logits", precision: str = "fp32",
+                      input_shape: tuple = (None, 3, None, None)) -> ArtifactInfo:
+        """The ArtifactInfo of an artifact made from this checkpoint: its metadata with the artifact's
+        output kind and this checkpoint's SHA-256 as the source (the one place that says so)."""
+        meta = dataclasses.replace(self.meta, output=output, source_sha256=self.sha256)
+        return ArtifactInfo(meta, format, precision, input_shape)
 
 
 def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], kind: str, meta_json: str) -> Path:

@@ -12,7 +12,7 @@ from benchmarks import latency, parity
 from benchmarks.flops import count_flops, model_table
 from benchmarks.measure import Samples, time_iterations
 from benchmarks.parity import ParityStats, Tolerance, judge, run_parity, tolerances
-from benchmarks.variants import Variant, variants_for
+from benchmarks.variants import VARIANTS, Variant, variants_for
 from runtimes.base import Runtime, TensorInfo, Timing
 from runtimes.options import PyTorchOptions
 from sunet_deploy.artifact import ArtifactInfo
@@ -373,7 +373,7 @@ def test_benchmarked_aoti_package_is_compiled_as_python_m_export_aoti_compiles_i
     with pytest.raises(Stop):
         export_main([str(tiny_checkpoint), "-o", str(tmp_path / "cli.pt2"), "--size", "32x32"])
     with pytest.raises(Stop):
-        artifact_for("aoti", tiny_checkpoint, tmp_path / "work", (1, 3, 32, 32), "cpu")
+        artifact_for(VARIANTS["aoti-cpu"], tiny_checkpoint, tmp_path / "work", (1, 3, 32, 32))
     assert len(seen) == 2 and seen[0] == seen[1]
     assert seen[0]["freezing"] and seen[0]["compile_threads"] == 1 and seen[0]["binary_folding_patterns"] == 0
     assert not list(tmp_path.rglob("*.pt2")), "a stopped compile left a file behind"

@@ -16,6 +16,7 @@ from export.verify import TOLERANCES, compare
 from sunet_deploy.checkpoint import load_model, save_checkpoint
 from sunet_deploy.artifact import ARTIFACT_KEY, read_onnx_info
 from sunet_deploy.models import ModelSpec, build_model
+from sunet_deploy.formats import OnnxRecipe
 
 STATIC = (72, 104)
 LOGIT_SPREAD = 4.0
@@ -70,7 +71,7 @@ def checkpoints(tmp_path_factory):
                               f"{'fp16' if v[3] else 'fp32'}{'-slim' if v[4] else ''}" for v in VARIANTS])
 def test_export_matches_pytorch(tmp_path, checkpoints, output_stride, static, argmax, fp16, simplify):
     path = tmp_path / "model.onnx"
-    result = export_onnx(checkpoints[output_stride], path, argmax, fp16=fp16, static=static, simplify=simplify)
+    result = export_onnx(checkpoints[output_stride], path, OnnxRecipe(argmax=argmax, fp16=fp16, static=static, simplify=simplify))
     assert result.verification.passed and result.tensorrt_checked
     model = onnx.load(str(path))
     assert model.opset_import[0].version >= 17
@@ -112,9 +113,9 @@ def resize_size_types(model):
 
 def test_metadata_round_trip_in_one_file(tmp_path, checkpoints):
     path = tmp_path / "model.onnx"
-    result = export_onnx(checkpoints[16], path, argmax=True)
+    result = export_onnx(checkpoints[16], path, OnnxRecipe(argmax=True))
     _, ckpt = load_model(checkpoints[16])
-    info = read_onnx_info(path)
+    info = read_onnx_info(path).artifact
     meta = info.metadata
     assert (info.format, info.precision, info.input_shape) == ("onnx", "fp32", (None, 3, None, None))
     assert meta == result.metadata
@@ -171,7 +172,7 @@ def test_verification_on_a_folder_dataset_at_its_own_size_or_letterboxed(tmp_pat
 def test_a_wrong_labels_export_fails_on_agreement(tmp_path, checkpoints, monkeypatch):
     corrupt_a_weight(monkeypatch, factor=-1.0, which=-1)  # the head flipped: labels, no logits to compare
     with pytest.raises(ExportError, match=r"all images: pixel-label agreement [0-9.]+ is below 0.999"):
-        export_onnx(checkpoints[16], tmp_path / "m.onnx", argmax=True)
+        export_onnx(checkpoints[16], tmp_path / "m.onnx", OnnxRecipe(argmax=True))
     assert not (tmp_path / "m.onnx").exists()
 
 
@@ -194,7 +195,7 @@ def test_graph_tensorrt_cannot_parse_is_refused_unless_skipped(tmp_path, checkpo
     with pytest.raises(ExportError, match="(?s)1 problem.*mode='cubic'.*--skip-tensorrt-check"):
         export_onnx(checkpoints[16], path)
     assert not path.exists()
-    result = export_onnx(checkpoints[16], path, tensorrt_check=False)
+    result = export_onnx(checkpoints[16], path, OnnxRecipe(tensorrt_check=False))
     assert "TensorRT operator check skipped" in result.report()
 
 

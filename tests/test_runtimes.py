@@ -15,6 +15,7 @@ from runtimes.options import PyTorchOptions
 from runtimes.predict import Predictor
 from sunet_deploy.metrics import ConfusionMatrix
 from sunet_deploy.models import ModelSpec, build_model
+from sunet_deploy.formats import OnnxRecipe
 
 NUM_CLASSES = 5
 # Every benchmark variant is a row here, judged by the precision its runtime reports: (minimum
@@ -41,9 +42,9 @@ def artifacts(tmp_path_factory, images):
     paths["onnx"] = root / "model.onnx"
     export_onnx(paths["checkpoint"], paths["onnx"])
     paths["onnx-argmax"] = root / "model_argmax.onnx"
-    export_onnx(paths["checkpoint"], paths["onnx-argmax"], argmax=True)
+    export_onnx(paths["checkpoint"], paths["onnx-argmax"], OnnxRecipe(argmax=True))
     paths["onnx-fp16"] = root / "model_fp16.onnx"
-    export_onnx(paths["checkpoint"], paths["onnx-fp16"], fp16=True)
+    export_onnx(paths["checkpoint"], paths["onnx-fp16"], OnnxRecipe(fp16=True))
     return paths
 
 

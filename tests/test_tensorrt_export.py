@@ -18,6 +18,7 @@ from fakes.tensorrt_base import ENGINE_MAGIC, RECORDED
 from sunet_deploy.engine_env import EngineEnvironmentError, GpuInfo, check_engine_environment, read_engine_sidecar
 from test_export_onnx import bad_case_paths, make_checkpoint
 from test_opcheck import relu_model
+from sunet_deploy.formats import EngineRecipe, Int8Recipe, OnnxRecipe
 
 GPU = GpuInfo("NVIDIA Test GPU", "8.9")
 
@@ -27,18 +28,17 @@ def onnx_models(tmp_path_factory):
     root = tmp_path_factory.mktemp("onnx")
     checkpoint = make_checkpoint(root / "tiny.safetensors", 16)
     export_onnx(checkpoint, root / "fp32.onnx")
-    export_onnx(checkpoint, root / "fp16.onnx", fp16=True)
+    export_onnx(checkpoint, root / "fp16.onnx", OnnxRecipe(fp16=True))
     return {"checkpoint": checkpoint, "fp32": root / "fp32.onnx", "fp16": root / "fp16.onnx", "root": root}
 
 
 @pytest.fixture(scope="module")
 def int8_models(onnx_models):
-    from export.quantize import Int8Settings
 
     root, checkpoint = onnx_models["root"], onnx_models["checkpoint"]
-    export_onnx(checkpoint, root / "int8.onnx", int8=Int8Settings(images=4))
-    export_onnx(checkpoint, root / "uint8.onnx", int8=Int8Settings(images=4, activations="uint8"))
-    export_onnx(checkpoint, root / "int8-fp32.onnx", int8=Int8Settings(images=4, float_parts="fp32"))
+    export_onnx(checkpoint, root / "int8.onnx", OnnxRecipe(int8=Int8Recipe(images=4)))
+    export_onnx(checkpoint, root / "uint8.onnx", OnnxRecipe(int8=Int8Recipe(images=4, activations="uint8")))
+    export_onnx(checkpoint, root / "int8-fp32.onnx", OnnxRecipe(int8=Int8Recipe(images=4, float_parts="fp32")))
     return {"int8": root / "int8.onnx", "uint8": root / "uint8.onnx", "int8-fp32": root / "int8-fp32.onnx"}
 
 
@@ -234,7 +234,7 @@ def test_engine_tensor_types_without_a_numpy_type_keep_tensorrt_names():
 
 def test_typed_api_used_by_the_benchmarks(tmp_path, onnx_models):
     sidecar = trt_export.build_engine(onnx_models["fp16"], tmp_path / "m.engine",
-                                      trt_export.EngineOptions(min=(1, 3, 64, 64), opt=(1, 3, 64, 64),
+                                      EngineRecipe(min=(1, 3, 64, 64), opt=(1, 3, 64, 64),
                                                                max=(1, 3, 64, 64)), trt=tensorrt11.make(), gpu=GPU)
     assert sidecar == read_engine_sidecar(tmp_path / "m.engine") and sidecar.artifact.fixed_size == (64, 64)
 
