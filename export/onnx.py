@@ -211,12 +211,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add_int8_flags(parser)
     add_dataset_flags(parser)
     args = parser.parse_args(argv)
-    args.images = source_from_args(parser, args)
-    try:
+    try:  # before args.images becomes the image source: Int8Recipe.images is the calibration count
         int8 = from_args(Int8Recipe, args) if args.int8 else None
         args.recipe = from_args(OnnxRecipe, args, int8=int8)
     except ValueError as exc:
         parser.error(str(exc))
+    args.images = source_from_args(parser, args)
     return args
 
 

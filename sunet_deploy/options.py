@@ -75,11 +75,12 @@ def _flag_kwargs(f: dataclasses.Field) -> dict:
         kwargs["metavar"] = meta["metavar"]
     if isinstance(default, dict):
         return {**kwargs, "action": "append", "type": meta["parse"], "metavar": "KEY=VALUE"}
-    if f.type == "bool":
+    annotation = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    if annotation == "bool":
         return {**kwargs, "action": "store_false" if default else "store_true"}
-    if f.type == "bool | None":
+    if annotation == "bool | None":
         return {**kwargs, "action": argparse.BooleanOptionalAction}
-    kind = meta["parse"] or _TYPES.get(f.type.removesuffix(" | None"))
+    kind = meta["parse"] or _TYPES.get(annotation.removesuffix(" | None"))
     return {**kwargs, "type": kind} if kind else kwargs
 
 

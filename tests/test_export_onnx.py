@@ -8,18 +8,16 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from conftest import head_features, make_meta, randomize_bn
-from export.calibration import dataset_images, letterbox, model_inputs
+from conftest import make_checkpoint
+from export.calibration import dataset_images, letterbox
 from export.onnx import ExportError, export_onnx, main
 from export.opcheck import Issue
 from export.verify import TOLERANCES, compare
-from sunet_deploy.checkpoint import load_model, save_checkpoint
+from sunet_deploy.checkpoint import load_model
 from sunet_deploy.artifact import ARTIFACT_KEY, read_onnx_info
-from sunet_deploy.models import ModelSpec, build_model
 from sunet_deploy.formats import OnnxRecipe
 
 STATIC = (72, 104)
-LOGIT_SPREAD = 4.0
 """Standard deviation of each class's logit over the images: logits up to about 12, like a trained model's."""
 # (output stride, static size or None, argmax, fp16, simplify): every value of each option, pairwise mixed
 VARIANTS = [
@@ -32,32 +30,6 @@ VARIANTS = [
     (32, STATIC, True, False, False),
     (16, STATIC, False, False, True),
 ]
-
-
-def principal_head(model, batch):
-    """Head weights along the principal directions of the head's input features on `batch`: an
-    untrained model that draws several classes on dataset images, as far apart as its features
-    vary most. (Random directions, as conftest.spread_classes draws, separate classes by small
-    differences of large features, which FP16 and INT8 rounding flip far more than in a trained model.)"""
-    conv = model.head[-1]
-    x = head_features(model, batch).permute(0, 2, 3, 1).reshape(-1, conv.in_channels)
-    with torch.no_grad():
-        centred = x - x.mean(0)
-        directions = torch.linalg.svd(centred, full_matrices=False).Vh[: conv.out_channels]
-        weight = directions * LOGIT_SPREAD / (centred @ directions.T).std(0)[:, None]
-        conv.weight.copy_(weight[:, :, None, None])
-        conv.bias.copy_(-(weight @ x.mean(0)))
-    return model
-
-
-def make_checkpoint(path, output_stride, arch="sunet_tiny", num_classes=5):
-    spec = ModelSpec(arch, num_classes=num_classes, output_stride=output_stride)
-    torch.manual_seed(0)
-    model = randomize_bn(build_model(spec)).eval()
-    meta = make_meta(spec)
-    images = model_inputs(dataset_images(meta, count=4, seed=100), meta)
-    principal_head(model, torch.from_numpy(np.concatenate(images)))
-    return save_checkpoint(path, model, meta)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from export.onnx import ExportError, export_onnx, main, trace_to_onnx
 from export.quantize import LayerGain, int8_quantizer, sensitivity_search
 from sunet_deploy.artifact import read_onnx_info
 from sunet_deploy.checkpoint import load_model
-from test_export_onnx import make_checkpoint
+from conftest import make_checkpoint
 from sunet_deploy.formats import Int8Recipe, OnnxRecipe
 
 INT8_TYPES = {onnx.TensorProto.INT8}

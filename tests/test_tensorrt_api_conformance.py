@@ -149,7 +149,7 @@ def test_the_fakes_define_only_real_api(fake):
 
 @pytest.fixture
 def onnx_pair(tmp_path_factory):
-    from test_tensorrt_export import make_checkpoint
+    from conftest import make_checkpoint
     from export.onnx import export_onnx
 
     root = tmp_path_factory.mktemp("conformance")

@@ -16,7 +16,8 @@ from export import trt_build
 from fakes import tensorrt10, tensorrt11
 from fakes.tensorrt_base import ENGINE_MAGIC, RECORDED
 from sunet_deploy.engine_env import EngineEnvironmentError, GpuInfo, check_engine_environment, read_engine_sidecar
-from test_export_onnx import bad_case_paths, make_checkpoint
+from conftest import make_checkpoint
+from test_export_onnx import bad_case_paths
 from test_opcheck import relu_model
 from sunet_deploy.formats import EngineRecipe, Int8Recipe, OnnxRecipe
 
@@ -249,7 +250,7 @@ def no_gpu(device_id):
     ("no_metadata", "no sunet-deploy metadata"),
     ("no_directory", "does not exist"),
     ("output_is_directory", "is a directory"),
-    ("no_tensorrt", "pip install tensorrt"),
+    ("no_tensorrt", "TensorRT is not installed: pip install 'sunet-deploy[gpu]'"),
     ("no_gpu", "no CUDA device"),
 ])
 def test_bad_inputs_give_clear_errors(tmp_path, monkeypatch, capsys, onnx_models, case, message):
