@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from sunet_deploy import formats
-from sunet_deploy.options import add_option_flags, changed, given_options, key_value, option, values_from_args
+from sunet_deploy.options import add_option_flags, changed, given_options, key_value, option
+from sunet_deploy.options import from_args  # noqa: F401  (runtimes.predict reads options through here)
 
 PROVIDERS = {
     "cpu": "CPUExecutionProvider",
@@ -121,11 +122,6 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per option field of every adapter (a field shared by adapters is one flag)."""
     group = parser.add_argument_group("runtime options (each applies to the runtimes its help names)")
     add_option_flags(group, all_options())
-
-
-def from_args(cls: type[RuntimeOptions], args: argparse.Namespace) -> RuntimeOptions:
-    """The options of one adapter from parsed flags; flags of other adapters are ignored."""
-    return cls(**values_from_args(cls, args))
 
 
 def given_flags(args: argparse.Namespace) -> set[str]:
