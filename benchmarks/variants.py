@@ -38,7 +38,8 @@ class Variant:
 
     def __post_init__(self) -> None:
         if self.format != formats.by_runtime(self.options.runtime).name:
-            raise ValueError(f"{self.name}: a {self.format} artifact is not opened by the {self.options.runtime} runtime")
+            raise ValueError(f"{self.name}: a {self.format} artifact is not opened by the "
+                             f"{self.options.runtime} runtime")
 
     @property
     def format(self) -> str:

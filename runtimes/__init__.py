@@ -51,14 +51,21 @@ def adapter_class(runtime: str) -> type[Runtime]:
     return formats.load(formats.by_runtime(runtime).adapter)
 
 
+def _adapter(fmt: formats.Format) -> type[Runtime]:
+    """The row's adapter; RuntimeUnavailable (saying what to install) when its library is missing."""
+    try:
+        return formats.load(fmt.adapter)
+    except ImportError as exc:
+        raise RuntimeUnavailable(f"the {fmt.runtime} runtime needs {exc.name or 'a missing module'}: "
+                                 f"{fmt.install}") from exc
+
+
 def availability(options: RuntimeOptions) -> str | None:
     """None when the adapter of `options` can run them here, else the reason it cannot."""
-    fmt = formats.by_runtime(options.runtime)
     try:
-        cls = formats.load(fmt.adapter)
-    except ImportError as exc:
-        return f"the {fmt.runtime} runtime needs {exc.name or 'a missing module'}: {fmt.install}"
-    return cls.availability(options)
+        return _adapter(formats.by_runtime(options.runtime)).availability(options)
+    except RuntimeUnavailable as exc:
+        return str(exc)
 
 
 def options_for(path: str | Path, **options) -> RuntimeOptions:
@@ -78,7 +85,7 @@ def open_runtime(path: str | Path, options: RuntimeOptions | None = None, **kwar
         raise ArtifactError(path, f"is a {fmt.runtime} artifact, not one the {options.runtime} runtime opens")
     if uri_scheme(path) is None and not Path(path).is_file():
         raise ArtifactError(path, "no such file")
-    return formats.load(fmt.adapter)(path, options)
+    return _adapter(fmt)(path, options)
 
 
 __all__ = [

@@ -21,7 +21,8 @@ class PyTorchRuntime(Runtime):
     def __init__(self, path: str | Path, options: PyTorchOptions | None = None) -> None:
         super().__init__(path, options or PyTorchOptions())
         self.model, ckpt = load_model(path)
-        self.info = ckpt.artifact_info("checkpoint", "labels" if self.options.argmax else "logits", self.options.precision)
+        output = "labels" if self.options.argmax else "logits"
+        self.info = ckpt.artifact_info("checkpoint", output, self.options.precision)
         self.device = torch.device(self.options.device)
         self.dtype = PRECISIONS[self.options.precision]
         self.memory_format = torch.channels_last if self.options.channels_last else torch.contiguous_format

@@ -242,7 +242,8 @@ def read_onnx_info(path: str | os.PathLike) -> OnnxInfo:
     except (OSError, DecodeError) as exc:
         raise ArtifactError(path, f"not a readable ONNX model ({exc})") from exc
     info = info_from_strings({p.key: p.value for p in model.metadata_props}, path, "onnx")
-    return OnnxInfo(path, info, [_tensor(v) for v in model.graph.input], [_tensor(v) for v in model.graph.output], model)
+    inputs, outputs = [_tensor(v) for v in model.graph.input], [_tensor(v) for v in model.graph.output]
+    return OnnxInfo(path, info, inputs, outputs, model)
 
 
 def _tensor(value) -> dict:

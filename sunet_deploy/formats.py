@@ -79,8 +79,10 @@ class OnnxRecipe:
 
     static: tuple[int, int] | None = option(None, "fix the input height x width (batch stays dynamic); default: "
                                             "dynamic height and width", parse=parse_size, metavar="HxW")
-    argmax: bool = option(False, "output int64 labels (N,H,W) computed in the graph instead of float32 logits (N,C,H,W)")
-    fp16: bool = option(False, "FP16 weights and compute with FP32 inputs/outputs (for TensorRT 11 strongly typed FP16)")
+    argmax: bool = option(False, "output int64 labels (N,H,W) computed in the graph instead of float32 logits "
+                          "(N,C,H,W)")
+    fp16: bool = option(False, "FP16 weights and compute with FP32 inputs/outputs (for TensorRT 11 strongly typed "
+                        "FP16)")
     opset: int = option(17, "ONNX opset, 17 or newer (default 17)")
     simplify: bool = option(False, "simplify with onnxslim (folds constants, drops Identity nodes); off by default: "
                             "on SUNet it adds about 10 s and did not speed up ONNX Runtime (docs/export.md)")
@@ -244,7 +246,8 @@ def by_scheme(scheme: str) -> Format | None:
 def by_runtime(runtime: str) -> Format:
     found = next((f for f in _TABLE.values() if f.runtime == runtime), None)
     if found is None:
-        raise KeyError(f"no format is opened by a {runtime!r} runtime; known: {', '.join(f.runtime for f in _TABLE.values())}")
+        known = ", ".join(f.runtime for f in _TABLE.values())
+        raise KeyError(f"no format is opened by a {runtime!r} runtime; known: {known}")
     return found
 
 

@@ -67,7 +67,8 @@ _TYPES = {"int": int, "float": float, "Path": Path}
 
 def _flag_kwargs(f: dataclasses.Field) -> dict:
     meta, default = f.metadata, _default(f)
-    shown = "" if "default" in meta["help"] or default is None or isinstance(default, (bool, dict)) else f" (default: {_shown(default)})"
+    silent = "default" in meta["help"] or default is None or isinstance(default, (bool, dict))
+    shown = "" if silent else f" (default: {_shown(default)})"
     kwargs = {"help": meta["help"] + shown}
     if meta["choices"]:
         kwargs["choices"] = meta["choices"]
@@ -119,7 +120,8 @@ def digest(*parts) -> str:
     """A short stable hash of dataclasses and strings (a cache key of what made an artifact)."""
     def plain(part):
         if dataclasses.is_dataclass(part):
-            return {"type": type(part).__name__, **{f.name: plain(getattr(part, f.name)) for f in dataclasses.fields(part)}}
+            fields = {f.name: plain(getattr(part, f.name)) for f in dataclasses.fields(part)}
+            return {"type": type(part).__name__, **fields}
         return part
 
     text = json.dumps([plain(p) for p in parts], sort_keys=True, default=str)

@@ -4,6 +4,7 @@ import json
 import time
 
 import numpy as np
+import onnx
 import pytest
 import torch
 from torch import nn
@@ -333,7 +334,10 @@ def test_int8_row_opens_the_int8_export(tmp_path):
     assert latency.main(args) == 0
     rows = {r["variant"]: r for r in json.loads((out / "latency.json").read_text())["rows"]}
     assert rows["onnxruntime-cpu-int8"]["precision"] == "int8"
-    assert rows["onnxruntime-cpu-int8"]["artifact"].endswith("-uint8.onnx")  # the activations ORT fuses on x86
+    graph = onnx.load(rows["onnxruntime-cpu-int8"]["artifact"]).graph  # uint8 activations: what ORT fuses on x86
+    zero_points = {t.name: t.data_type for t in graph.initializer}
+    activations = [zero_points[n.input[2]] for n in graph.node if n.op_type == "QuantizeLinear"]
+    assert activations and set(activations) == {onnx.TensorProto.UINT8}
 
 
 def test_letterbox_cost_report(tmp_path, tiny_checkpoint):
