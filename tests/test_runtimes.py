@@ -16,7 +16,7 @@ import torch
 
 from benchmarks.artifacts import artifact_for
 from benchmarks.variants import REFERENCE, VARIANTS
-from conftest import make_checkpoint
+from conftest import make_checkpoint, shared_folder
 from export.calibration import dataset_images
 from runtimes import ArtifactError, open_runtime
 from runtimes.options import PyTorchOptions
@@ -38,8 +38,13 @@ LIMITS = {"fp32": (99.9, 0.05), "fp16": (95.0, 15.0), "bf16": (95.0, 15.0), "int
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
-    """A small checkpoint that draws several classes on its dataset's images, INT8 included."""
-    return make_checkpoint(tmp_path_factory.mktemp("model") / "model.safetensors", 16, num_classes=NUM_CLASSES)
+    """A small checkpoint that draws several classes on its dataset's images, INT8 included (made once
+    for all pytest-xdist workers, which then share its artifacts)."""
+    with shared_folder(tmp_path_factory, "runtime_matrix") as root:
+        path = root / "model.safetensors"
+        if not path.is_file():
+            make_checkpoint(path, 16, num_classes=NUM_CLASSES)
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -52,15 +57,15 @@ def images(checkpoint):
 
 @pytest.fixture(scope="module")
 def artifacts(tmp_path_factory, checkpoint):
-    """artifact(variant): its file, built once per recipe (INT8 calibrated on 4 images, to stay quick)."""
-    workdir = tmp_path_factory.mktemp("artifacts")
-
+    """artifact(variant): its file, built once per recipe for all workers (benchmarks.artifacts names
+    it by the checkpoint and the recipe); INT8 calibrated on 4 images, to stay quick."""
     def artifact(variant) -> Path:
         recipe = variant.recipe
         if isinstance(recipe, OnnxRecipe) and recipe.int8:
             variant = dataclasses.replace(variant, recipe=dataclasses.replace(
                 recipe, int8=dataclasses.replace(recipe.int8, images=4)))
-        return artifact_for(variant, checkpoint, workdir, (1, 3, *FIXED))
+        with shared_folder(tmp_path_factory, "runtime_matrix") as root:
+            return artifact_for(variant, checkpoint, root, (1, 3, *FIXED))
 
     return artifact
 
