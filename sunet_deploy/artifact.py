@@ -255,6 +255,14 @@ def _tensor(value) -> dict:
 # ---------------------------------------------------------------- checkpoints (safetensors header)
 
 
+def derived_info(source: ArtifactInfo, source_sha256: str, format: str, output: str = "logits",
+                 precision: str = "fp32", input_shape: Shape = (None, 3, None, None)) -> ArtifactInfo:
+    """The ArtifactInfo of an artifact made from a checkpoint (`source`, the file's SHA-256): its
+    metadata with the artifact's output kind and the checkpoint as the source (the one place that says so)."""
+    meta = dataclasses.replace(source.metadata, output=output, source_sha256=source_sha256)
+    return ArtifactInfo(meta, format, precision, input_shape)
+
+
 def checkpoint_info(meta: ModelMetadata) -> ArtifactInfo:
     """A checkpoint runs any input size in FP32 (the runtime may choose another precision)."""
     return ArtifactInfo(meta, "checkpoint")
