@@ -377,17 +377,19 @@ def test_benchmark_tensorrt_int8_row_is_int8_plus_fp16(tmp_path, monkeypatch, on
     import dataclasses
 
     import export.onnx
-    from benchmarks.artifacts import build_engine
+    from benchmarks.artifacts import artifact_for
+    from benchmarks.variants import VARIANTS
 
     real_export = export.onnx.export_onnx  # calibrated on 4 images instead of 32, for time
-    monkeypatch.setattr(export.onnx, "export_onnx", lambda *args, int8, **kwargs: real_export(
-        *args, int8=dataclasses.replace(int8, images=4), **kwargs))
+    monkeypatch.setattr(export.onnx, "export_onnx", lambda checkpoint, path, recipe, **kwargs: real_export(
+        checkpoint, path, dataclasses.replace(recipe, int8=dataclasses.replace(recipe.int8, images=4)), **kwargs))
     monkeypatch.setattr(trt_export, "import_tensorrt", tensorrt11.make)
     monkeypatch.setattr(trt_export, "query_gpu", lambda device_id: GPU)
-    engine = build_engine(onnx_models["checkpoint"], tmp_path, (1, 3, 64, 64), int8=True)
+    variant = VARIANTS["tensorrt-int8"]
+    engine = artifact_for(variant, onnx_models["checkpoint"], tmp_path, (1, 3, 64, 64))
     sidecar = read_engine_sidecar(engine)
     assert (sidecar.artifact.precision, sidecar.build["int8_share"], sidecar.build["float_type"]) == ("int8", 1.0, "fp16")
-    assert "-int8-fp16-" in engine.name
+    assert variant.onnx.int8.activations == "int8" and variant.onnx.int8.float_type == "fp16"
 
 
 def test_int8_engine_of_a_graph_with_fp32_float_parts_runs_them_in_fp32(tmp_path, monkeypatch, capsys, int8_models):
