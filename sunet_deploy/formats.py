@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .cli import parse_dims, parse_size
-from .options import option
+from .options import check_choices, option
 
 # ---------------------------------------------------------------- recipes
 
@@ -54,12 +54,7 @@ class Int8Recipe:
                               choices=INT8_FLOAT_PARTS, flag="--int8-float")
 
     def __post_init__(self) -> None:
-        if self.float_parts not in INT8_FLOAT_PARTS:
-            raise ValueError(f"the float parts must be one of {', '.join(INT8_FLOAT_PARTS)}, got {self.float_parts!r}")
-        if self.method not in INT8_METHODS:
-            raise ValueError(f"calibration method must be one of {', '.join(INT8_METHODS)}, got {self.method!r}")
-        if self.activations not in INT8_ACTIVATIONS:
-            raise ValueError(f"activations must be one of {', '.join(INT8_ACTIVATIONS)}, got {self.activations!r}")
+        check_choices(self)
         if self.images < 1 or self.sensitivity_budget < 0:
             raise ValueError("calibration images must be at least 1 and the sensitivity budget at least 0")
         if not 50 < self.percentile <= 100:
@@ -113,6 +108,7 @@ class AotiRecipe:
                               "default logits", choices=("logits", "labels"))
 
     def __post_init__(self) -> None:
+        check_choices(self)
         if self.batch < 1:
             raise ValueError("--batch must be at least 1")
 
@@ -152,6 +148,7 @@ class EngineRecipe:
                                    "(default 0.9)", metavar="SHARE")
 
     def __post_init__(self) -> None:
+        check_choices(self)
         if self.workspace_gib <= 0:
             raise ValueError("--workspace must be positive")
 
@@ -176,6 +173,7 @@ class TritonRecipe:
     overwrite: bool = option(False, "replace a model of the same name")
 
     def __post_init__(self) -> None:
+        check_choices(self)
         if self.io != "image" and self.backend != "python":
             raise ValueError("--io applies to --backend python only")
         if min(self.max_batch or 1, self.instances, self.threads or 1) < 1 or self.max_queue_delay_us < 0:

@@ -43,6 +43,15 @@ def option_fields(cls) -> list[dataclasses.Field]:
     return [f for f in dataclasses.fields(cls) if "help" in f.metadata]
 
 
+def check_choices(instance) -> None:
+    """ValueError for a field whose value is not among its option's choices: the Python API refuses
+    what the flag refuses."""
+    for f in option_fields(type(instance)):
+        choices, value = f.metadata["choices"], getattr(instance, f.name)
+        if choices is not None and value is not None and value not in choices:
+            raise ValueError(f"{flag_name(f)} must be one of {', '.join(map(str, choices))}, got {value!r}")
+
+
 def add_option_flags(group, classes, seen: set[str] | None = None, *, absent_default: bool = True) -> None:
     """One flag per option field of `classes` (a field named in `seen` or shared by two classes is one flag).
 

@@ -116,6 +116,14 @@ def test_recipes_are_the_exporters_flags():
     assert triton.parse_args(["m.onnx", "-o", "repo", "--instances", "2"]).recipe.instances == 2
 
 
+def test_a_recipe_refuses_what_its_flag_refuses():
+    """The choices an option declares hold for the Python API too."""
+    with pytest.raises(ValueError, match="--int8-activations must be one of int8, uint8, got 'int4'"):
+        Int8Recipe(activations="int4")
+    with pytest.raises(ValueError, match="--backend must be one of onnxruntime, tensorrt, python"):
+        formats.TritonRecipe(backend="openvino")
+
+
 def test_a_refused_recipe_is_a_usage_error(capsys):
     from export import onnx
 
