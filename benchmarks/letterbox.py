@@ -26,6 +26,7 @@ from sunet_deploy.metrics import ConfusionMatrix
 
 from .env import environment, format_environment
 from .report import write_json
+from sunet_deploy.formats import OnnxRecipe
 
 
 def masks_of(model: Path, dataset, limit: int) -> list:
@@ -52,7 +53,7 @@ def run(args: argparse.Namespace) -> dict:
     native = masks_of(export_onnx(args.checkpoint, args.workdir / "dynamic.onnx").path, dataset, limit)
     rows = [{"size": "own size", "miou": score(native, dataset, meta.num_classes), "agreement": 100.0}]
     for h, w in args.size:
-        static = export_onnx(args.checkpoint, args.workdir / f"static_{h}x{w}.onnx", static=(h, w)).path
+        static = export_onnx(args.checkpoint, args.workdir / f"static_{h}x{w}.onnx", OnnxRecipe(static=(h, w))).path
         masks = masks_of(static, dataset, limit)
         agree = sum(int((m == n).sum()) for m, n in zip(masks, native)) / sum(m.size for m in native)
         rows.append({"size": f"{h}x{w}", "miou": score(masks, dataset, meta.num_classes), "agreement": 100 * agree})

@@ -141,7 +141,7 @@ def open_runtimes(args: argparse.Namespace, shape: tuple[int, int, int, int] | N
     available, skipped = split_available(variants_for(args.device, names))
     opened = {}
     for variant in available:
-        if variant.artifact == "aoti" and shape is None:
+        if variant.format == "aoti" and shape is None:
             skipped[variant.name] = "an AOTInductor package has one input size; this dataset's images vary"
             continue
         try:

@@ -19,7 +19,6 @@ the checkpoint's own dataset (export.calibration), letterboxed into the compiled
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import math
 import os
 import sys
@@ -38,8 +37,10 @@ from export.heads import LabelsHead
 from export.verify import Verification, verify
 from sunet_deploy.artifact import ArtifactInfo, info_to_strings
 from sunet_deploy.checkpoint import CheckpointError, load_model
-from sunet_deploy.cli import EXIT_FAILED, EXIT_OK, EXIT_STATUS_HELP, EXIT_USAGE, parse_size
+from sunet_deploy.cli import EXIT_FAILED, EXIT_OK, EXIT_STATUS_HELP, EXIT_USAGE
 from sunet_deploy.fileio import apply_umask
+from sunet_deploy.formats import AotiRecipe
+from sunet_deploy.options import add_option_flags, from_args
 
 
 class AotiExportError(RuntimeError):
@@ -77,10 +78,8 @@ def compile_settings():
 def export_aoti(
     checkpoint: str | os.PathLike,
     output: str | os.PathLike,
-    size: tuple[int, int] = (512, 512),
-    batch: int = 1,
-    device: str = "cpu",
-    output_kind: str = "logits",
+    recipe: AotiRecipe = AotiRecipe(),
+    *,
     images: ImageSource | None = None,
     verify_images: int = 4,
     seed: int = 0,
@@ -88,19 +87,20 @@ def export_aoti(
     """Compile a checkpoint into a verified AOTInductor package at `output` (written atomically).
 
     Verification runs at least `verify_images` images of `images` (default: the checkpoint's own
-    dataset), `batch` at a time. Raises CheckpointError, ValueError (bad arguments, an unreadable
+    dataset), `recipe.batch` at a time. Raises CheckpointError, ValueError (bad arguments, an unreadable
     dataset), OSError, or AotiExportError (verification).
     """
     start = time.perf_counter()
     output = Path(output)
+    size, batch, device, output_kind = recipe.size, recipe.batch, recipe.device, recipe.output_kind
     if output.suffix != ".pt2":
         raise ValueError(f"{output}: an AOTInductor package must end in .pt2")
     check_writable(output)
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError("--device cuda needs a CUDA build of PyTorch and a visible GPU")
     model, ckpt = load_model(checkpoint)
-    meta = dataclasses.replace(ckpt.meta, output=output_kind, source_sha256=ckpt.sha256)
-    info = ArtifactInfo(meta, "aoti", "fp32", (batch, 3, *size))
+    info = ckpt.artifact_info("aoti", output_kind, "fp32", (batch, 3, *size))
+    meta = info.metadata
     wrapped = (LabelsHead(model) if output_kind == "labels" else model).to(device).eval()
     # AOTInductor writes the package in place; compile to a temporary name, then rename.
     fd, tmp = tempfile.mkstemp(dir=output.parent, prefix=f".{output.stem}.", suffix=".pt2")
@@ -138,17 +138,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", type=Path, help="sunet-deploy .safetensors checkpoint")
     parser.add_argument("-o", "--output", type=Path, required=True, help="package to write (.pt2)")
-    parser.add_argument("--size", type=parse_size, default=(512, 512), metavar="HxW",
-                        help="the input height x width compiled in (default 512x512); runtimes.predict "
-                             "letterboxes other images to it")
-    parser.add_argument("--batch", type=int, default=1, help="batch size compiled in (default 1)")
-    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="device the code is compiled for")
-    parser.add_argument("--output-kind", default="logits", choices=("logits", "labels"),
-                        help="logits (N,C,H,W float32) or labels (N,H,W int64, argmax built in); default logits")
+    add_option_flags(parser, [AotiRecipe], absent_default=False)
     add_dataset_flags(parser)
     args = parser.parse_args(argv)
-    if args.batch < 1:
-        parser.error("--batch must be at least 1")
+    try:
+        args.recipe = from_args(AotiRecipe, args)
+    except ValueError as exc:
+        parser.error(str(exc))
     args.images = source_from_args(parser, args)
     return args
 
@@ -159,8 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"compiling {args.checkpoint} with AOTInductor for {args.device}, input {args.batch}x3x{h}x{w} "
           "(about a minute for sunet_tiny, several for sunet64 on a small CPU)", flush=True)
     try:
-        result = export_aoti(args.checkpoint, args.output, args.size, args.batch, args.device, args.output_kind,
-                             args.images, args.verify_images, args.seed)
+        result = export_aoti(args.checkpoint, args.output, args.recipe, images=args.images,
+                             verify_images=args.verify_images, seed=args.seed)
     except (CheckpointError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -23,7 +23,6 @@ see docs/export.md for the measurements.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import io
 import os
 import sys
@@ -43,16 +42,18 @@ from export.calibration import ImageSource, add_dataset_flags, dataset_images, d
 from export.common import check_writable, to_float16
 from export.heads import LabelsHead
 from export.opcheck import check_graph, format_report
-from export.quantize import ACTIVATIONS, FLOAT_TYPES, METHODS, Int8Settings, Sensitivity, agreement_on, int8_quantizer, sensitivity_search
+from export.quantize import Sensitivity, agreement_on, int8_quantizer, ort_disabled_optimizers, sensitivity_search
 from export.verify import Verification, onnx_runner, reference_outputs, verify
-from sunet_deploy.artifact import ArtifactInfo, set_onnx_info
+from sunet_deploy.artifact import set_onnx_info
 from sunet_deploy.checkpoint import CheckpointError, load_model
-from sunet_deploy.cli import EXIT_FAILED, EXIT_OK, EXIT_STATUS_HELP, EXIT_USAGE, parse_size
+from sunet_deploy.cli import EXIT_FAILED, EXIT_OK, EXIT_STATUS_HELP, EXIT_USAGE
 from sunet_deploy.data import DatasetError
 from sunet_deploy.fileio import atomic_write_bytes
+from sunet_deploy.formats import Int8Recipe, OnnxRecipe
 from sunet_deploy.metadata import ModelMetadata
+from sunet_deploy.options import add_option_flags, from_args
 
-OPSET = 17
+OPSET = OnnxRecipe.opset
 INPUT_NAME = "input"
 TRACE_SIZE = (128, 160)
 """Height x width the model is traced at for a dynamic export (any size works; verification uses others)."""
@@ -89,14 +90,8 @@ class OnnxExport:
 def export_onnx(
     checkpoint_path: str | os.PathLike,
     onnx_path: str | os.PathLike,
-    argmax: bool = False,
+    recipe: OnnxRecipe = OnnxRecipe(),
     *,
-    fp16: bool = False,
-    int8: Int8Settings | None = None,
-    static: tuple[int, int] | None = None,
-    opset: int = OPSET,
-    simplify: bool = False,
-    tensorrt_check: bool = True,
     images: ImageSource | None = None,
     verify_images: int = 4,
     seed: int = 0,
@@ -105,22 +100,23 @@ def export_onnx(
     """Export a checkpoint to `onnx_path`, verify it, and only then write it (atomically).
 
     `images` is the dataset verification (and INT8 calibration) draws from, `seed` chooses the
-    images (the first `verify_images` verify, the next `int8.images` calibrate). Raises
-    CheckpointError for an unusable checkpoint, OSError for an unwritable output, ValueError for
-    --fp16 with --int8, and ExportError when the exported graph fails a check (nothing is written then).
+    images (the first `verify_images` verify, the next `recipe.int8.images` calibrate). Raises
+    CheckpointError for an unusable checkpoint, OSError for an unwritable output, and ExportError
+    when the exported graph fails a check (nothing is written then).
     """
     start = time.perf_counter()
     onnx_path = Path(onnx_path)
-    if fp16 and int8:
-        raise ValueError("--fp16 and --int8 exclude each other")
+    argmax, fp16, int8, static, opset = recipe.argmax, recipe.fp16, recipe.int8, recipe.static, recipe.opset
+    tensorrt_check = recipe.tensorrt_check
     check_writable(onnx_path)
     model, ckpt = load_model(checkpoint_path)
-    meta = dataclasses.replace(ckpt.meta, output="labels" if argmax else "logits", source_sha256=ckpt.sha256)
-    precision = "int8" if int8 else "fp16" if fp16 else "fp32"
+    precision = recipe.precision
+    info = ckpt.artifact_info("onnx", "labels" if argmax else "logits", precision, (None, 3, *(static or (None, None))))
+    meta = info.metadata
     progress(f"exporting {ckpt.meta.arch} (OS{ckpt.meta.output_stride}) with the TorchScript exporter, opset {opset}, "
              + ("dynamic batch/height/width" if static is None else "static {}x{}".format(*static)))
     proto = trace_to_onnx(LabelsHead(model) if argmax else model, static, opset, meta.output)
-    proto = transform(proto, simplify, fp16, progress)
+    proto = transform(proto, recipe.simplify, fp16, progress)
     source = describe_source(meta, images)
     drawn = dataset_images(meta, images, verify_images + (int8.images if int8 else 0), seed)
     sensitivity = None
@@ -129,7 +125,7 @@ def export_onnx(
         progress(f"calibrating INT8 ranges ({method}) on {len(drawn) - verify_images} images of "
                  f"{source}")
         proto, sensitivity = quantize(proto, model, model_inputs(drawn[verify_images:], meta, static), int8, progress)
-    set_onnx_info(proto, ArtifactInfo(meta, "onnx", precision, (None, 3, *(static or (None, None)))))
+    set_onnx_info(proto, info)
     if int8 and int8.activations == "uint8" and tensorrt_check:
         progress("TensorRT operator check skipped: TensorRT takes int8 activations, this graph's are uint8")
         tensorrt_check = False
@@ -139,7 +135,7 @@ def export_onnx(
     progress(f"verifying with ONNX Runtime against PyTorch FP32 on {min(verify_images, len(drawn))} images of "
              f"{source}")
     batches = verification_batches(drawn[:verify_images], meta, static)
-    runner = onnx_runner(data, int8.ort_disabled_optimizers if int8 else ())
+    runner = onnx_runner(data, ort_disabled_optimizers(int8) if int8 else ())
     verification = verify(runner, model, batches, precision, meta.classes)
     if not verification.passed:
         raise ExportError(verification.report() + "\nexport failed verification, nothing written:\n  "
@@ -149,13 +145,14 @@ def export_onnx(
                       time.perf_counter() - start, source, sensitivity)
 
 
-def quantize(proto: onnx.ModelProto, model: nn.Module, calibration: list, settings: Int8Settings,
+def quantize(proto: onnx.ModelProto, model: nn.Module, calibration: list, settings: Int8Recipe,
              progress: Callable[[str], None]) -> tuple[onnx.ModelProto, Sensitivity | None]:
     """The INT8 Q/DQ graph of `proto`, with the layers a sensitivity search chose kept FP32."""
     with int8_quantizer(proto, calibration, settings) as quantizer:
         if not settings.sensitivity_budget:
             return quantizer.quantize(), None
-        agreement = agreement_on(calibration, reference_outputs(model, calibration), settings.ort_disabled_optimizers)
+        references = reference_outputs(model, calibration)
+        agreement = agreement_on(calibration, references, ort_disabled_optimizers(settings))
         sensitivity = sensitivity_search(quantizer, agreement, settings.sensitivity_budget,
                                          settings.target_agreement, progress)
         progress(sensitivity.report())
@@ -210,27 +207,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", type=Path, help="sunet-deploy .safetensors checkpoint")
     parser.add_argument("-o", "--output", type=Path, required=True, help="ONNX file to write")
-    parser.add_argument("--static", type=parse_size, metavar="HxW",
-                        help="fix the input height x width (batch stays dynamic); default: dynamic height and width")
-    parser.add_argument("--argmax", action="store_true",
-                        help="output int64 labels (N,H,W) computed in the graph instead of float32 logits (N,C,H,W)")
-    parser.add_argument("--fp16", action="store_true",
-                        help="FP16 weights and compute with FP32 inputs/outputs (for TensorRT 11 strongly typed FP16)")
-    parser.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset, 17 or newer (default {OPSET})")
-    parser.add_argument("--simplify", action="store_true",
-                        help="simplify with onnxslim (folds constants, drops Identity nodes); off by default: on SUNet "
-                             "it adds about 10 s and did not speed up ONNX Runtime (docs/export.md)")
-    parser.add_argument("--skip-tensorrt-check", dest="tensorrt_check", action="store_false",
-                        help="accept a graph that TensorRT's ONNX parser would refuse (for ONNX Runtime-only use)")
+    add_option_flags(parser, [OnnxRecipe], absent_default=False)
     add_int8_flags(parser)
     add_dataset_flags(parser)
     args = parser.parse_args(argv)
-    if args.opset < 17:
-        parser.error(f"--opset must be 17 or newer, got {args.opset}")
-    if args.fp16 and args.int8:
-        parser.error("--fp16 and --int8 exclude each other")
+    try:  # before args.images becomes the image source: Int8Recipe.images is the calibration count
+        int8 = from_args(Int8Recipe, args) if args.int8 else None
+        args.recipe = from_args(OnnxRecipe, args, int8=int8)
+    except ValueError as exc:
+        parser.error(str(exc))
     args.images = source_from_args(parser, args)
-    args.int8 = int8_settings(parser, args)
     return args
 
 
@@ -238,45 +224,15 @@ def add_int8_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("INT8 (explicit Q/DQ quantization, export.quantize)")
     group.add_argument("--int8", action="store_true",
                        help="symmetric INT8 Q/DQ graph (per-channel weights), calibrated on dataset images")
-    group.add_argument("--calibration-images", type=int, default=Int8Settings.images, metavar="N",
-                       help=f"images the activation ranges are calibrated on (default {Int8Settings.images})")
-    group.add_argument("--calibration-method", choices=tuple(METHODS), default=Int8Settings.method,
-                       help=f"how ranges are chosen from the calibration images (default {Int8Settings.method})")
-    group.add_argument("--calibration-percentile", type=float, default=Int8Settings.percentile, metavar="P",
-                       help=f"percentile method: the share of |values| a range covers (default {Int8Settings.percentile})")
-    group.add_argument("--int8-activations", choices=tuple(ACTIVATIONS), default=Int8Settings.activations,
-                       help="int8 (zero point 0, default): for TensorRT; uint8 (zero point 128, the same values): "
-                            "for ONNX Runtime on x86 CPUs, whose fast kernels take uint8 activations (an int8 graph "
-                            "runs there too, unfused and no faster than FP32); a uint8 graph is not for TensorRT")
-    group.add_argument("--int8-float", choices=FLOAT_TYPES, default=Int8Settings.float_parts,
-                       help="type of the unquantized parts (Add, Concat, Resize, head): auto (default) is fp16 with "
-                            "int8 activations, since TensorRT takes every type from a Q/DQ graph (fp32 parts would "
-                            "run in FP32 there), and fp32 with uint8 activations (ONNX Runtime on CPU)")
-    group.add_argument("--sensitivity-budget", type=int, default=0, metavar="N",
-                       help="keep up to N layers FP32, those whose quantization costs the most agreement with "
-                            "PyTorch FP32 (measured layer by layer; default 0: every layer INT8)")
-    group.add_argument("--target-agreement", type=float, metavar="SHARE",
-                       help="stop the sensitivity search once the agreement reaches SHARE (e.g. 0.99)")
-
-
-def int8_settings(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Int8Settings | None:
-    """The INT8 settings of the flags, None without --int8; usage errors through `parser`."""
-    if not args.int8:
-        return None
-    try:
-        return Int8Settings(args.calibration_method, args.calibration_images, args.calibration_percentile,
-                            args.sensitivity_budget, args.target_agreement, args.int8_activations, args.int8_float)
-    except ValueError as exc:
-        parser.error(str(exc))
+    add_option_flags(group, [Int8Recipe], absent_default=False)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        result = export_onnx(args.checkpoint, args.output, args.argmax, fp16=args.fp16, int8=args.int8,
-                             static=args.static, opset=args.opset, simplify=args.simplify,
-                             tensorrt_check=args.tensorrt_check, images=args.images, verify_images=args.verify_images,
-                             seed=args.seed, progress=lambda message: print(message, flush=True))
+        result = export_onnx(args.checkpoint, args.output, args.recipe, images=args.images,
+                             verify_images=args.verify_images, seed=args.seed,
+                             progress=lambda message: print(message, flush=True))
     except ExportError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED

@@ -57,12 +57,11 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from export.common import to_float16
 from export.verify import TOLERANCES, compare, onnx_runner
+from sunet_deploy.formats import INT8_ACTIVATIONS, INT8_METHODS, Int8Recipe
 
-METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-           "percentile": CalibrationMethod.Percentile}
-ACTIVATIONS = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
-FLOAT_TYPES = ("auto", "fp16", "fp32")
-"""Type of the graph's unquantized parts; auto: fp16 with int8 activations (TensorRT), else fp32."""
+METHODS = dict(zip(INT8_METHODS, (CalibrationMethod.MinMax, CalibrationMethod.Entropy, CalibrationMethod.Percentile)))
+ACTIVATIONS = dict(zip(INT8_ACTIVATIONS, (QuantType.QInt8, QuantType.QUInt8)))
+"""ONNX Runtime's names for the choices an Int8Recipe declares (sunet_deploy.formats)."""
 FP16_QDQ_OPSET = 19  # the first opset whose Q/DQ take float16 scales
 ORT_FP16_QDQ_DISABLED = ("WeightBiasQuantization",)
 """ONNX Runtime's graph transformer that quantizes a Q/DQ convolution's float bias to INT32
@@ -81,41 +80,9 @@ QDQ_OPTIONS = {
 }
 
 
-@dataclass(frozen=True)
-class Int8Settings:
-    """How an INT8 export is calibrated, and how many layers a sensitivity search may keep in FP32."""
-
-    method: str = "percentile"
-    images: int = 32
-    percentile: float = 99.9
-    sensitivity_budget: int = 0
-    target_agreement: float | None = None
-    activations: str = "int8"
-    float_parts: str = "auto"
-
-    def __post_init__(self) -> None:
-        if self.float_parts not in FLOAT_TYPES:
-            raise ValueError(f"the float parts must be one of {', '.join(FLOAT_TYPES)}, got {self.float_parts!r}")
-        if self.method not in METHODS:
-            raise ValueError(f"calibration method must be one of {', '.join(METHODS)}, got {self.method!r}")
-        if self.activations not in ACTIVATIONS:
-            raise ValueError(f"activations must be one of {', '.join(ACTIVATIONS)}, got {self.activations!r}")
-        if self.images < 1 or self.sensitivity_budget < 0:
-            raise ValueError("calibration images must be at least 1 and the sensitivity budget at least 0")
-        if not 50 < self.percentile <= 100:
-            raise ValueError(f"the calibration percentile must be in (50, 100], got {self.percentile}")
-
-    @property
-    def float_type(self) -> str:
-        """'fp16' or 'fp32': the type of everything that is not quantized."""
-        if self.float_parts != "auto":
-            return self.float_parts
-        return "fp16" if self.activations == "int8" else "fp32"
-
-    @property
-    def ort_disabled_optimizers(self) -> tuple[str, ...]:
-        """What ONNX Runtime must leave out to compute this graph as written (ORT_FP16_QDQ_DISABLED)."""
-        return ORT_FP16_QDQ_DISABLED if self.float_type == "fp16" else ()
+def ort_disabled_optimizers(settings: Int8Recipe) -> tuple[str, ...]:
+    """What ONNX Runtime must leave out to compute this recipe's graph as written (ORT_FP16_QDQ_DISABLED)."""
+    return ORT_FP16_QDQ_DISABLED if settings.float_type == "fp16" else ()
 
 
 class BatchReader(CalibrationDataReader):
@@ -140,7 +107,7 @@ class BatchReader(CalibrationDataReader):
 class Int8Quantizer:
     """One FP32 graph, prepared and calibrated once, quantized with any set of layers kept FP32."""
 
-    def __init__(self, fp32: onnx.ModelProto, calibration: Sequence[np.ndarray], settings: Int8Settings,
+    def __init__(self, fp32: onnx.ModelProto, calibration: Sequence[np.ndarray], settings: Int8Recipe,
                  workdir: Path) -> None:
         self.workdir = workdir
         self.prepared = workdir / "prepared.onnx"
@@ -216,7 +183,7 @@ def quiet_quantizer():
 
 
 @contextlib.contextmanager
-def int8_quantizer(fp32: onnx.ModelProto, calibration: Sequence[np.ndarray], settings: Int8Settings):
+def int8_quantizer(fp32: onnx.ModelProto, calibration: Sequence[np.ndarray], settings: Int8Recipe):
     """An Int8Quantizer whose files live in a temporary directory for the duration of the block."""
     with tempfile.TemporaryDirectory(prefix="sunet-int8-") as workdir:
         yield Int8Quantizer(fp32, calibration, settings, Path(workdir))

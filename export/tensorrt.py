@@ -28,61 +28,21 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-import onnx
-from google.protobuf.message import DecodeError
-
 from export.common import check_writable
 from export.opcheck import check_graph, format_report
 from export.trt_build import BuildError, BuildPlan, BuildResult, BuildSettings, TensorRTBuildError, \
     has_fp16_builder_flag, run_builder
-from sunet_deploy.artifact import ArtifactError, ArtifactInfo, info_from_strings
-from sunet_deploy.cli import EXIT_FAILED, EXIT_OK, EXIT_STATUS_HELP, EXIT_USAGE, parse_dims
+from sunet_deploy import formats
+from sunet_deploy.artifact import ArtifactError, OnnxInfo, read_onnx_info
+from sunet_deploy.cli import EXIT_FAILED, EXIT_OK, EXIT_STATUS_HELP, EXIT_USAGE
 from sunet_deploy.engine_env import EngineEnvironmentError, EngineSidecar, GpuInfo, query_gpu, write_engine_sidecar
-from sunet_deploy.fileio import atomic_write_bytes, file_sha256
-
-DEFAULT_PROFILE = ((1, 3, 64, 64), (1, 3, 512, 512), (4, 3, 1024, 1024))
-INSTALL_HINT = ("TensorRT is not installed: pip install tensorrt (10.x or 11.x; needs an NVIDIA GPU and driver), "
-                "or pip install 'sunet-deploy[gpu]'")
-ONNX_DTYPES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16",
-               onnx.TensorProto.INT64: "int64", onnx.TensorProto.INT32: "int32", onnx.TensorProto.UINT8: "uint8"}
+from sunet_deploy.fileio import atomic_write_bytes
+from sunet_deploy.formats import DEFAULT_PROFILE, EngineRecipe
+from sunet_deploy.options import add_option_flags, from_args
 
 
 class EngineRefused(BuildError):
     """The engine was built but fails a check (its precision); nothing was written."""
-
-
-@dataclass(frozen=True)
-class OnnxInfo:
-    """What the build needs to know about the ONNX model, read without TensorRT."""
-
-    artifact: ArtifactInfo
-    inputs: list[dict]
-    outputs: list[dict]
-    sha256: str
-    model: onnx.ModelProto = dataclasses.field(repr=False, compare=False)  # the graph, weights included
-
-    @property
-    def precision(self) -> str:
-        return self.artifact.precision
-
-
-@dataclass(frozen=True)
-class EngineOptions:
-    """How to build an engine; the defaults are the CLI's."""
-
-    fp32: bool = False
-    min: tuple[int, ...] | None = None
-    opt: tuple[int, ...] | None = None
-    max: tuple[int, ...] | None = None
-    workspace_gib: float = 4.0
-    timing_cache: Path | None = None
-    optimization_level: int = 3
-    min_fp16_share: float = 0.9
-    tf32: bool = False  # allow TF32 in FP32 layers (TensorRT's default, which would make "fp32" untrue)
-    min_int8_share: float = 0.5
-
-    def min_share(self, precision: str) -> float:
-        return {"fp16": self.min_fp16_share, "int8": self.min_int8_share}.get(precision, 0.0)
 
 
 @dataclass(frozen=True)
@@ -117,25 +77,12 @@ class PrecisionSummary:
                 f"float outputs: {counts(self.float_outputs)}")
 
 
-def read_onnx_info(path: Path) -> OnnxInfo:
-    if not path.is_file():
-        raise BuildError(f"{path}: no such file")
+def read_onnx(path: Path) -> OnnxInfo:
+    """The ONNX model's info (sunet_deploy.artifact.read_onnx_info), its problems as a BuildError."""
     try:
-        model = onnx.load(str(path), load_external_data=False)
-    except (OSError, DecodeError) as exc:
-        raise BuildError(f"{path}: not a readable ONNX model ({exc})") from exc
-    try:
-        artifact = info_from_strings({p.key: p.value for p in model.metadata_props}, path, "onnx")
+        return read_onnx_info(path)
     except ArtifactError as exc:
         raise BuildError(str(exc)) from exc
-    return OnnxInfo(artifact, [_tensor_info(v) for v in model.graph.input],
-                    [_tensor_info(v) for v in model.graph.output], file_sha256(path), model)
-
-
-def _tensor_info(value: onnx.ValueInfoProto) -> dict:
-    tensor = value.type.tensor_type
-    shape = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in tensor.shape.dim]
-    return {"name": value.name, "shape": shape, "dtype": ONNX_DTYPES.get(tensor.elem_type, str(tensor.elem_type))}
 
 
 def derive_profile(input_shape: list, min_shape=None, opt_shape=None, max_shape=None) -> tuple[tuple[int, ...], ...]:
@@ -166,7 +113,7 @@ def _fmt(shape) -> str:
     return "x".join(map(str, shape))
 
 
-def refuse_unparseable(path: Path, model: onnx.ModelProto, trt_version: str) -> None:
+def refuse_unparseable(path: Path, model, trt_version: str) -> None:
     """The operator check against the TensorRT that will build (export.opcheck), before the slow build."""
     try:
         issues = check_graph(model, target=trt_version)
@@ -288,11 +235,11 @@ def import_tensorrt():
     try:
         import tensorrt
     except ImportError as exc:
-        raise BuildError(INSTALL_HINT) from exc
+        raise BuildError(f"TensorRT is not installed: {formats.get('tensorrt').install}") from exc
     return tensorrt
 
 
-def build_engine(onnx_path: str | os.PathLike, output: str | os.PathLike, options: EngineOptions = EngineOptions(),
+def build_engine(onnx_path: str | os.PathLike, output: str | os.PathLike, options: EngineRecipe = EngineRecipe(),
                  trt=None, gpu: GpuInfo | None = None) -> EngineSidecar:
     """Check everything that can be checked cheaply, build, prove the precision, then write the engine
     and its sidecar (atomically, only on success). Returns the sidecar: the build's evidence.
@@ -300,7 +247,7 @@ def build_engine(onnx_path: str | os.PathLike, output: str | os.PathLike, option
     Raises BuildError, TensorRTBuildError, EngineEnvironmentError or OSError.
     """
     onnx_path, output = Path(onnx_path), Path(output)
-    info = read_onnx_info(onnx_path)
+    info = read_onnx(onnx_path)
     check_writable(output)
     profile = derive_profile(info.inputs[0]["shape"], options.min, options.opt, options.max)
     trt = trt or import_tensorrt()
@@ -341,41 +288,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("onnx", type=Path, help="ONNX model written by python -m export.onnx")
     parser.add_argument("-o", "--output", type=Path, required=True,
                         help="engine to write; its build environment goes to OUTPUT.json")
-    parser.add_argument("--fp32", action="store_true", help="build an FP32 engine (default: FP16)")
-    parser.add_argument("--tf32", action="store_true",
-                        help="let FP32 layers use TF32 tensor cores (TensorRT's own default; off here so that an "
-                             "FP32 engine computes in FP32; recorded in the sidecar)")
-    for name, default in zip(("min", "opt", "max"), DEFAULT_PROFILE):
-        parser.add_argument(f"--{name}", type=lambda t: parse_dims(t, 4, "1x3x512x512"), metavar="NxCxHxW",
-                            help=f"{name} input shape of the optimization profile (default: the graph's fixed "
-                                 f"dimensions, else {_fmt(default)})")
-    parser.add_argument("--workspace", type=float, default=4.0, metavar="GiB",
-                        help="builder workspace memory limit in GiB (default 4)")
-    parser.add_argument("--timing-cache", type=Path, metavar="FILE",
-                        help="TensorRT timing cache: read if it exists, updated after the build (faster rebuilds)")
-    parser.add_argument("--optimization-level", type=int, default=3, choices=range(6), metavar="0-5",
-                        help="builder optimization level: higher searches longer for faster kernels (default 3)")
-    parser.add_argument("--min-int8-share", type=float, default=0.5, metavar="SHARE",
-                        help="refuse an INT8 engine (from a Q/DQ graph, python -m export.onnx --int8) unless this "
-                             "share of its convolutions runs in INT8 (default 0.5)")
-    parser.add_argument("--min-fp16-share", type=float, default=0.9, metavar="SHARE",
-                        help="refuse an FP16 engine unless this share of its convolutions runs in FP16 (default 0.9)")
+    add_option_flags(parser, [EngineRecipe], absent_default=False)
     args = parser.parse_args(argv)
-    if args.workspace <= 0:
-        parser.error("--workspace must be positive")
+    try:
+        args.recipe = from_args(EngineRecipe, args)
+    except ValueError as exc:
+        parser.error(str(exc))
     return args
-
-
-def options_from_args(args: argparse.Namespace) -> EngineOptions:
-    return EngineOptions(args.fp32, args.min, args.opt, args.max, args.workspace, args.timing_cache,
-                         args.optimization_level, args.min_fp16_share, args.tf32, args.min_int8_share)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     start = time.perf_counter()
     try:
-        sidecar = build_engine(args.onnx, args.output, options_from_args(args))
+        sidecar = build_engine(args.onnx, args.output, args.recipe)
     except (EngineRefused, TensorRTBuildError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED

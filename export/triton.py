@@ -34,17 +34,18 @@ from pathlib import Path
 
 from google.protobuf import text_encoding
 
-from export.tensorrt import BuildError, read_onnx_info
-from sunet_deploy.artifact import ArtifactInfo, info_to_strings
+from export.trt_build import BuildError
+from runtimes.triton import INSTALL_HINT
+from sunet_deploy import formats
+from sunet_deploy.artifact import ArtifactError, ArtifactInfo, dtype_as, info_to_strings, read_onnx_info
 from sunet_deploy.cli import EXIT_FAILED, EXIT_OK, EXIT_STATUS_HELP, EXIT_USAGE
-from sunet_deploy.engine_env import EngineEnvironmentError, read_engine_sidecar
-from sunet_deploy.fileio import file_sha256
+from sunet_deploy.engine_env import EngineEnvironmentError, read_matching_sidecar
+from sunet_deploy.formats import TritonRecipe
+from sunet_deploy.options import add_option_flags, from_args
 
 PYTHON_MODEL = Path(__file__).with_name("triton_model.py")
-SUFFIXES = (".onnx", ".engine", ".plan", ".safetensors")
-DATA_TYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "int64": "TYPE_INT64", "int32": "TYPE_INT32",
-              "uint8": "TYPE_UINT8", "bytes": "TYPE_STRING"}
-INSTALL_HINT = "tritonclient is not installed: pip install 'sunet-deploy[serve]'"
+SERVABLE = ("onnx", "tensorrt", "checkpoint")
+"""The formats (sunet_deploy.formats) a repository model is made from."""
 THREADS_KEY = "intra_op_thread_count"
 """The onnxruntime backend's own parameter for ONNX Runtime's intra-op threads; the python model reads it too."""
 
@@ -55,18 +56,6 @@ class TritonExportError(ValueError):
 
 class ConfigSchemaError(RuntimeError):
     """The written config.pbtxt does not parse as Triton's ModelConfig."""
-
-
-@dataclass(frozen=True)
-class RepositoryOptions:
-    name: str = "sunet"
-    backend: str | None = None  # "onnxruntime", "tensorrt" or "python"; None: by the model's file type
-    io: str = "image"  # python backend only: "image" or "tensor"
-    max_batch: int | None = None  # None: 8, or the engine profile's largest batch
-    max_queue_delay_us: int = 2000
-    instances: int = 1
-    threads: int | None = None
-    overwrite: bool = False
 
 
 @dataclass(frozen=True)
@@ -93,11 +82,11 @@ class Artifact:
 
 def stage_artifact(model: Path, version_dir: Path, max_batch: int | None) -> Artifact:
     """Copy (or, for a checkpoint, export) MODEL into `version_dir`; read what the config needs."""
-    suffix = model.suffix.lower()
-    if suffix in (".engine", ".plan"):
+    kind = formats.by_suffix(model.suffix).name
+    if kind == "tensorrt":
         return stage_engine(model, version_dir, max_batch)
     onnx_path = version_dir / "model.onnx"
-    if suffix == ".safetensors":
+    if kind == "checkpoint":
         from export.onnx import export_onnx
 
         print(export_onnx(model, onnx_path, progress=lambda message: print(message, flush=True)).report())
@@ -112,9 +101,7 @@ def stage_artifact(model: Path, version_dir: Path, max_batch: int | None) -> Art
 
 def stage_engine(engine: Path, version_dir: Path, max_batch: int | None) -> Artifact:
     """The engine as model.plan; dims and the largest batch from its profile (Triton sends batches 1..max)."""
-    sidecar = read_engine_sidecar(engine)
-    if file_sha256(engine) != sidecar.engine_sha256:
-        raise TritonExportError(f"{engine}: the engine does not match its sidecar {engine}.json; rebuild it")
+    sidecar = read_matching_sidecar(engine)
     low, _, high = sidecar.artifact.profile
     if low[0] != 1:
         raise TritonExportError(f"{engine}: its profile starts at batch {low[0]}; Triton also sends batch 1")
@@ -130,7 +117,7 @@ def stage_engine(engine: Path, version_dir: Path, max_batch: int | None) -> Arti
 
 def tensors(listed: list[dict]) -> tuple[Tensor, ...]:
     """Tensors as export.tensorrt and engine sidecars list them (name, shape with batch, dtype)."""
-    return tuple(Tensor(t["name"], DATA_TYPES[t["dtype"]],
+    return tuple(Tensor(t["name"], dtype_as("triton", t["dtype"]),
                         tuple(d if isinstance(d, int) and d > 0 else -1 for d in t["shape"][1:])) for t in listed)
 
 
@@ -145,7 +132,7 @@ def output_tensors(listed: list[dict], info: ArtifactInfo) -> tuple[Tensor, ...]
 # ---------------------------------------------------------------- config.pbtxt
 
 
-def config_text(name: str, artifact: Artifact, options: RepositoryOptions) -> str:
+def config_text(name: str, artifact: Artifact, options: TritonRecipe) -> str:
     """The config.pbtxt of the model, in Triton's protobuf text format."""
     backend = options.backend
     runtime = {"onnxruntime": 'platform: "onnxruntime_onnx"', "tensorrt": 'platform: "tensorrt_plan"',
@@ -192,13 +179,13 @@ def validate_config(text: str):
 # ---------------------------------------------------------------- the repository
 
 
-def check_options(model: Path, options: RepositoryOptions) -> RepositoryOptions:
+def check_options(model: Path, options: TritonRecipe) -> TritonRecipe:
     """Fill in the backend; refuse what cannot be served, before any slow work."""
     if not model.is_file():
         raise FileNotFoundError(f"{model}: no such file")
-    if model.suffix.lower() not in SUFFIXES:
+    if model.suffix.lower() not in formats.suffixes(*SERVABLE):
         raise TritonExportError(f"{model}: expected a .onnx model, a .engine/.plan or a .safetensors checkpoint")
-    engine = model.suffix.lower() in (".engine", ".plan")
+    engine = model.suffix.lower() in formats.suffixes("tensorrt")
     backend = options.backend or ("tensorrt" if engine else "onnxruntime")
     if engine and backend != "tensorrt":
         raise TritonExportError(f"{model}: a TensorRT engine runs on the tensorrt backend only")
@@ -207,7 +194,7 @@ def check_options(model: Path, options: RepositoryOptions) -> RepositoryOptions:
     return replace(options, backend=backend)
 
 
-def export_repository_model(model: str | Path, repository: str | Path, options: RepositoryOptions) -> Path:
+def export_repository_model(model: str | Path, repository: str | Path, options: TritonRecipe) -> Path:
     """Write repository/NAME (config, labels, version 1) and return its folder.
 
     Raises TritonExportError (a usage problem), ConfigSchemaError, FileExistsError (the model is there
@@ -231,7 +218,7 @@ def export_repository_model(model: str | Path, repository: str | Path, options: 
     return target
 
 
-def write_model(model: Path, folder: Path, options: RepositoryOptions) -> None:
+def write_model(model: Path, folder: Path, options: TritonRecipe) -> None:
     version_dir = folder / "1"
     version_dir.mkdir()
     artifact = stage_artifact(model, version_dir, options.max_batch)
@@ -248,33 +235,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", type=Path, help=".onnx model, .engine/.plan (with its sidecar) or .safetensors")
     parser.add_argument("-o", "--output", type=Path, required=True, help="the model repository (created if missing)")
-    parser.add_argument("--name", default="sunet", help="model name in the repository (default: sunet)")
-    parser.add_argument("--backend", choices=("onnxruntime", "tensorrt", "python"),
-                        help="default: tensorrt for an engine, onnxruntime otherwise")
-    parser.add_argument("--io", choices=("image", "tensor"), default="image",
-                        help="python backend: encoded images in and PNG masks out (default), or the tensor interface")
-    parser.add_argument("--max-batch", type=int, help="largest batch the dynamic batcher forms "
-                                                      "(default: 8, for an engine its profile's largest)")
-    parser.add_argument("--max-queue-delay-us", type=int, default=2000,
-                        help="how long a request may wait for others to batch with (default: 2000 us)")
-    parser.add_argument("--instances", type=int, default=1, help="execution instances of the model (default: 1)")
-    parser.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads per instance (default: all cores)")
-    parser.add_argument("--overwrite", action="store_true", help="replace a model of the same name")
+    add_option_flags(parser, [TritonRecipe], absent_default=False)
     args = parser.parse_args(argv)
-    if args.io != "image" and args.backend != "python":
-        parser.error("--io applies to --backend python only")
-    if min(args.max_batch or 1, args.instances, args.threads or 1) < 1 or args.max_queue_delay_us < 0:
-        parser.error("--max-batch, --instances and --threads must be positive, --max-queue-delay-us not negative")
+    try:
+        args.recipe = from_args(TritonRecipe, args)
+    except ValueError as exc:
+        parser.error(str(exc))
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    options = RepositoryOptions(args.name, args.backend, args.io, args.max_batch, args.max_queue_delay_us,
-                                args.instances, args.threads, args.overwrite)
     try:
-        folder = export_repository_model(args.model, args.output, options)
-    except (TritonExportError, BuildError, EngineEnvironmentError, OSError) as exc:
+        folder = export_repository_model(args.model, args.output, args.recipe)
+    except (TritonExportError, ArtifactError, BuildError, EngineEnvironmentError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except RuntimeError as exc:  # ConfigSchemaError, or export.onnx's ExportError: a check failed

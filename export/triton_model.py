@@ -59,7 +59,7 @@ class TritonPythonModel:
         self.runtime.activate()
         self.input_name, self.output_name = config["input"][0]["name"], config["output"][0]["name"]
         self.images = config["input"][0]["data_type"] == "TYPE_STRING"
-        self.normalize = Normalization.from_metadata(self.runtime.metadata)
+        self.normalize = Normalization.for_artifact(self.runtime.info)  # letterboxes into a --static model's size
         self.palette = np.asarray(self.runtime.metadata.palette, dtype=np.uint8)
 
     def execute(self, requests: list) -> list:

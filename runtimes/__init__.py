@@ -1,37 +1,21 @@
 """Runtime adapters behind one contract (`runtimes.base.Runtime`).
 
-`open_runtime(path)` picks the adapter from the artifact's suffix, or from the scheme of a served
-model's URI (`triton://HOST:PORT/MODEL` over HTTP, `triton+grpc://HOST:PORT/MODEL` over gRPC); its
-options are that adapter's dataclass in `runtimes.options` (or the same fields as keyword
-arguments). Adapters are imported lazily, so serving an ONNX model or an engine never imports PyTorch.
+`open_runtime(path)` picks the adapter from the format table (sunet_deploy.formats): by the
+artifact's suffix, or by the scheme of a served model's URI (`triton://HOST:PORT/MODEL` over HTTP,
+`triton+grpc://HOST:PORT/MODEL` over gRPC); its options are that adapter's dataclass in
+`runtimes.options` (or the same fields as keyword arguments). Adapters are imported when used, so
+serving an ONNX model or an engine never imports PyTorch.
 """
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
+from sunet_deploy import formats
 from sunet_deploy.artifact import ArtifactError, ArtifactInfo
 
 from .base import Runtime, RuntimeUnavailable, TensorInfo, Timing
-from .options import OPTIONS, RuntimeOptions
-
-# name -> (module, class)
-ADAPTERS = {
-    "pytorch": ("runtimes.pytorch", "PyTorchRuntime"),
-    "onnxruntime": ("runtimes.ort", "OnnxRuntimeRuntime"),
-    "tensorrt": ("runtimes.trt", "TensorRTRuntime"),
-    "aoti": ("runtimes.aoti", "AOTInductorRuntime"),
-    "triton": ("runtimes.triton", "TritonRuntime"),
-}
-SUFFIXES = {
-    ".safetensors": "pytorch",
-    ".onnx": "onnxruntime",
-    ".engine": "tensorrt",
-    ".plan": "tensorrt",
-    ".pt2": "aoti",
-}
-SCHEMES = {"triton": "triton", "triton+grpc": "triton"}
+from .options import RuntimeOptions, options_class
 
 
 def uri_scheme(path: str | Path) -> str | None:
@@ -40,23 +24,53 @@ def uri_scheme(path: str | Path) -> str | None:
     return scheme if sep else None
 
 
-def runtime_for(path: str | Path) -> str:
-    """The adapter that opens `path`, by its file type or its URI scheme."""
+def format_for(path: str | Path) -> formats.Format:
+    """The row of the format table that `path` (a file or a served model's URI) belongs to."""
     scheme = uri_scheme(path)
     if scheme is not None:
-        if scheme not in SCHEMES:
-            raise ArtifactError(path, f"unknown URI scheme {scheme!r}; known: {', '.join(SCHEMES)}")
-        return SCHEMES[scheme]
+        found = formats.by_scheme(scheme)
+        if found is None:
+            known = ", ".join(s for f in formats.formats() for s in f.schemes)
+            raise ArtifactError(path, f"unknown URI scheme {scheme!r}; known: {known}")
+        return found
     suffix = Path(path).suffix.lower()
-    if suffix not in SUFFIXES:
-        known = ", ".join(f"{s} ({n})" for s, n in SUFFIXES.items())
+    found = formats.by_suffix(suffix)
+    if found is None:
+        known = ", ".join(f"{s} ({f.runtime})" for f in formats.formats() for s in f.suffixes)
         raise ArtifactError(path, f"unknown model file type {suffix or '(no suffix)'!r}; known: {known}")
-    return SUFFIXES[suffix]
+    return found
+
+
+def runtime_for(path: str | Path) -> str:
+    """The adapter that opens `path`, by its file type or its URI scheme."""
+    return format_for(path).runtime
+
+
+def adapter_class(runtime: str) -> type[Runtime]:
+    """The adapter named `runtime`, imported now (ImportError when its library is missing)."""
+    return formats.load(formats.by_runtime(runtime).adapter)
+
+
+def _adapter(fmt: formats.Format) -> type[Runtime]:
+    """The row's adapter; RuntimeUnavailable (saying what to install) when its library is missing."""
+    try:
+        return formats.load(fmt.adapter)
+    except ImportError as exc:
+        raise RuntimeUnavailable(f"the {fmt.runtime} runtime needs {exc.name or 'a missing module'}: "
+                                 f"{fmt.install}") from exc
+
+
+def availability(options: RuntimeOptions) -> str | None:
+    """None when the adapter of `options` can run them here, else the reason it cannot."""
+    try:
+        return _adapter(formats.by_runtime(options.runtime)).availability(options)
+    except RuntimeUnavailable as exc:
+        return str(exc)
 
 
 def options_for(path: str | Path, **options) -> RuntimeOptions:
     """The options of the adapter that opens `path`, from keyword arguments (unknown ones are an error)."""
-    cls = OPTIONS[runtime_for(path)]
+    cls = options_class(runtime_for(path))
     try:
         return cls(**options)
     except TypeError as exc:
@@ -65,22 +79,16 @@ def options_for(path: str | Path, **options) -> RuntimeOptions:
 
 def open_runtime(path: str | Path, options: RuntimeOptions | None = None, **kwargs) -> Runtime:
     """Open a model artifact with the adapter for its type, configured by `options` or keyword options."""
-    runtime = runtime_for(path)
+    fmt = format_for(path)
     options = options if options is not None else options_for(path, **kwargs)
-    if options.runtime != runtime:
-        raise ArtifactError(path, f"is a {runtime} artifact, not one the {options.runtime} runtime opens")
+    if options.runtime != fmt.runtime:
+        raise ArtifactError(path, f"is a {fmt.runtime} artifact, not one the {options.runtime} runtime opens")
     if uri_scheme(path) is None and not Path(path).is_file():
         raise ArtifactError(path, "no such file")
-    module, cls = ADAPTERS[runtime]
-    try:
-        adapter = getattr(importlib.import_module(module), cls)
-    except ModuleNotFoundError as exc:  # its library is not installed (torch: an extra of the core install)
-        raise RuntimeUnavailable(options.availability() or f"the {runtime} runtime cannot be imported: {exc}") from exc
-    return adapter(path, options)
+    return _adapter(fmt)(path, options)
 
 
 __all__ = [
-    "ADAPTERS",
     "ArtifactError",
     "ArtifactInfo",
     "Runtime",
@@ -88,6 +96,9 @@ __all__ = [
     "RuntimeUnavailable",
     "TensorInfo",
     "Timing",
+    "adapter_class",
+    "availability",
+    "format_for",
     "open_runtime",
     "options_for",
     "runtime_for",

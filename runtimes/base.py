@@ -72,9 +72,14 @@ class Runtime(abc.ABC):
     def __exit__(self, *exc) -> None:
         self.deactivate()
 
+    @classmethod
+    def availability(cls, options: RuntimeOptions) -> str | None:
+        """None when this adapter can run with `options` here, else the reason it cannot (what to install)."""
+        return None
+
     def activate(self) -> None:
         if not self.active:
-            reason = self.options.availability()
+            reason = self.availability(self.options)
             if reason:
                 raise RuntimeUnavailable(reason)
             self._activate()
@@ -143,3 +148,12 @@ def output_info(kind: str, num_classes: int) -> TensorInfo:
     if kind == "labels":
         return TensorInfo("labels", ("batch", "height", "width"), "int64")
     return TensorInfo("logits", ("batch", num_classes, "height", "width"), "float32")
+
+
+def torch_device_availability(device: str) -> str | None:
+    """Whether torch (imported by the caller's module) sees `device`."""
+    import torch
+
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        return "no CUDA device visible to PyTorch (or a CPU-only build of torch)"
+    return None

@@ -11,17 +11,13 @@ from pathlib import Path
 
 import numpy as np
 
-from sunet_deploy.artifact import ArtifactError, info_from_strings
+from sunet_deploy import formats
+from sunet_deploy.artifact import ArtifactError, dtype_name, info_from_strings
 
 from .base import Runtime, RuntimeUnavailable, TensorInfo, Timing
-from .options import OnnxRuntimeOptions
+from .options import PROVIDERS, OnnxRuntimeOptions
 
-PROVIDERS = {
-    "cpu": "CPUExecutionProvider",
-    "cuda": "CUDAExecutionProvider",
-    "tensorrt": "TensorrtExecutionProvider",
-}
-INSTALL_HINT = {
+PROVIDER_HINTS = {
     "cuda": "replace onnxruntime with onnxruntime-gpu (pip uninstall -y onnxruntime && pip install onnxruntime-gpu) "
             "on a machine with CUDA",
     "tensorrt": "install onnxruntime-gpu built with TensorRT and TensorRT itself",
@@ -32,7 +28,7 @@ def _onnxruntime():
     try:
         import onnxruntime
     except ImportError as exc:
-        raise RuntimeUnavailable("onnxruntime is not installed: pip install onnxruntime (sunet-deploy's core install has it)") from exc
+        raise RuntimeUnavailable(f"onnxruntime is not installed: {formats.get('onnx').install}") from exc
     return onnxruntime
 
 
@@ -43,12 +39,16 @@ def provider_availability(provider: str = "cpu") -> str | None:
     except RuntimeUnavailable as exc:
         return str(exc)
     if PROVIDERS[provider] not in ort.get_available_providers():
-        return f"ONNX Runtime has no {PROVIDERS[provider]} here: {INSTALL_HINT.get(provider, '')}"
+        return f"ONNX Runtime has no {PROVIDERS[provider]} here: {PROVIDER_HINTS.get(provider, '')}"
     return None
 
 
 class OnnxRuntimeRuntime(Runtime):
     name = "onnxruntime"
+
+    @classmethod
+    def availability(cls, options: OnnxRuntimeOptions) -> str | None:
+        return provider_availability(options.provider)
 
     def __init__(self, path: str | Path, options: OnnxRuntimeOptions | None = None) -> None:
         super().__init__(path, options or OnnxRuntimeOptions())
@@ -72,16 +72,27 @@ class OnnxRuntimeRuntime(Runtime):
             raise ArtifactError(self.path, f"not a loadable ONNX model ({str(exc).splitlines()[0]})") from exc
 
     def _activate(self) -> None:
-        self.session = self.ort.InferenceSession(str(self.path), self.options.session_options(self.ort),
-                                                 providers=self.options.providers())
+        self.session = self.ort.InferenceSession(str(self.path), self._session_options(), providers=self._providers())
+
+    def _session_options(self):
+        options = self.ort.SessionOptions()
+        options.graph_optimization_level = self.ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if self.options.threads:
+            options.intra_op_num_threads = self.options.threads
+        return options
+
+    def _providers(self) -> list:
+        """The execution providers with their options, CPU as the fallback of a GPU provider."""
+        provider, extra = self.options.provider, dict(self.options.provider_options)
+        if provider == "cpu":
+            return [(PROVIDERS["cpu"], extra)]
+        return [(PROVIDERS[provider], {"device_id": self.options.device_id, **extra}), PROVIDERS["cpu"]]
 
     def _deactivate(self) -> None:
         self.session = None
 
     def _tensor_infos(self, args) -> list[TensorInfo]:
-        dtypes = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int64)": "int64",
-                  "tensor(int32)": "int32", "tensor(uint8)": "uint8"}
-        return [TensorInfo(a.name, tuple(a.shape), dtypes.get(a.type, a.type)) for a in args]
+        return [TensorInfo(a.name, tuple(a.shape), dtype_name("ort", a.type)) for a in args]
 
     def inputs(self) -> list[TensorInfo]:
         return self._tensor_infos(self._probe.get_inputs())

@@ -42,7 +42,7 @@ from sunet_deploy.preprocess import (
 
 from . import ArtifactError, Runtime, RuntimeUnavailable, open_runtime, runtime_for
 from .inputs import InputError, Job, existing_outputs, plan_jobs
-from .options import OPTIONS, RuntimeOptions, add_flags, from_args, given_flags
+from .options import RuntimeOptions, add_flags, from_args, given_flags, options_class
 from .stats import latency_summary
 
 SUMMARY = "predict_summary.json"
@@ -152,7 +152,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def runtime_options(args: argparse.Namespace) -> RuntimeOptions:
     """The options of the runtime that opens args.model; a flag of another runtime is an error."""
-    cls = OPTIONS[runtime_for(args.model)]
+    cls = options_class(runtime_for(args.model))
     foreign = given_flags(args) - {f.name for f in dataclasses.fields(cls)}
     if foreign:
         flags = ", ".join(f"--{name.replace('_', '-')}" for name in sorted(foreign))

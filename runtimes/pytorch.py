@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from sunet_deploy.artifact import derived_info, read_checkpoint_info
 from sunet_deploy.checkpoint import load_model
+from sunet_deploy.fileio import file_sha256
 
-from .base import Runtime, TensorInfo, Timing, image_input_info, output_info
+from .base import Runtime, TensorInfo, Timing, image_input_info, output_info, torch_device_availability
 from .options import PyTorchOptions
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -21,13 +22,22 @@ class PyTorchRuntime(Runtime):
 
     def __init__(self, path: str | Path, options: PyTorchOptions | None = None) -> None:
         super().__init__(path, options or PyTorchOptions())
-        self.model, ckpt = load_model(path)
-        meta = dataclasses.replace(ckpt.meta, output="labels" if self.options.argmax else "logits", source_sha256=ckpt.sha256)
-        self.info = dataclasses.replace(ckpt.info, metadata=meta, precision=self.options.precision)
+        output = "labels" if self.options.argmax else "logits"
+        self.info = derived_info(read_checkpoint_info(self.path), file_sha256(self.path), "checkpoint", output,
+                                 self.options.precision)
+        self.model = self.module = None
         self.device = torch.device(self.options.device)
         self.dtype = PRECISIONS[self.options.precision]
         self.memory_format = torch.channels_last if self.options.channels_last else torch.contiguous_format
         self._graphs: dict[tuple, tuple] = {}
+
+    @classmethod
+    def availability(cls, options: PyTorchOptions) -> str | None:
+        if options.cuda_graph and not options.device.startswith("cuda"):
+            return "CUDA graphs need --device cuda"
+        if options.cuda_graph and options.compile:
+            return "choose CUDA graphs or torch.compile (its reduce-overhead/max-autotune modes use CUDA graphs)"
+        return torch_device_availability(options.device)
 
     def inputs(self) -> list[TensorInfo]:
         return [image_input_info()]
@@ -36,12 +46,12 @@ class PyTorchRuntime(Runtime):
         return [output_info(self.output_kind, self.metadata.num_classes)]
 
     def _activate(self) -> None:
+        self.model, _ = load_model(self.path)
         self.model.to(self.device, self.dtype, memory_format=self.memory_format)
         self.module = torch.compile(self.model, mode=self.options.compile) if self.options.compile else self.model
 
     def _deactivate(self) -> None:
-        self.model.to("cpu", torch.float32)
-        self.module = None
+        self.model = self.module = None
         self._graphs.clear()
         if self.device.type == "cuda":
             torch.cuda.empty_cache()

@@ -26,7 +26,3 @@ def latency_summary(samples_ms: Sequence[float]) -> dict[str, float]:
         "max": float(values.max()),
     }
 
-
-def format_summary(summary: dict[str, float], unit: str = "ms") -> str:
-    keys = ("min", "mean", "median", "p90", "p95", "p99", "max")
-    return "  ".join(f"{k} {summary[k]:.2f}" for k in keys) + f" {unit} (n={summary['count']})"

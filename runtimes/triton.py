@@ -23,17 +23,16 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from sunet_deploy.artifact import ARTIFACT_KEY, ArtifactError, info_from_strings
+from sunet_deploy import formats
+from sunet_deploy.artifact import ARTIFACT_KEY, ArtifactError, dtype_name, info_from_strings
 from sunet_deploy.preprocess import encode_png, read_label_png
 
 from .base import Runtime, RuntimeUnavailable, TensorInfo, Timing
 from .options import TritonOptions
 
 PROTOCOLS = {"triton": "http", "triton+grpc": "grpc"}
-DTYPES = {"TYPE_FP32": "float32", "TYPE_FP16": "float16", "TYPE_INT64": "int64", "TYPE_INT32": "int32",
-          "TYPE_UINT8": "uint8", "TYPE_STRING": "bytes"}
 WIRE_TYPES = {"TYPE_STRING": "BYTES"}  # else the config's type without "TYPE_"
-INSTALL_HINT = "tritonclient is not installed: pip install 'sunet-deploy[serve]'"
+INSTALL_HINT = f"tritonclient is not installed: {formats.get('triton').install}"
 
 
 def availability() -> str | None:
@@ -107,12 +106,16 @@ class ServedModel:
 
 def tensor_info(tensor: dict) -> TensorInfo:
     dims = tuple("?" if int(d) < 0 else int(d) for d in tensor["dims"])
-    return TensorInfo(tensor["name"], ("batch", *dims), DTYPES.get(tensor["data_type"], tensor["data_type"]))
+    return TensorInfo(tensor["name"], ("batch", *dims), dtype_name("triton", tensor["data_type"]))
 
 
 class TritonRuntime(Runtime):
     name = "triton"
     served = True
+
+    @classmethod
+    def availability(cls, options: TritonOptions) -> str | None:
+        return availability()
 
     def __init__(self, uri: str, options: TritonOptions | None = None) -> None:
         super().__init__(uri, options or TritonOptions())

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sunet_deploy import formats
 from sunet_deploy.engine_env import check_engine_environment, read_engine_sidecar
 
 from .base import Runtime, RuntimeUnavailable, TensorInfo, Timing
@@ -27,9 +28,7 @@ def _tensorrt():
     try:
         import tensorrt
     except ImportError as exc:
-        raise RuntimeUnavailable(
-            "TensorRT is not installed: pip install 'sunet-deploy[gpu]' (tensorrt, pycuda) on a machine with an NVIDIA GPU"
-        ) from exc
+        raise RuntimeUnavailable(f"TensorRT is not installed: {formats.get('tensorrt').install}") from exc
     return tensorrt
 
 
@@ -82,13 +81,15 @@ class TensorRTRuntime(Runtime):
         super().__init__(path, options or TensorRTOptions())
         self.sidecar = read_engine_sidecar(self.path)
         self.info = self.sidecar.artifact
-        self.device_id = self.options.device_id
-        self.buffer_kind = self.options.buffers
         self.engine = self.context = self.buffers = None
+
+    @classmethod
+    def availability(cls, options: TensorRTOptions) -> str | None:
+        return availability()
 
     def _activate(self) -> None:
         trt = _tensorrt()
-        check_engine_environment(self.path, trt.__version__, device_id=self.device_id)
+        check_engine_environment(self.path, trt.__version__, device_id=self.options.device_id)
         self.buffers = self._make_buffers()
         try:
             with self.buffers.current():
@@ -112,9 +113,9 @@ class TensorRTRuntime(Runtime):
         self.dtypes = {n: np.dtype(trt.nptype(self.engine.get_tensor_dtype(n))) for n in names}
 
     def _make_buffers(self) -> DeviceBuffers:
-        use_torch = self.buffer_kind == "torch" or (
-            self.buffer_kind == "auto" and ("torch" in sys.modules or _pycuda_missing()))
-        return TorchBuffers(self.device_id) if use_torch else PycudaBuffers(self.device_id)
+        kind, device_id = self.options.buffers, self.options.device_id
+        use_torch = kind == "torch" or (kind == "auto" and ("torch" in sys.modules or _pycuda_missing()))
+        return TorchBuffers(device_id) if use_torch else PycudaBuffers(device_id)
 
     def _deactivate(self) -> None:
         if self.buffers is not None:

@@ -8,8 +8,9 @@ input shapes it accepts. Each format stores it in its own container, always as t
     ONNX (.onnx)                metadata_props                    set_onnx_info / read_onnx_info
     AOTInductor (.pt2)          the package's string metadata     info_to_strings / info_from_strings
     TensorRT (.engine)          the sidecar model.engine.json     sunet_deploy.engine_env
+    Triton model repository     config.pbtxt parameters           export.triton / runtimes.triton
 
-ONNX and AOTInductor also get the same facts as plain strings ("sunet_deploy.mean" = "0.485 0.456
+ONNX, AOTInductor and config.pbtxt also get the same facts as plain strings ("sunet_deploy.mean" = "0.485 0.456
 0.406", ...), so that C++ readers need no JSON parser (runtimes/cpp). A field added to
 `ArtifactInfo` or `ModelMetadata` travels in every format without touching a writer or a reader.
 """
@@ -23,6 +24,8 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import formats
+from .fileio import file_sha256
 from .metadata import ModelMetadata
 
 ARTIFACT_KEY = "sunet_deploy.artifact"
@@ -30,15 +33,35 @@ ARTIFACT_KEY = "sunet_deploy.artifact"
 CHECKPOINT_KIND_KEY = "sunet_deploy.kind"
 CHECKPOINT_META_KEY = "sunet_deploy.meta"
 """safetensors header keys: the kind of file ("checkpoint", "train_state") and its JSON."""
-LEGACY_METADATA_KEY = "sunet_deploy.metadata"
-LEGACY_PRECISION_KEY = "sunet_deploy.precision"
 STRINGS_FORMAT = "sunet-deploy-1"
 """The value of "sunet_deploy.format" in the plain-string metadata, which C++ readers check."""
-FORMATS = ("checkpoint", "onnx", "aoti", "tensorrt")
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 MAX_HEADER_BYTES = 100 << 20
 
 Shape = tuple  # of int, or None for a dimension the artifact leaves free
+
+TENSOR_TYPES = {  # name: (ONNX TensorProto data type, ONNX Runtime's type string, Triton's config type)
+    "float32": (1, "tensor(float)", "TYPE_FP32"),
+    "float16": (10, "tensor(float16)", "TYPE_FP16"),
+    "int64": (7, "tensor(int64)", "TYPE_INT64"),
+    "int32": (6, "tensor(int32)", "TYPE_INT32"),
+    "uint8": (2, "tensor(uint8)", "TYPE_UINT8"),
+    "bytes": (8, "tensor(string)", "TYPE_STRING"),
+}
+"""The one map of tensor element types: every container's spelling of each numpy-style name."""
+_TYPE_COLUMNS = {"onnx": 0, "ort": 1, "triton": 2}
+
+
+def dtype_name(kind: str, value) -> str:
+    """The numpy-style name of an element type spelled as `kind` ("onnx", "ort", "triton") spells it;
+    an unknown one comes back as its own string."""
+    column = _TYPE_COLUMNS[kind]
+    return next((name for name, spellings in TENSOR_TYPES.items() if spellings[column] == value), str(value))
+
+
+def dtype_as(kind: str, name: str):
+    """The spelling of element type `name` in `kind` ("onnx", "ort", "triton")."""
+    return TENSOR_TYPES[name][_TYPE_COLUMNS[kind]]
 
 
 class ArtifactError(ValueError):
@@ -67,8 +90,8 @@ class ArtifactInfo:
     profile: tuple[Shape, Shape, Shape] | None = None
 
     def __post_init__(self) -> None:
-        if self.format not in FORMATS:
-            raise ValueError(f"format must be one of {FORMATS}, got {self.format!r}")
+        if self.format not in formats.artifact_formats():
+            raise ValueError(f"format must be one of {formats.artifact_formats()}, got {self.format!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         object.__setattr__(self, "input_shape", _shape(self.input_shape))
@@ -166,19 +189,14 @@ def info_to_strings(info: ArtifactInfo) -> dict[str, str]:
 
 
 def info_from_strings(strings: dict[str, str], path: str | os.PathLike, format: str) -> ArtifactInfo:
-    """Read what `info_to_strings` wrote (or, from older exports, their metadata and precision keys)."""
+    """Read what `info_to_strings` wrote."""
+    if ARTIFACT_KEY not in strings:
+        exporter = formats.get(format).exporter or "export"
+        raise ArtifactError(path, f"has no sunet-deploy metadata; export it with `python -m {exporter}`")
     try:
-        if ARTIFACT_KEY in strings:
-            return ArtifactInfo.from_json(strings[ARTIFACT_KEY])
-        if LEGACY_METADATA_KEY in strings:
-            shape = strings.get("sunet_deploy.input_shape")
-            return ArtifactInfo(ModelMetadata.from_json(strings[LEGACY_METADATA_KEY]), format,
-                                strings.get(LEGACY_PRECISION_KEY, "fp32"),
-                                parse_shape(shape) if shape else (None, 3, None, None))
+        return ArtifactInfo.from_json(strings[ARTIFACT_KEY])
     except (ValueError, TypeError, KeyError) as exc:
         raise ArtifactError(path, f"unreadable sunet-deploy metadata ({exc})") from exc
-    exporter = {"onnx": "export.onnx", "aoti": "export.aoti"}.get(format, "export")
-    raise ArtifactError(path, f"has no sunet-deploy metadata; export it with `python -m {exporter}`")
 
 
 def set_onnx_info(model, info: ArtifactInfo) -> None:
@@ -191,19 +209,58 @@ def set_onnx_info(model, info: ArtifactInfo) -> None:
         model.metadata_props.add(key=key, value=value)
 
 
-def read_onnx_info(path: str | os.PathLike) -> ArtifactInfo:
-    """The ArtifactInfo of an ONNX file, read with the onnx package (graph only, no weights loaded)."""
+@dataclass(frozen=True)
+class OnnxInfo:
+    """What an ONNX file says of itself, read with the onnx package: its ArtifactInfo, its tensors
+    ({"name", "shape" with strings for symbolic dimensions, "dtype"}) and the graph."""
+
+    path: Path
+    artifact: ArtifactInfo
+    inputs: list[dict]
+    outputs: list[dict]
+    model: object = dataclasses.field(repr=False, compare=False)  # onnx.ModelProto, weights included
+
+    @property
+    def precision(self) -> str:
+        return self.artifact.precision
+
+    @property
+    def sha256(self) -> str:
+        return file_sha256(self.path)
+
+
+def read_onnx_info(path: str | os.PathLike) -> OnnxInfo:
+    """The ArtifactInfo and tensors of an ONNX file (ArtifactError for a missing or unreadable one)."""
     import onnx
     from google.protobuf.message import DecodeError
 
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(path, "no such file")
     try:
         model = onnx.load(str(path), load_external_data=False)
     except (OSError, DecodeError) as exc:
         raise ArtifactError(path, f"not a readable ONNX model ({exc})") from exc
-    return info_from_strings({p.key: p.value for p in model.metadata_props}, path, "onnx")
+    info = info_from_strings({p.key: p.value for p in model.metadata_props}, path, "onnx")
+    inputs, outputs = [_tensor(v) for v in model.graph.input], [_tensor(v) for v in model.graph.output]
+    return OnnxInfo(path, info, inputs, outputs, model)
+
+
+def _tensor(value) -> dict:
+    tensor = value.type.tensor_type
+    shape = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in tensor.shape.dim]
+    return {"name": value.name, "shape": shape, "dtype": dtype_name("onnx", tensor.elem_type)}
 
 
 # ---------------------------------------------------------------- checkpoints (safetensors header)
+
+
+def derived_info(source: ArtifactInfo, source_sha256: str, format: str, output: str = "logits",
+                 precision: str = "fp32", input_shape: Shape = (None, 3, None, None)) -> ArtifactInfo:
+    """The ArtifactInfo of an artifact made from a checkpoint (`source`, the file's SHA-256): its
+    metadata with the artifact's output kind and the checkpoint as the source (the one place that says so)."""
+    meta = dataclasses.replace(source.metadata, output=output, source_sha256=source_sha256)
+    return ArtifactInfo(meta, format, precision, input_shape)
 
 
 def checkpoint_info(meta: ModelMetadata) -> ArtifactInfo:
@@ -254,9 +311,8 @@ def read_checkpoint_info(path: str | os.PathLike) -> ArtifactInfo:
 
 
 def checkpoint_info_from_json(text: str, path: str | os.PathLike) -> ArtifactInfo:
-    """The header JSON is an ArtifactInfo, or a bare ModelMetadata in checkpoints written before it."""
+    """The header JSON is an ArtifactInfo."""
     try:
-        data = json.loads(text)
-        return ArtifactInfo.from_dict(data) if "format" in data else checkpoint_info(ModelMetadata.from_json(text))
+        return ArtifactInfo.from_json(text)
     except (ValueError, TypeError, KeyError) as exc:
         raise ArtifactError(path, f"invalid metadata ({exc})") from exc

@@ -18,7 +18,8 @@ from torch import nn
 
 from .artifact import CHECKPOINT_KIND_KEY as KIND_KEY
 from .artifact import CHECKPOINT_META_KEY as META_KEY
-from .artifact import ArtifactError, ArtifactInfo, checkpoint_info, checkpoint_info_from_json, read_safetensors_header
+from .artifact import (ArtifactError, ArtifactInfo, checkpoint_info, checkpoint_info_from_json, derived_info,
+                       read_safetensors_header)
 from .fileio import atomic_write_bytes, file_sha256
 from .metadata import ModelMetadata
 from .models import ModelSpec, build_model
@@ -45,6 +46,11 @@ class Checkpoint:
     @property
     def info(self) -> ArtifactInfo:
         return checkpoint_info(self.meta)
+
+    def artifact_info(self, format: str, output: str = "logits", precision: str = "fp32",
+                      input_shape: tuple = (None, 3, None, None)) -> ArtifactInfo:
+        """The ArtifactInfo of an artifact made from this checkpoint (artifact.derived_info)."""
+        return derived_info(self.info, self.sha256, format, output, precision, input_shape)
 
 
 def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], kind: str, meta_json: str) -> Path:

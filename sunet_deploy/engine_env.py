@@ -88,16 +88,22 @@ def read_engine_sidecar(engine_path: str | os.PathLike) -> EngineSidecar:
         raise EngineEnvironmentError(f"{path}: unreadable engine build environment ({exc})") from exc
 
 
+def read_matching_sidecar(engine_path: str | os.PathLike) -> EngineSidecar:
+    """The engine's sidecar, after checking that it describes this very engine file (its SHA-256)."""
+    sidecar = read_engine_sidecar(engine_path)
+    if file_sha256(engine_path) != sidecar.engine_sha256:
+        raise EngineEnvironmentError(f"{engine_path}: the engine does not match its {sidecar_path(engine_path).name} "
+                                     "(rebuilt or replaced without it); " + REBUILD_HINT.format(engine=engine_path))
+    return sidecar
+
+
 def check_engine_environment(engine_path: str | os.PathLike, trt_version: str, device_id: int = 0,
                              gpu: GpuInfo | None = None) -> EngineSidecar:
     """The engine's sidecar, after checking that this TensorRT and GPU are the ones it was built for.
 
     `gpu` is this machine's GPU; it is queried (query_gpu) when not given.
     """
-    sidecar = read_engine_sidecar(engine_path)
-    if file_sha256(engine_path) != sidecar.engine_sha256:
-        raise EngineEnvironmentError(f"{engine_path}: the engine does not match its {sidecar_path(engine_path).name} "
-                                     "(rebuilt or replaced without it); " + REBUILD_HINT.format(engine=engine_path))
+    sidecar = read_matching_sidecar(engine_path)
     gpu = gpu or query_gpu(device_id)
     problems = []
     if sidecar.tensorrt_version != trt_version:

@@ -93,3 +93,36 @@ def spread_classes(model: torch.nn.Module, batch: torch.Tensor, seed: int = 1) -
         conv.weight.copy_(weight[:, :, None, None])
         conv.bias.copy_(-(weight @ mean_feature))
     return model
+
+
+LOGIT_SPREAD = 4.0
+
+
+def principal_head(model, batch):
+    """Head weights along the principal directions of the head's input features on `batch`: an
+    untrained model that draws several classes on dataset images, as far apart as its features
+    vary most. (Random directions, as conftest.spread_classes draws, separate classes by small
+    differences of large features, which FP16 and INT8 rounding flip far more than in a trained model.)"""
+    conv = model.head[-1]
+    x = head_features(model, batch).permute(0, 2, 3, 1).reshape(-1, conv.in_channels)
+    with torch.no_grad():
+        centred = x - x.mean(0)
+        directions = torch.linalg.svd(centred, full_matrices=False).Vh[: conv.out_channels]
+        weight = directions * LOGIT_SPREAD / (centred @ directions.T).std(0)[:, None]
+        conv.weight.copy_(weight[:, :, None, None])
+        conv.bias.copy_(-(weight @ x.mean(0)))
+    return model
+
+
+def make_checkpoint(path, output_stride, arch="sunet_tiny", num_classes=5):
+    """A random model whose head draws several classes on its synthetic dataset's images (principal_head)."""
+    from export.calibration import dataset_images, model_inputs
+    from sunet_deploy.checkpoint import save_checkpoint
+
+    spec = ModelSpec(arch, num_classes=num_classes, output_stride=output_stride)
+    torch.manual_seed(0)
+    model = randomize_bn(build_model(spec)).eval()
+    meta = make_meta(spec)
+    images = model_inputs(dataset_images(meta, count=4, seed=100), meta)
+    principal_head(model, torch.from_numpy(np.concatenate(images)))
+    return save_checkpoint(path, model, meta)

@@ -1,4 +1,4 @@
-"""sunet_deploy.artifact: one ArtifactInfo, the same JSON in every container, older files still read."""
+"""sunet_deploy.artifact: one ArtifactInfo, the same JSON in every container, refused without it."""
 
 import json
 
@@ -37,15 +37,13 @@ def test_shapes_fixed_dynamic_and_profiles():
         ArtifactInfo(meta, "onnx", "fp8")
 
 
-def test_onnx_container_and_older_exports(tmp_path):
+def test_onnx_container(tmp_path):
     proto = onnx.helper.make_model(onnx.helper.make_graph([], "g", [], []))
     info = ArtifactInfo(make_meta(SPEC), "onnx", "fp16", (None, 3, 256, 256))
     proto.metadata_props.add(key="sunet_deploy.metadata", value="stale")
     set_onnx_info(proto, info)
     onnx.save(proto, tmp_path / "m.onnx")
-    assert read_onnx_info(tmp_path / "m.onnx") == info
-    legacy = {"sunet_deploy.metadata": info.metadata.to_json(), "sunet_deploy.precision": "fp16"}
-    assert info_from_strings(legacy, "old.onnx", "onnx").precision == "fp16"
+    assert read_onnx_info(tmp_path / "m.onnx").artifact == info
     with pytest.raises(ArtifactError, match="no sunet-deploy metadata; export it with `python -m export.onnx`"):
         info_from_strings({}, "plain.onnx", "onnx")
     with pytest.raises(ArtifactError, match="unreadable sunet-deploy metadata"):

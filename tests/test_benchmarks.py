@@ -4,6 +4,7 @@ import json
 import time
 
 import numpy as np
+import onnx
 import pytest
 import torch
 from torch import nn
@@ -12,7 +13,7 @@ from benchmarks import latency, parity
 from benchmarks.flops import count_flops, model_table
 from benchmarks.measure import Samples, time_iterations
 from benchmarks.parity import ParityStats, Tolerance, judge, run_parity, tolerances
-from benchmarks.variants import Variant, variants_for
+from benchmarks.variants import VARIANTS, Variant, variants_for
 from runtimes.base import Runtime, TensorInfo, Timing
 from runtimes.options import PyTorchOptions
 from sunet_deploy.artifact import ArtifactInfo, read_checkpoint_info
@@ -20,6 +21,7 @@ from sunet_deploy.metadata import ModelMetadata
 from sunet_deploy.metrics import ConfusionMatrix
 from sunet_deploy.checkpoint import save_checkpoint
 from sunet_deploy.data import DatasetSpec
+from sunet_deploy.formats import OnnxRecipe
 from sunet_deploy.models import ModelSpec, build_model, count_parameters
 
 TINY_RUN = ["--model", "sunet_tiny", "--size", "32x32", "--warmup", "0.05", "--duration", "0.1",
@@ -209,7 +211,7 @@ def test_parity_of_given_artifacts_by_their_own_precision(tmp_path, tiny_checkpo
 
     fp32, fp16 = tmp_path / "model.onnx", tmp_path / "model_fp16.onnx"
     export_onnx(tiny_checkpoint, fp32)
-    export_onnx(tiny_checkpoint, fp16, fp16=True)
+    export_onnx(tiny_checkpoint, fp16, OnnxRecipe(fp16=True))
     out, work = tmp_path / "parity", tmp_path / "work"
     argv = [str(tiny_checkpoint), "--limit", "2", "--threads", "1", "--workdir", str(work), "--output", str(out)]
     assert parity.main(argv + ["--artifact", str(fp32), "--artifact", str(fp16)]) == 0
@@ -221,7 +223,7 @@ def test_parity_of_given_artifacts_by_their_own_precision(tmp_path, tiny_checkpo
                             read_checkpoint_info(tiny_checkpoint).metadata)
     assert parity.main([str(other), "--artifact", str(fp32), "--output", str(out)]) == 2
     assert "exported from another checkpoint" in capsys.readouterr().err
-    static = export_onnx(tiny_checkpoint, tmp_path / "static.onnx", static=(64, 96)).path
+    static = export_onnx(tiny_checkpoint, tmp_path / "static.onnx", OnnxRecipe(static=(64, 96))).path
     assert parity.main(argv + ["--artifact", str(static)]) == 2
     assert "takes inputs ?x3x64x96, and the images are 32x32" in capsys.readouterr().err
 
@@ -356,7 +358,10 @@ def test_int8_row_opens_the_int8_export(tmp_path):
     assert latency.main(args) == 0
     rows = {r["variant"]: r for r in json.loads((out / "latency.json").read_text())["rows"]}
     assert rows["onnxruntime-cpu-int8"]["precision"] == "int8"
-    assert rows["onnxruntime-cpu-int8"]["artifact"].endswith("-uint8.onnx")  # the activations ORT fuses on x86
+    graph = onnx.load(rows["onnxruntime-cpu-int8"]["artifact"]).graph  # uint8 activations: what ORT fuses on x86
+    zero_points = {t.name: t.data_type for t in graph.initializer}
+    activations = [zero_points[n.input[2]] for n in graph.node if n.op_type == "QuantizeLinear"]
+    assert activations and set(activations) == {onnx.TensorProto.UINT8}
 
 
 def test_letterbox_cost_report(tmp_path, tiny_checkpoint):
@@ -396,7 +401,7 @@ def test_benchmarked_aoti_package_is_compiled_as_python_m_export_aoti_compiles_i
     with pytest.raises(Stop):
         export_main([str(tiny_checkpoint), "-o", str(tmp_path / "cli.pt2"), "--size", "32x32"])
     with pytest.raises(Stop):
-        artifact_for("aoti", tiny_checkpoint, tmp_path / "work", (1, 3, 32, 32), "cpu")
+        artifact_for(VARIANTS["aoti-cpu"], tiny_checkpoint, tmp_path / "work", (1, 3, 32, 32))
     assert len(seen) == 2 and seen[0] == seen[1]
     assert seen[0]["freezing"] and seen[0]["compile_threads"] == 1 and seen[0]["binary_folding_patterns"] == 0
     assert not list(tmp_path.rglob("*.pt2")), "a stopped compile left a file behind"

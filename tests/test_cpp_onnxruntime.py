@@ -26,6 +26,7 @@ from sunet_deploy.preprocess import read_image, read_label_png
 
 from conftest import several_class_checkpoint, shared_folder
 from photos import write_photos
+from sunet_deploy.formats import OnnxRecipe
 
 ort = pytest.importorskip("onnxruntime", reason="the ONNX Runtime backend links the onnxruntime wheel's library")
 
@@ -80,8 +81,8 @@ def ort_cpp(tmp_path_factory):
             (shared / "configure.log").write_text(configure)
             run(["cmake", "--build", str(shared / "build"), "-j", "2"])
             export_onnx(shared / "model.safetensors", shared / "model.onnx")
-            export_onnx(shared / "model.safetensors", shared / "labels.onnx", argmax=True)
-            export_onnx(shared / "model.safetensors", shared / "static.onnx", static=STATIC_SIZE)
+            export_onnx(shared / "model.safetensors", shared / "labels.onnx", OnnxRecipe(argmax=True))
+            export_onnx(shared / "model.safetensors", shared / "static.onnx", OnnxRecipe(static=STATIC_SIZE))
     return shared
 
 
@@ -208,7 +209,7 @@ def test_usage_errors(ort_cpp, arguments):
 
 def test_latency_comparison_script(ort_cpp):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    command = [sys.executable, str(ROOT / "runtimes/cpp/compare_latency.py"), str(ort_cpp / "build/sunet_predict"),
+    command = [sys.executable, "-m", "benchmarks.cpp_latency", str(ort_cpp / "build/sunet_predict"),
                str(ort_cpp / "model.onnx"), str(ort_cpp / "photos/coins.png"), "--repeat", "2", "--rounds", "1"]
     done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
     assert done.returncode == 0, done.stderr

@@ -8,17 +8,16 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from conftest import head_features, make_meta, randomize_bn
-from export.calibration import dataset_images, letterbox, model_inputs
+from conftest import make_checkpoint
+from export.calibration import dataset_images, letterbox
 from export.onnx import ExportError, export_onnx, main
 from export.opcheck import Issue
 from export.verify import TOLERANCES, compare
-from sunet_deploy.checkpoint import load_model, save_checkpoint
+from sunet_deploy.checkpoint import load_model
 from sunet_deploy.artifact import ARTIFACT_KEY, read_onnx_info
-from sunet_deploy.models import ModelSpec, build_model
+from sunet_deploy.formats import OnnxRecipe
 
 STATIC = (72, 104)
-LOGIT_SPREAD = 4.0
 """Standard deviation of each class's logit over the images: logits up to about 12, like a trained model's."""
 # (output stride, static size or None, argmax, fp16, simplify): every value of each option, pairwise mixed
 VARIANTS = [
@@ -33,32 +32,6 @@ VARIANTS = [
 ]
 
 
-def principal_head(model, batch):
-    """Head weights along the principal directions of the head's input features on `batch`: an
-    untrained model that draws several classes on dataset images, as far apart as its features
-    vary most. (Random directions, as conftest.spread_classes draws, separate classes by small
-    differences of large features, which FP16 and INT8 rounding flip far more than in a trained model.)"""
-    conv = model.head[-1]
-    x = head_features(model, batch).permute(0, 2, 3, 1).reshape(-1, conv.in_channels)
-    with torch.no_grad():
-        centred = x - x.mean(0)
-        directions = torch.linalg.svd(centred, full_matrices=False).Vh[: conv.out_channels]
-        weight = directions * LOGIT_SPREAD / (centred @ directions.T).std(0)[:, None]
-        conv.weight.copy_(weight[:, :, None, None])
-        conv.bias.copy_(-(weight @ x.mean(0)))
-    return model
-
-
-def make_checkpoint(path, output_stride, arch="sunet_tiny", num_classes=5):
-    spec = ModelSpec(arch, num_classes=num_classes, output_stride=output_stride)
-    torch.manual_seed(0)
-    model = randomize_bn(build_model(spec)).eval()
-    meta = make_meta(spec)
-    images = model_inputs(dataset_images(meta, count=4, seed=100), meta)
-    principal_head(model, torch.from_numpy(np.concatenate(images)))
-    return save_checkpoint(path, model, meta)
-
-
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
     root = tmp_path_factory.mktemp("ckpt")
@@ -70,7 +43,7 @@ def checkpoints(tmp_path_factory):
                               f"{'fp16' if v[3] else 'fp32'}{'-slim' if v[4] else ''}" for v in VARIANTS])
 def test_export_matches_pytorch(tmp_path, checkpoints, output_stride, static, argmax, fp16, simplify):
     path = tmp_path / "model.onnx"
-    result = export_onnx(checkpoints[output_stride], path, argmax, fp16=fp16, static=static, simplify=simplify)
+    result = export_onnx(checkpoints[output_stride], path, OnnxRecipe(argmax=argmax, fp16=fp16, static=static, simplify=simplify))
     assert result.verification.passed and result.tensorrt_checked
     model = onnx.load(str(path))
     assert model.opset_import[0].version >= 17
@@ -112,9 +85,9 @@ def resize_size_types(model):
 
 def test_metadata_round_trip_in_one_file(tmp_path, checkpoints):
     path = tmp_path / "model.onnx"
-    result = export_onnx(checkpoints[16], path, argmax=True)
+    result = export_onnx(checkpoints[16], path, OnnxRecipe(argmax=True))
     _, ckpt = load_model(checkpoints[16])
-    info = read_onnx_info(path)
+    info = read_onnx_info(path).artifact
     meta = info.metadata
     assert (info.format, info.precision, info.input_shape) == ("onnx", "fp32", (None, 3, None, None))
     assert meta == result.metadata
@@ -171,7 +144,7 @@ def test_verification_on_a_folder_dataset_at_its_own_size_or_letterboxed(tmp_pat
 def test_a_wrong_labels_export_fails_on_agreement(tmp_path, checkpoints, monkeypatch):
     corrupt_a_weight(monkeypatch, factor=-1.0, which=-1)  # the head flipped: labels, no logits to compare
     with pytest.raises(ExportError, match=r"all images: pixel-label agreement [0-9.]+ is below 0.999"):
-        export_onnx(checkpoints[16], tmp_path / "m.onnx", argmax=True)
+        export_onnx(checkpoints[16], tmp_path / "m.onnx", OnnxRecipe(argmax=True))
     assert not (tmp_path / "m.onnx").exists()
 
 
@@ -194,7 +167,7 @@ def test_graph_tensorrt_cannot_parse_is_refused_unless_skipped(tmp_path, checkpo
     with pytest.raises(ExportError, match="(?s)1 problem.*mode='cubic'.*--skip-tensorrt-check"):
         export_onnx(checkpoints[16], path)
     assert not path.exists()
-    result = export_onnx(checkpoints[16], path, tensorrt_check=False)
+    result = export_onnx(checkpoints[16], path, OnnxRecipe(tensorrt_check=False))
     assert "TensorRT operator check skipped" in result.report()
 
 

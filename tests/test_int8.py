@@ -8,10 +8,11 @@ from onnx import numpy_helper
 import export.quantize as quantize_module
 from export.calibration import dataset_images, model_inputs
 from export.onnx import ExportError, export_onnx, main, trace_to_onnx
-from export.quantize import Int8Settings, LayerGain, int8_quantizer, sensitivity_search
+from export.quantize import LayerGain, int8_quantizer, sensitivity_search
 from sunet_deploy.artifact import read_onnx_info
 from sunet_deploy.checkpoint import load_model
-from test_export_onnx import make_checkpoint
+from conftest import make_checkpoint
+from sunet_deploy.formats import Int8Recipe, OnnxRecipe
 
 INT8_TYPES = {onnx.TensorProto.INT8}
 
@@ -34,10 +35,10 @@ def quantization_params(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
 
 def test_int8_export_is_symmetric_qdq_that_tensorrt_reads(tmp_path, checkpoint):
     path = tmp_path / "model_int8.onnx"
-    result = export_onnx(checkpoint, path, int8=Int8Settings(images=4))
+    result = export_onnx(checkpoint, path, OnnxRecipe(int8=Int8Recipe(images=4)))
     print(result.report())
     assert result.verification.passed and result.tensorrt_checked and len(result.verification.class_agreement()) >= 3
-    info = read_onnx_info(path)
+    info = read_onnx_info(path).artifact
     assert (info.precision, info.input_shape) == ("int8", (None, 3, None, None))
     graph = onnx.load(str(path)).graph
     convs = [n for n in graph.node if n.op_type in ("Conv", "ConvTranspose")]
@@ -74,7 +75,7 @@ def test_calibration_is_deterministic_for_a_seed(checkpoint):
 
     def scales(seed):
         batches = model_inputs(dataset_images(ckpt.meta, count=3, seed=seed), ckpt.meta)
-        with int8_quantizer(proto, batches, Int8Settings(method="minmax")) as quantizer:
+        with int8_quantizer(proto, batches, Int8Recipe(method="minmax")) as quantizer:
             return quantization_params(quantizer.quantize().graph)
 
     first, again, other = scales(0), scales(0), scales(1)
@@ -100,9 +101,9 @@ def test_a_layer_the_search_keeps_fp32_has_no_qdq(tmp_path, checkpoint, monkeypa
 
     monkeypatch.setattr(export_module, "agreement_on", agreement_on)
     model, ckpt = load_model(checkpoint)
-    with int8_quantizer(trace_to_onnx(model, None, 17, "logits"), [], Int8Settings()) as quantizer:
+    with int8_quantizer(trace_to_onnx(model, None, 17, "logits"), [], Int8Recipe()) as quantizer:
         head = real_layers(quantizer)[-1]
-    result = export_onnx(checkpoint, tmp_path / "m.onnx", int8=Int8Settings(images=4, sensitivity_budget=2))
+    result = export_onnx(checkpoint, tmp_path / "m.onnx", OnnxRecipe(int8=Int8Recipe(images=4, sensitivity_budget=2)))
     assert result.sensitivity.kept_fp32 == (head,) and len(result.sensitivity.gains) == 3
     graph = onnx.load(str(tmp_path / "m.onnx")).graph
     node = next(n for n in graph.node if n.name == head)
@@ -147,7 +148,7 @@ def test_int8_outside_tolerance_fails_the_gate_and_writes_nothing(tmp_path, chec
     monkeypatch.setattr(quantize_module.Int8Quantizer, "quantize", broken)
     path = tmp_path / "m.onnx"
     with pytest.raises(ExportError, match=r"all images: pixel-label agreement [0-9.]+ is below 0.95"):
-        export_onnx(checkpoint, path, int8=Int8Settings(images=4))
+        export_onnx(checkpoint, path, OnnxRecipe(int8=Int8Recipe(images=4)))
     assert not path.exists()
 
 

@@ -16,6 +16,7 @@ from runtimes import open_runtime
 from runtimes.options import AOTInductorOptions, OnnxRuntimeOptions, PyTorchOptions
 from runtimes.predict import Predictor
 from sunet_deploy.preprocess import Normalization, read_image
+from sunet_deploy.formats import AotiRecipe, OnnxRecipe
 
 FIXED = (64, 96)
 
@@ -37,8 +38,8 @@ def artifacts(tmp_path_factory, photos):
         if not (root / "model.pt2").exists():
             several_class_checkpoint(root / "model.safetensors", photos["coffee"])
             export_onnx(root / "model.safetensors", root / "model.onnx")
-            export_onnx(root / "model.safetensors", root / "static.onnx", static=FIXED)
-            export_aoti(root / "model.safetensors", root / "model.pt2", size=FIXED)
+            export_onnx(root / "model.safetensors", root / "static.onnx", OnnxRecipe(static=FIXED))
+            export_aoti(root / "model.safetensors", root / "model.pt2", AotiRecipe(size=FIXED))
     return root
 
 
@@ -53,7 +54,7 @@ def masks(runtime, photos, geometry_of=None) -> dict[str, np.ndarray]:
 
 CASES = {  # name -> (artifact file, options)
     **{name: ("model.safetensors", v.options) for name, v in VARIANTS.items()
-       if v.artifact == "checkpoint" and v.device == "cpu" and name != "pytorch-fp32"},
+       if v.format == "checkpoint" and v.device == "cpu" and name != "pytorch-fp32"},
     "onnxruntime-cpu": ("model.onnx", OnnxRuntimeOptions()),
     "onnxruntime-cpu-static": ("static.onnx", OnnxRuntimeOptions()),
     "aoti-cpu": ("model.pt2", AOTInductorOptions()),

@@ -13,6 +13,7 @@ from runtimes.predict import Predictor, main
 from sunet_deploy.checkpoint import save_checkpoint
 from sunet_deploy.models import ModelSpec, build_model
 from sunet_deploy.preprocess import read_label_png
+from sunet_deploy.formats import OnnxRecipe
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +148,7 @@ def test_options_of_another_runtime_are_an_error(tmp_path, checkpoint, image_fol
 def test_fixed_size_model_segments_any_size_and_failures_are_skipped(tmp_path, checkpoint, image_folder, capsys):
     from export.onnx import export_onnx
 
-    static = export_onnx(checkpoint, tmp_path / "static.onnx", static=(32, 32)).path
+    static = export_onnx(checkpoint, tmp_path / "static.onnx", OnnxRecipe(static=(32, 32))).path
     (image_folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
     out = tmp_path / "out"
     assert main([str(static), str(image_folder), "-o", str(out)]) == 1

@@ -29,6 +29,7 @@ from runtimes import trt as trt_runtime
 from runtimes.options import TensorRTOptions
 from sunet_deploy import engine_env
 from sunet_deploy.engine_env import GpuInfo
+from sunet_deploy.formats import EngineRecipe, OnnxRecipe
 
 ROOT = Path(__file__).parent.parent
 SOURCES = sorted(p for folder in ("export", "runtimes", "sunet_deploy", "benchmarks", "train")
@@ -148,13 +149,13 @@ def test_the_fakes_define_only_real_api(fake):
 
 @pytest.fixture
 def onnx_pair(tmp_path_factory):
-    from test_tensorrt_export import make_checkpoint
+    from conftest import make_checkpoint
     from export.onnx import export_onnx
 
     root = tmp_path_factory.mktemp("conformance")
     checkpoint = make_checkpoint(root / "tiny.safetensors", 16)
-    export_onnx(checkpoint, root / "fp32.onnx", tensorrt_check=False)
-    export_onnx(checkpoint, root / "fp16.onnx", fp16=True, tensorrt_check=False)
+    export_onnx(checkpoint, root / "fp32.onnx", OnnxRecipe(tensorrt_check=False))
+    export_onnx(checkpoint, root / "fp16.onnx", OnnxRecipe(fp16=True, tensorrt_check=False))
     return root / "fp32.onnx", root / "fp16.onnx"
 
 
@@ -164,10 +165,10 @@ def test_the_code_paths_touch_only_real_api(tmp_path, monkeypatch, onnx_pair, fa
     trt = fake.make()
     RECORDED.clear()
     shape = (1, 3, 64, 64)
-    options = trt_export.EngineOptions(min=shape, opt=shape, max=shape, timing_cache=tmp_path / "cache")
+    options = EngineRecipe(min=shape, opt=shape, max=shape, timing_cache=tmp_path / "cache")
     engine = tmp_path / "m.engine"
     trt_export.build_engine(fp16, engine, options, trt=trt, gpu=GPU)
-    trt_export.build_engine(fp32, tmp_path / "f.engine", trt_export.EngineOptions(fp32=True), trt=trt, gpu=GPU)
+    trt_export.build_engine(fp32, tmp_path / "f.engine", EngineRecipe(fp32=True), trt=trt, gpu=GPU)
 
     driver = FakeDriver()
     monkeypatch.setitem(sys.modules, "tensorrt", trt)

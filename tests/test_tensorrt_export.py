@@ -16,8 +16,10 @@ from export import trt_build
 from fakes import tensorrt10, tensorrt11
 from fakes.tensorrt_base import ENGINE_MAGIC, RECORDED
 from sunet_deploy.engine_env import EngineEnvironmentError, GpuInfo, check_engine_environment, read_engine_sidecar
-from test_export_onnx import bad_case_paths, make_checkpoint
+from conftest import make_checkpoint
+from test_export_onnx import bad_case_paths
 from test_opcheck import relu_model
+from sunet_deploy.formats import EngineRecipe, Int8Recipe, OnnxRecipe
 
 GPU = GpuInfo("NVIDIA Test GPU", "8.9")
 
@@ -27,18 +29,17 @@ def onnx_models(tmp_path_factory):
     root = tmp_path_factory.mktemp("onnx")
     checkpoint = make_checkpoint(root / "tiny.safetensors", 16)
     export_onnx(checkpoint, root / "fp32.onnx")
-    export_onnx(checkpoint, root / "fp16.onnx", fp16=True)
+    export_onnx(checkpoint, root / "fp16.onnx", OnnxRecipe(fp16=True))
     return {"checkpoint": checkpoint, "fp32": root / "fp32.onnx", "fp16": root / "fp16.onnx", "root": root}
 
 
 @pytest.fixture(scope="module")
 def int8_models(onnx_models):
-    from export.quantize import Int8Settings
 
     root, checkpoint = onnx_models["root"], onnx_models["checkpoint"]
-    export_onnx(checkpoint, root / "int8.onnx", int8=Int8Settings(images=4))
-    export_onnx(checkpoint, root / "uint8.onnx", int8=Int8Settings(images=4, activations="uint8"))
-    export_onnx(checkpoint, root / "int8-fp32.onnx", int8=Int8Settings(images=4, float_parts="fp32"))
+    export_onnx(checkpoint, root / "int8.onnx", OnnxRecipe(int8=Int8Recipe(images=4)))
+    export_onnx(checkpoint, root / "uint8.onnx", OnnxRecipe(int8=Int8Recipe(images=4, activations="uint8")))
+    export_onnx(checkpoint, root / "int8-fp32.onnx", OnnxRecipe(int8=Int8Recipe(images=4, float_parts="fp32")))
     return {"int8": root / "int8.onnx", "uint8": root / "uint8.onnx", "int8-fp32": root / "int8-fp32.onnx"}
 
 
@@ -234,7 +235,7 @@ def test_engine_tensor_types_without_a_numpy_type_keep_tensorrt_names():
 
 def test_typed_api_used_by_the_benchmarks(tmp_path, onnx_models):
     sidecar = trt_export.build_engine(onnx_models["fp16"], tmp_path / "m.engine",
-                                      trt_export.EngineOptions(min=(1, 3, 64, 64), opt=(1, 3, 64, 64),
+                                      EngineRecipe(min=(1, 3, 64, 64), opt=(1, 3, 64, 64),
                                                                max=(1, 3, 64, 64)), trt=tensorrt11.make(), gpu=GPU)
     assert sidecar == read_engine_sidecar(tmp_path / "m.engine") and sidecar.artifact.fixed_size == (64, 64)
 
@@ -249,7 +250,7 @@ def no_gpu(device_id):
     ("no_metadata", "no sunet-deploy metadata"),
     ("no_directory", "does not exist"),
     ("output_is_directory", "is a directory"),
-    ("no_tensorrt", "pip install tensorrt"),
+    ("no_tensorrt", "TensorRT is not installed: pip install 'sunet-deploy[gpu]'"),
     ("no_gpu", "no CUDA device"),
 ])
 def test_bad_inputs_give_clear_errors(tmp_path, monkeypatch, capsys, onnx_models, case, message):
@@ -376,17 +377,19 @@ def test_benchmark_tensorrt_int8_row_is_int8_plus_fp16(tmp_path, monkeypatch, on
     import dataclasses
 
     import export.onnx
-    from benchmarks.artifacts import build_engine
+    from benchmarks.artifacts import artifact_for
+    from benchmarks.variants import VARIANTS
 
     real_export = export.onnx.export_onnx  # calibrated on 4 images instead of 32, for time
-    monkeypatch.setattr(export.onnx, "export_onnx", lambda *args, int8, **kwargs: real_export(
-        *args, int8=dataclasses.replace(int8, images=4), **kwargs))
+    monkeypatch.setattr(export.onnx, "export_onnx", lambda checkpoint, path, recipe, **kwargs: real_export(
+        checkpoint, path, dataclasses.replace(recipe, int8=dataclasses.replace(recipe.int8, images=4)), **kwargs))
     monkeypatch.setattr(trt_export, "import_tensorrt", tensorrt11.make)
     monkeypatch.setattr(trt_export, "query_gpu", lambda device_id: GPU)
-    engine = build_engine(onnx_models["checkpoint"], tmp_path, (1, 3, 64, 64), int8=True)
+    variant = VARIANTS["tensorrt-int8"]
+    engine = artifact_for(variant, onnx_models["checkpoint"], tmp_path, (1, 3, 64, 64))
     sidecar = read_engine_sidecar(engine)
     assert (sidecar.artifact.precision, sidecar.build["int8_share"], sidecar.build["float_type"]) == ("int8", 1.0, "fp16")
-    assert "-int8-fp16-" in engine.name
+    assert variant.onnx.int8.activations == "int8" and variant.onnx.int8.float_type == "fp16"
 
 
 def test_int8_engine_of_a_graph_with_fp32_float_parts_runs_them_in_fp32(tmp_path, monkeypatch, capsys, int8_models):

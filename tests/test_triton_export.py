@@ -9,18 +9,19 @@ import torch
 from conftest import make_meta, randomize_bn
 from export import triton as export_triton
 from export.onnx import export_onnx
-from export.triton import ConfigSchemaError, RepositoryOptions, TritonExportError, export_repository_model, main
+from export.triton import ConfigSchemaError, TritonExportError, export_repository_model, main
 from runtimes import ArtifactError, open_runtime, options_for, runtime_for
 from runtimes.options import TritonOptions
 from sunet_deploy.artifact import ArtifactInfo, read_onnx_info
 from sunet_deploy.checkpoint import save_checkpoint
-from sunet_deploy.engine_env import EngineSidecar, GpuInfo, write_engine_sidecar
+from sunet_deploy.engine_env import EngineEnvironmentError, EngineSidecar, GpuInfo, write_engine_sidecar
 from sunet_deploy.fileio import file_sha256
 from sunet_deploy.models import ModelSpec, build_model
 
 pytest.importorskip("tritonclient.grpc", reason="tritonclient is not installed: pip install 'sunet-deploy[serve]'")
 from google.protobuf import text_format  # noqa: E402
 from tritonclient.grpc import model_config_pb2  # noqa: E402
+from sunet_deploy.formats import TritonRecipe
 
 NUM_CLASSES = 4
 
@@ -57,7 +58,7 @@ def parameters(config) -> dict[str, str]:
 
 
 def test_onnx_model(onnx_model, tmp_path):
-    folder = export_repository_model(onnx_model, tmp_path / "repo", RepositoryOptions(max_batch=4, instances=2,
+    folder = export_repository_model(onnx_model, tmp_path / "repo", TritonRecipe(max_batch=4, instances=2,
                                                                                       threads=1))
     config = read_config(folder)
     assert (config.name, config.platform, config.max_batch_size) == ("sunet", "onnxruntime_onnx", 4)
@@ -71,14 +72,14 @@ def test_onnx_model(onnx_model, tmp_path):
     assert (folder / "labels.txt").read_text().splitlines() == [f"class{i}" for i in range(NUM_CLASSES)]
     assert (folder / "1" / "model.onnx").read_bytes() == onnx_model.read_bytes()
     params = parameters(config)
-    assert ArtifactInfo.from_json(params["sunet_deploy.artifact"]) == read_onnx_info(onnx_model)
+    assert ArtifactInfo.from_json(params["sunet_deploy.artifact"]) == read_onnx_info(onnx_model).artifact
     assert params["intra_op_thread_count"] == "1" and "sunet_deploy.classes" not in params
     assert sorted(p.name for p in folder.parent.iterdir()) == ["sunet"]  # no staging folder left
 
 
 @pytest.mark.parametrize("io", ["image", "tensor"])
 def test_python_backend_model(onnx_model, tmp_path, io):
-    folder = export_repository_model(onnx_model, tmp_path, RepositoryOptions(backend="python", io=io))
+    folder = export_repository_model(onnx_model, tmp_path, TritonRecipe(backend="python", io=io))
     config = read_config(folder)
     assert (config.backend, config.instance_group[0].kind) == ("python", model_config_pb2.ModelInstanceGroup.KIND_CPU)
     names = {"image": ("image", "mask"), "tensor": ("input", "logits")}[io]
@@ -94,7 +95,7 @@ def test_python_backend_model(onnx_model, tmp_path, io):
     (((1, 3, 512, 512), (2, 3, 512, 512), (4, 3, 512, 512)), [3, 512, 512]),
 ])  # fmt: skip
 def test_engine_dims_from_its_profile(tmp_path, profile, dims):
-    folder = export_repository_model(engine(tmp_path, profile), tmp_path / "repo", RepositoryOptions())
+    folder = export_repository_model(engine(tmp_path, profile), tmp_path / "repo", TritonRecipe())
     config = read_config(folder)
     assert (config.platform, config.max_batch_size, list(config.input[0].dims)) == ("tensorrt_plan", 4, dims)
     assert list(config.output[0].dims) == [-1, -1] and config.output[0].data_type == model_config_pb2.TYPE_INT64
@@ -106,12 +107,12 @@ def test_engine_dims_from_its_profile(tmp_path, profile, dims):
 def test_engine_refusals(tmp_path):
     path = engine(tmp_path, ((1, 3, 64, 64), (1, 3, 512, 512), (4, 3, 1024, 1024)))
     with pytest.raises(TritonExportError, match="batches up to 4"):
-        export_repository_model(path, tmp_path / "repo", RepositoryOptions(max_batch=8))
+        export_repository_model(path, tmp_path / "repo", TritonRecipe(max_batch=8))
     with pytest.raises(TritonExportError, match="tensorrt backend only"):
-        export_repository_model(path, tmp_path / "repo", RepositoryOptions(backend="python"))
+        export_repository_model(path, tmp_path / "repo", TritonRecipe(backend="python"))
     path.write_bytes(b"another engine")
-    with pytest.raises(TritonExportError, match="does not match its sidecar"):
-        export_repository_model(path, tmp_path / "repo", RepositoryOptions())
+    with pytest.raises(EngineEnvironmentError, match="does not match its model.engine.json"):
+        export_repository_model(path, tmp_path / "repo", TritonRecipe())
     assert not any((tmp_path / "repo").iterdir())
 
 

@@ -28,12 +28,14 @@ from conftest import several_class_checkpoint
 from photos import write_photos
 from benchmarks.parity import main as parity
 from benchmarks.serve import main as serve_benchmark
-from export.triton import RepositoryOptions, export_repository_model
+from export.onnx import export_onnx
+from export.triton import export_repository_model
 from runtimes import open_runtime
 from runtimes.predict import Predictor
 from runtimes.predict import main as predict
 from runtimes.serve import PROJECT, create_serve_venv
 from sunet_deploy.data import SyntheticSegmentation
+from sunet_deploy.formats import OnnxRecipe, TritonRecipe
 from sunet_deploy.preprocess import read_image, read_label_png, voc_palette
 
 pytest.importorskip("tritonclient.grpc", reason="tritonclient is not installed: pip install 'sunet-deploy[serve]'")
@@ -41,6 +43,7 @@ from runtimes.triton import TritonImageClient, server_statistics  # noqa: E402
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
 NUM_CLASSES = 5
+STATIC = (64, 64)
 READY_TIMEOUT = 60
 
 
@@ -81,7 +84,8 @@ def photos(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def repository(tmp_path_factory, photos) -> Path:
-    """sunet (tensor interface) and sunet_image (images in, masks out), both on the python backend."""
+    """sunet (tensor interface), sunet_image (images in, masks out) and sunet_static (the same for a
+    --static 64x64 ONNX model), all on the python backend."""
     root = tmp_path_factory.mktemp("served")
     # the classes of the synthetic validation set benchmarks.parity scores a checkpoint that records none on
     classes = SyntheticSegmentation(num_samples=1, num_classes=NUM_CLASSES).classes
@@ -89,10 +93,12 @@ def repository(tmp_path_factory, photos) -> Path:
                                           classes)
     repo = root / "repository"
     # 100 ms of queue delay: the concurrent requests of a test meet in one batch even on a loaded machine
-    images_model = RepositoryOptions(name="sunet_image", backend="python", max_queue_delay_us=100_000)
+    images_model = TritonRecipe(name="sunet_image", backend="python", max_queue_delay_us=100_000)
     folder = export_repository_model(checkpoint, repo, images_model)
-    tensor_model = RepositoryOptions(name="sunet", backend="python", io="tensor", max_queue_delay_us=100_000)
+    tensor_model = TritonRecipe(name="sunet", backend="python", io="tensor", max_queue_delay_us=100_000)
     export_repository_model(folder / "1" / "model.onnx", repo, tensor_model)
+    static = export_onnx(checkpoint, root / "static.onnx", OnnxRecipe(static=STATIC)).path
+    export_repository_model(static, repo, TritonRecipe(name="sunet_static", backend="python"))
     return repo
 
 
@@ -177,6 +183,20 @@ def check_image_model(uri: str, images: list[Path], local_masks: list[np.ndarray
         client.masks([images[0].read_bytes(), b"not an image"])
 
 
+def check_static_image_model(uri: str, repository: Path, images: list[Path]) -> None:
+    """A --static model letterboxes an image of another size, as runtimes.predict does: masks of the
+    image's own size, equal to a local run of the same ONNX file."""
+    other = [path for path in images if read_image(path).shape[:2] != STATIC]
+    with open_runtime(repository / "sunet_static" / "1" / "model.onnx") as runtime:
+        predictor = Predictor(runtime)
+        local = [predictor.mask(read_image(path)) for path in other]
+    with TritonImageClient(uri) as client:
+        masks = client.masks([path.read_bytes() for path in other])
+    for mask, expected, path in zip(masks, local, other):
+        assert mask.shape == read_image(path).shape[:2] != STATIC
+        np.testing.assert_array_equal(mask, expected)
+
+
 def check_tensor_model(uri: str, images: list[Path], local_masks: list[np.ndarray]) -> None:
     """The triton:// runtime behind runtimes.predict's Predictor, as any local runtime."""
     with open_runtime(uri) as runtime:
@@ -236,6 +256,7 @@ def test_served_models(serve_python, repository, images, local_masks, photos, lo
         check_predict(f"triton+grpc://127.0.0.1:{grpc}/sunet_image", photos, local_predictions, tmp_path / "grpc")
         check_parity([f"triton://127.0.0.1:{http}/sunet", f"triton+grpc://127.0.0.1:{grpc}/sunet_image"],
                      repository.parent / "model.safetensors", tmp_path / "parity")
+        check_static_image_model(f"triton://127.0.0.1:{http}/sunet_static", repository, images)
         check_benchmark(f"triton+grpc://127.0.0.1:{grpc}/sunet_image", tmp_path / "bench-image")
         check_benchmark(f"triton://127.0.0.1:{http}/sunet", tmp_path / "bench-tensor")
         launcher.send_signal(signal.SIGINT)
@@ -276,5 +297,5 @@ def test_unloadable_model_fails_cleanly(serve_python, onnx_backend_repository, t
 
 @pytest.fixture
 def onnx_backend_repository(repository, tmp_path) -> Path:
-    export_repository_model(repository / "sunet" / "1" / "model.onnx", tmp_path, RepositoryOptions())
+    export_repository_model(repository / "sunet" / "1" / "model.onnx", tmp_path, TritonRecipe())
     return tmp_path

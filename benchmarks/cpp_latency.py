@@ -1,7 +1,7 @@
 """Latency of the C++ ONNX Runtime backend beside the Python ONNX Runtime adapter (runtimes.ort, CPU
 provider): same model, image and thread count, in one run.
 
-    python runtimes/cpp/compare_latency.py build/cpp/sunet_predict model.onnx image.png --threads 1 2
+    python -m benchmarks.cpp_latency build/cpp/sunet_predict model.onnx image.png --threads 1 2
 
 Both sides time image -> mask after one untimed run in a warm session: C++ `sunet::segment`
 (normalise, Run, argmax) through `sunet_predict --repeat`, Python `Predictor.mask` (to_tensor_input,
@@ -84,7 +84,8 @@ def compare(binary: Path, model: Path, image_path: Path, threads: int, repeat: i
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.cpp_latency", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("sunet_predict", type=Path, help="sunet_predict built with the ONNX Runtime backend")
     parser.add_argument("model", type=Path, help="ONNX model from python -m export.onnx")
     parser.add_argument("image", type=Path, help="PNG image")
