@@ -198,8 +198,10 @@ def tests_result(ctx: Context, step: str) -> dict:
     suite = ElementTree.parse(ctx.out / step / "junit.xml").getroot().find("testsuite")
     counts = {k: int(suite.get(k, 0)) for k in ("tests", "failures", "errors", "skipped")}
     skipped = sorted({s.get("message", "") for s in suite.iter("skipped")})
+    broken = {f"{case.get('classname')}::{case.get('name')}": bad.get("message", "")[:200]
+              for case in suite.iter("testcase") for bad in case if bad.tag in ("failure", "error")}  # fmt: skip
     notes = [] if find_spec("pytest_timeout") else ["pytest-timeout is not installed: no per-test timeout"]
-    return {**counts, "skip_reasons": skipped, "notes": notes, "report": f"{step}/junit.xml"}
+    return {**counts, "failed": broken, "skip_reasons": skipped, "notes": notes, "report": f"{step}/junit.xml"}
 
 
 @dataclass(frozen=True)
