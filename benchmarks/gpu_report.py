@@ -57,7 +57,8 @@ class Report:
         self.data = {
             "title": ctx.plan.title, "rehearsal": rehearsal, "device": ctx.plan.device, "state": "running",
             "budget_s": budget.seconds, "elapsed_s": 0.0, "started_utc": _utc(), "updated_utc": _utc(),
-            "environment": environment(), "steps": [{"name": s.name, "about": s.about, "outcome": "pending"} for s in steps],
+            "environment": environment(),
+            "steps": [{"name": s.name, "about": s.about, "outcome": "pending"} for s in steps],
         }  # fmt: skip
 
     def step(self, name: str) -> dict:

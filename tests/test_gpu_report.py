@@ -48,6 +48,18 @@ def test_optional_packages_are_blocked_for_every_process_the_rehearsal_starts():
     assert done.returncode == 0, done.stderr
 
 
+def test_export_without_onnxslim_says_it_did_not_slim(monkeypatch):
+    from onnx import helper
+
+    from export.onnx import transform
+
+    monkeypatch.setitem(sys.modules, "onnxslim", None)  # import onnxslim now raises ImportError
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g", [], [])
+    proto, messages = helper.make_model(graph), []
+    assert transform(proto, simplify=True, fp16=False, progress=messages.append) is proto
+    assert messages == ["onnxslim is not installed: the graph is not slimmed (pip install onnxslim)"]
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_rehearsal_runs_every_step_without_the_optional_packages(tmp_path):
     budget = 240
