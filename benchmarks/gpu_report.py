@@ -178,11 +178,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--output", type=Path,
                         help="report folder (default docs/bench/gpu; rehearsal: runs/gpu-report-rehearsal)")
     parser.add_argument("--workdir", type=Path,
-                        help="checkpoints and artifacts (default runs/gpu-report, or runs/gpu-report-rehearsal/work)")
+                        help="checkpoints and artifacts (default runs/gpu-report, or runs/gpu-report-rehearsal-work)")
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier report in --output")
+    parser.add_argument("--skip", default="", metavar="STEP,...",
+                        help=f"steps to leave out (reported as skipped): {', '.join(s.name for s in STEPS)}")
     args = parser.parse_args(argv)
     if args.budget is not None and args.budget <= 0:
         parser.error("--budget must be positive")
+    args.skip = [name for name in args.skip.split(",") if name]
+    unknown = sorted(set(args.skip) - {s.name for s in STEPS})
+    if unknown:
+        parser.error(f"unknown step(s) {', '.join(unknown)} in --skip")
     return args
 
 
@@ -197,13 +203,15 @@ def main(argv: list[str] | None = None) -> int:
     plan: Plan = dataclasses.replace(REHEARSAL if args.rehearsal else GPU, device="cuda" if cuda else "cpu")
     default = Path("runs/gpu-report-rehearsal") if args.rehearsal else Path("docs/bench/gpu")
     out = args.output or default
-    ctx = Context(plan, out, args.workdir or (default / "work" if args.rehearsal else Path("runs/gpu-report")))
+    ctx = Context(plan, out, args.workdir or Path("runs/gpu-report-rehearsal-work" if args.rehearsal else "runs/gpu-report"))
     problem = prepare_output(out, args.overwrite)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return EXIT_USAGE
     print(f"{plan.title} on {plan.device}, budget {budget.seconds:.0f} s; report in {out} (code from {ROOT})", flush=True)
-    data = run(ctx, budget, args.rehearsal)
+    steps = [s if s.name not in args.skip else dataclasses.replace(s, needs=lambda ctx: "left out with --skip")
+             for s in STEPS]  # fmt: skip
+    data = run(ctx, budget, args.rehearsal, steps)
     print(f"wrote {out / 'README.md'} and {out / 'report.json'} ({data['state']}, {data['elapsed_s']} s)")
     print(summary_text(data), flush=True)
     if data["state"] == "interrupted":

@@ -56,10 +56,14 @@ def status(data: dict) -> str:
     return text
 
 
+def _short(text: str, limit: int = 100) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def summary_text(data: dict) -> str:
     """What is printed last: the steps' outcomes, then the latency table (often only the tail of the
     output comes back from a lent machine)."""
-    steps = [(s["name"], s["outcome"], f"{s['seconds']} s" if "seconds" in s else "", s.get("reason", ""))
+    steps = [(s["name"], s["outcome"], f"{s['seconds']} s" if "seconds" in s else "", _short(s.get("reason", "")))
              for s in data["steps"]]  # fmt: skip
     rows = latency_rows(data)
     table = _columns(rows, TABLE_COLUMNS) if rows else ["(no latency row was measured)"]
