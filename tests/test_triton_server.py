@@ -35,7 +35,7 @@ from runtimes.serve import PROJECT, create_serve_venv
 from sunet_deploy.data import SyntheticSegmentation
 from sunet_deploy.preprocess import read_image, read_label_png, voc_palette
 
-psutil = pytest.importorskip("psutil", reason="psutil (a dependency of sunet-deploy) is not installed")
+psutil = pytest.importorskip("psutil", reason="psutil is not installed (the [torch] extra)")
 pytest.importorskip("tritonclient.grpc", reason="tritonclient is not installed: pip install 'sunet-deploy[serve]'")
 from runtimes.triton import TritonImageClient, server_statistics  # noqa: E402
 from tritonclient.utils import InferenceServerException  # noqa: E402
