@@ -53,10 +53,13 @@ bench-int8: setup
 bench-os: setup
 	$(PY) -m benchmarks.output_stride --output docs/bench
 
-# On a lent GPU: GPU tests, AMP training, latency/parity of every CUDA runtime, floors (docs/bench/gpu).
-# On a machine without one it says so and writes nothing.
-gpu-report: setup
-	$(PY) -m benchmarks.gpu_report --output docs/bench/gpu
+# On a lent GPU, offline: `make gpu-report PY=python3` runs that interpreter as it is (no venv, no pip):
+# latency of every CUDA runtime, AMP training, parity, GPU tests, compile-heavy rows, within a budget
+# (GPU_REPORT_ARGS="--budget 300"), to docs/bench/gpu. Without a GPU it says so and writes nothing;
+# `python -m benchmarks.gpu_report --rehearsal` runs the same steps on a CPU.
+gpu-report:
+	@command -v $(PY) >/dev/null || { echo "$(PY) not found: on a lent GPU run 'make gpu-report PY=python3'; here run 'make setup' first" >&2; exit 2; }
+	$(PY) -m benchmarks.gpu_report $(GPU_REPORT_ARGS)
 
 test: setup serve-venv
 	$(PY) -m pytest -q -n 2 --durations=15

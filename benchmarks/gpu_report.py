@@ -1,153 +1,222 @@
-"""`python -m benchmarks.gpu_report` (`make gpu-report`): everything a lent GPU should measure, in one go.
+"""`python -m benchmarks.gpu_report` (`make gpu-report`): everything a lent GPU should measure, within a budget.
 
-    1. the tests that need a GPU (CUDA runtime rows, TensorRT, the C++ CUDA path) - pytest, JUnit XML;
-    2. AMP training throughput: SUNet-64 OS16 trained briefly on synthetic data with `python -m train`,
-       which also gives the trained checkpoint the parity step needs;
-    3. `benchmarks.latency`: SUNet-64 OS16 512x512, batch 1 and 8, every CUDA runtime that runs here
-       (PyTorch FP32 eager is the reference row), with peak GPU memory and the compute floor;
-    4. `benchmarks.parity` of every CUDA runtime against PyTorch FP32 on the trained checkpoint;
-    5. the memory-bandwidth floor: the bytes SUNet-64 must move at least, over the measured bandwidth.
+    make gpu-report PY=python3                          # that interpreter as it is: no venv, no install
+    python -m benchmarks.gpu_report --budget 480        # the same, by hand
+    python -m benchmarks.gpu_report --rehearsal         # the same steps, tiny sizes, on this machine (CPU)
 
-Reports go to --output (docs/bench/gpu by default) with the environment; a step that fails is
-reported and the others go on. Without a visible GPU it says so and writes nothing. Runs in
-about 10 minutes on one H100 (the max-autotune and AOTInductor rows compile for minutes).
+Steps, in order of value (benchmarks.gpu_steps): latency of the CUDA rows (SUNet-64 OS16 512x512,
+batch 1 and 8, PyTorch FP32 eager the reference), the memory-bandwidth floor, a short AMP training
+run (images/s, and the checkpoint parity needs), parity against PyTorch FP32, the tests marked gpu
+or tensorrt, then the compile-heavy rows (TensorRT, AOTInductor, max-autotune). Each step runs as a
+subprocess with a timeout taken from what is left of --budget; one that runs out is killed with its
+children and reported as timed out, and the next one starts. A row that cannot run here (a library
+missing, no GPU) is reported as skipped with the reason.
+
+Everything goes to one folder (--output): report.json and README.md, rewritten after every step so
+that a run killed at any moment leaves a valid report of what finished, each step's log, and the
+reports of the steps. Large files (checkpoints, engines) go to --workdir. The last thing printed is
+a short latency table. Without a GPU (and without --rehearsal) it says so and writes nothing.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
+import dataclasses
+import os
+import shlex
+import shutil
+import signal
 import sys
 import time
-import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
 import torch
 
-from sunet_deploy.cli import EXIT_FAILED, EXIT_OK, EXIT_STATUS_HELP
-from sunet_deploy.models import ModelSpec, build_model
+from sunet_deploy.cli import EXIT_FAILED, EXIT_OK, EXIT_STATUS_HELP, EXIT_USAGE
 
-from .env import environment, format_environment
-from .floor import cuda_copy_gbs
+from .budget import Budget, last_line, run_with_timeout, write_json_atomic, write_text_atomic
+from .env import environment
+from .gpu_steps import GPU, REHEARSAL, ROOT, STEPS, Context, Plan, Step
+from .gpu_tables import markdown, summary_text
 
-GPU_TESTS = ["tests/test_runtimes.py", "tests/test_trt_runtime.py", "tests/test_tensorrt_export.py",
-             "tests/test_cpp_onnxruntime.py", "-k", "cuda or tensorrt or gpu"]  # fmt: skip
-TRAIN_FLAGS = ("--arch sunet64 --output-stride 16 --dataset synthetic --synthetic-samples 2400 200 "
-               "--synthetic-size 256x256 --crop-size 256 --batch-size 16 --iterations 600 --val-every 600 "
-               "--lr 0.05 --momentum 0.9 --head-lr-mult 1 --head-bias-lr-mult 1 --bn-momentum 0.1 "
-               "--warmup-iterations 30 --amp --device cuda --workers 8 --log-every 20 --no-progress")
-LATENCY_FLAGS = ("--model sunet64 --device cuda --batch 1 8 --size 512x512 --warmup 2 --duration 4 "
-                 "--iterations 30 --rounds 2")
+RESERVE_S = 3.0  # kept back from every step's timeout for the report's last write
+MIN_STEP_S = 5.0  # a step is not started with less time than this
+REPORT_FILES = ("report.json", "README.md", "logs", "bandwidth-floor.json",
+                *(s.name for s in STEPS))  # fmt: skip
+
+
+class Interrupted(Exception):
+    """SIGTERM or SIGINT arrived while a step ran."""
+
+
+class Report:
+    """report.json and README.md in one folder, rewritten (atomically) at every change."""
+
+    def __init__(self, ctx: Context, budget: Budget, rehearsal: bool, steps: list[Step]) -> None:
+        self.ctx, self.budget = ctx, budget
+        self.data = {
+            "title": ctx.plan.title, "rehearsal": rehearsal, "device": ctx.plan.device, "state": "running",
+            "budget_s": budget.seconds, "elapsed_s": 0.0, "started_utc": _utc(), "updated_utc": _utc(),
+            "environment": environment(),
+            "steps": [{"name": s.name, "about": s.about, "outcome": "pending"} for s in steps],
+        }  # fmt: skip
+
+    def step(self, name: str) -> dict:
+        return next(record for record in self.data["steps"] if record["name"] == name)
+
+    def save(self) -> None:
+        self.data.update(updated_utc=_utc(), elapsed_s=round(self.budget.elapsed(), 1))
+        write_json_atomic(self.ctx.out / "report.json", self.data)
+        write_text_atomic(self.ctx.out / "README.md", markdown(self.data))
+
+
+def _utc() -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
+
+
+def run_step(step: Step, ctx: Context, budget: Budget, report: Report) -> None:
+    """Run one step and record its outcome: ok, failed, skipped (with the reason) or timed out."""
+    record = report.step(step.name)
+    reason = step.needs(ctx)
+    timeout = budget.timeout(step.share)
+    if reason is None and budget.left() < MIN_STEP_S:
+        reason = f"budget spent ({max(budget.left(), 0):.0f} s left)"
+    if reason:
+        record.update(outcome="skipped", reason=reason)
+        print(f"== {step.name}: skipped: {reason}", flush=True)
+        return report.save()
+    argv, log = [sys.executable, *step.command(ctx)], ctx.out / "logs" / f"{step.name}.log"
+    record.update(outcome="running", timeout_s=round(timeout), command=shlex.join(["python", *argv[1:]]),
+                  log=str(log.relative_to(ctx.out)))  # fmt: skip
+    print(f"== {step.name} (at most {timeout:.0f} s; log {log})", flush=True)
+    start = time.monotonic()
+
+    def started(pid: int) -> None:
+        record["pid"] = pid
+        report.save()
+
+    try:
+        status = run_with_timeout(argv, log, timeout, env=child_environment(), on_start=started)
+    finally:
+        record.pop("pid", None)
+        record["seconds"] = round(time.monotonic() - start, 1)
+    record.update(outcome_of(step, ctx, status, timeout, log))
+    print(f"   {record['outcome']} in {record['seconds']} s" + (f": {record['reason']}" if record.get("reason") else ""),
+          flush=True)  # fmt: skip
+    report.save()
+
+
+def outcome_of(step: Step, ctx: Context, status: int | None, timeout: float, log: Path) -> dict:
+    """The record fields of a finished command: outcome, reason, and the result its files hold."""
+    try:
+        result, unread = step.read(ctx), None
+    except Exception as exc:  # a step that wrote nothing (or half) is reported, not fatal to the run
+        result, unread = None, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    fields = {"result": result} if result is not None else {}
+    if status is None:
+        return {**fields, "outcome": "timed out", "reason": f"timed out after {timeout:.0f} s"}
+    if status == 5 and step.name.startswith("gpu-tests"):  # pytest: no test selected
+        return {**fields, "outcome": "skipped", "reason": "no test carries these markers"}
+    if status != 0:
+        return {**fields, "outcome": "failed", "reason": f"exit {status}: {last_line(log)}"}
+    if unread:
+        return {"outcome": "failed", "reason": f"exit 0 but its result cannot be read: {unread}"}
+    return {**fields, "outcome": "ok"}
+
+
+def child_environment() -> dict[str, str]:
+    """This process's environment, with this copy of the code first on the path of every step."""
+    path = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{path}" if path else str(ROOT)}
+
+
+def _interrupt(signum: int, frame) -> None:
+    raise Interrupted(signal.Signals(signum).name)
+
+
+def run(ctx: Context, budget: Budget, rehearsal: bool, steps: list[Step] = STEPS) -> dict:
+    """Every step in order, the report rewritten at each change; returns the report's data."""
+    report = Report(ctx, budget, rehearsal, steps)
+    report.save()
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        for step in steps:
+            run_step(step, ctx, budget, report)
+        report.data["state"] = "finished"
+    except (Interrupted, KeyboardInterrupt) as exc:
+        running = [r for r in report.data["steps"] if r["outcome"] == "running"]
+        for record in running:
+            record.update(outcome="interrupted", reason=f"interrupted ({exc or 'SIGINT'})")
+        report.data["state"] = "interrupted"
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        report.save()
+    return report.data
+
+
+def prepare_output(out: Path, overwrite: bool) -> str | None:
+    """Create the report folder; None, or why it cannot be used (an earlier report without --overwrite)."""
+    if (out / "report.json").exists():
+        if not overwrite:
+            return f"{out} holds an earlier report: pass --overwrite to replace it, or choose another --output"
+        for name in REPORT_FILES:  # only what a report writes: nothing of the earlier run mixes into this one
+            path = out / name
+            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    return None
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.gpu_report", description=__doc__, epilog=EXIT_STATUS_HELP,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("--rehearsal", action="store_true",
+                        help="the same steps with SUNet-tiny at 64x64 on the device here (CPU: CUDA rows skipped), "
+                             f"default budget {REHEARSAL.budget_s:.0f} s")  # fmt: skip
+    parser.add_argument("--budget", type=float, metavar="SECONDS",
+                        help=f"the whole run's time (default {GPU.budget_s:.0f}: 9 minutes less a margin for "
+                             "starting Python and packing the report)")  # fmt: skip
+    parser.add_argument("--output", type=Path,
+                        help="report folder (default docs/bench/gpu; rehearsal: runs/gpu-report-rehearsal)")
+    parser.add_argument("--workdir", type=Path,
+                        help="checkpoints and artifacts (default runs/gpu-report, or runs/gpu-report-rehearsal-work)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an earlier report in --output")
+    parser.add_argument("--skip", default="", metavar="STEP,...",
+                        help=f"steps to leave out (reported as skipped): {', '.join(s.name for s in STEPS)}")
+    args = parser.parse_args(argv)
+    if args.budget is not None and args.budget <= 0:
+        parser.error("--budget must be positive")
+    args.skip = [name for name in args.skip.split(",") if name]
+    unknown = sorted(set(args.skip) - {s.name for s in STEPS})
+    if unknown:
+        parser.error(f"unknown step(s) {', '.join(unknown)} in --skip")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.gpu_report", description=__doc__, epilog=EXIT_STATUS_HELP,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--output", type=Path, default=Path("docs/bench/gpu"), help="report folder")
-    parser.add_argument("--workdir", type=Path, default=Path("runs/gpu-report"), help="checkpoints and artifacts")
-    args = parser.parse_args(argv)
-    if not torch.cuda.is_available():
-        print(f"no GPU here: torch {torch.__version__} sees no CUDA device (CUDA build: {torch.version.cuda}); "
-              f"nothing measured, nothing written to {args.output}")
+    args = parse_args(argv)
+    budget = Budget(args.budget or (REHEARSAL if args.rehearsal else GPU).budget_s, RESERVE_S)
+    cuda = torch.cuda.is_available()
+    if not cuda and not args.rehearsal:
+        print(f"no GPU here: torch {torch.__version__} sees no CUDA device (CUDA build: {torch.version.cuda}); nothing "
+              "measured, nothing written (python -m benchmarks.gpu_report --rehearsal runs the steps on this CPU)")
         return EXIT_OK
-    args.output.mkdir(parents=True, exist_ok=True)
-    steps = {"gpu tests": lambda: gpu_tests(args.output), "amp training": lambda: amp_training(args.workdir),
-             "latency": lambda: latency(args), "parity": lambda: parity(args),
-             "bandwidth floor": bandwidth_floor}  # fmt: skip
-    results = {name: run_step(name, step) for name, step in steps.items()}
-    summary = {"environment": environment(), "steps": results}
-    (args.output / "report.json").write_text(json.dumps(summary, indent=1, default=str) + "\n")
-    (args.output / "README.md").write_text(markdown(summary))
-    print(f"wrote {args.output / 'README.md'} and {args.output / 'report.json'}")
-    return EXIT_FAILED if any("error" in r for r in results.values()) else EXIT_OK
-
-
-def run_step(name: str, step) -> dict:
-    print(f"== {name}", flush=True)
-    start = time.perf_counter()
-    try:
-        result = step()
-    except Exception as exc:  # one failed step is reported; the others still run
-        result = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"}
-    return {**result, "seconds": round(time.perf_counter() - start, 1)}
-
-
-def _python(*args: str, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *args], check=False, **kwargs)
-
-
-def gpu_tests(output: Path) -> dict:
-    xml = output / "gpu_tests.xml"
-    done = _python("-m", "pytest", "-q", "-rs", f"--junitxml={xml}", *GPU_TESTS)
-    suite = ElementTree.parse(xml).getroot().find("testsuite")
-    counts = {k: int(suite.get(k, 0)) for k in ("tests", "failures", "errors", "skipped")}
-    skipped = sorted({s.get("message", "") for s in suite.iter("skipped")})
-    return {"exit_status": done.returncode, **counts, "skip_reasons": skipped}
-
-
-def amp_training(workdir: Path) -> dict:
-    out = workdir / "train"
-    done = _python("-m", "train", *TRAIN_FLAGS.split(), "--out-dir", str(out), "--overwrite")
-    if done.returncode:
-        raise RuntimeError(f"python -m train exited {done.returncode}")
-    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    speeds = [r["images_per_s"] for r in records if r.get("event") == "train"][2:]  # after warm-up and autotuning
-    val = [r for r in records if r.get("event") == "val"][-1]
-    return {"command": f"python -m train {TRAIN_FLAGS}", "images_per_s_median": sorted(speeds)[len(speeds) // 2],
-            "val_miou": 100 * val["miou"], "checkpoint": str(out / "best.safetensors")}  # fmt: skip
-
-
-def latency(args: argparse.Namespace) -> dict:
-    out = args.output / "latency"
-    done = _python("-m", "benchmarks.latency", *LATENCY_FLAGS.split(), "--workdir", str(args.workdir / "work"),
-                   "--output", str(out))  # fmt: skip
-    result = json.loads((out / "latency.json").read_text())
-    rows = [{k: r.get(k) for k in ("variant", "batch", "precision", "speedup", "x_floor", "memory")}
-            | {"median_ms": r["latency_ms"]["median"]} for r in result["rows"]]  # fmt: skip
-    return {"exit_status": done.returncode, "rows": rows, "skipped": result["skipped"], "report": str(out / "latency.md")}
-
-
-def parity(args: argparse.Namespace) -> dict:
-    out = args.output / "parity"
-    checkpoint = args.workdir / "train" / "best.safetensors"
-    done = _python("-m", "benchmarks.parity", str(checkpoint), "--device", "cuda", "--workdir",
-                   str(args.workdir / "work"), "--output", str(out))  # fmt: skip
-    result = json.loads((out / "parity.json").read_text())
-    return {"exit_status": done.returncode, "report": str(out / "parity.md"),
-            "runtimes": {n: {k: r[k] for k in ("precision", "delta_miou", "agreement", "passed")}
-                         for n, r in result["runtimes"].items()}}  # fmt: skip
-
-
-def min_traffic_bytes(model: torch.nn.Module, shape: tuple[int, ...], bytes_per_value: int = 2) -> int:
-    """A lower bound on the bytes an inference moves: every weight read once and every convolution's
-    input and output activations read/written once (layers fused perfectly), at `bytes_per_value`."""
-    activations: list[int] = []
-    hooks = [m.register_forward_hook(lambda m, i, o: activations.append(i[0].numel() + o.numel()))
-             for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
-    with torch.no_grad():
-        model(torch.empty(shape, device="meta"))
-    for hook in hooks:
-        hook.remove()
-    return bytes_per_value * (sum(p.numel() for p in model.parameters()) + sum(activations))
-
-
-def bandwidth_floor() -> dict:
-    with torch.device("meta"):
-        model = build_model(ModelSpec("sunet64", num_classes=21, output_stride=16)).eval()
-    bandwidth = cuda_copy_gbs()
-    floors = {}
-    for batch in (1, 8):
-        nbytes = min_traffic_bytes(model, (batch, 3, 512, 512))
-        floors[f"batch {batch}"] = {"fp16_bytes": nbytes, "floor_ms": 1000 * nbytes / (bandwidth * 1e9)}
-    return {"bandwidth_gbs": bandwidth, "floors": floors}
-
-
-def markdown(summary: dict) -> str:
-    parts = ["# GPU report: SUNet-64 OS16, 512x512", "## Environment", format_environment(summary["environment"])]
-    for name, result in summary["steps"].items():
-        parts += [f"## {name} ({result['seconds']} s)", "```json\n" + json.dumps(result, indent=1, default=str) + "\n```"]
-    return "\n\n".join(parts) + "\n"
+    plan: Plan = dataclasses.replace(REHEARSAL if args.rehearsal else GPU, device="cuda" if cuda else "cpu")
+    default = Path("runs/gpu-report-rehearsal") if args.rehearsal else Path("docs/bench/gpu")
+    out = args.output or default
+    ctx = Context(plan, out, args.workdir or Path("runs/gpu-report-rehearsal-work" if args.rehearsal else "runs/gpu-report"))
+    problem = prepare_output(out, args.overwrite)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"{plan.title} on {plan.device}, budget {budget.seconds:.0f} s; report in {out} (code from {ROOT})", flush=True)
+    steps = [s if s.name not in args.skip else dataclasses.replace(s, needs=lambda ctx: "left out with --skip")
+             for s in STEPS]  # fmt: skip
+    data = run(ctx, budget, args.rehearsal, steps)
+    print(f"wrote {out / 'README.md'} and {out / 'report.json'} ({data['state']}, {data['elapsed_s']} s)")
+    print(summary_text(data), flush=True)
+    if data["state"] == "interrupted":
+        return EXIT_FAILED
+    return EXIT_FAILED if any(r["outcome"] == "failed" for r in data["steps"]) else EXIT_OK
 
 
 if __name__ == "__main__":

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from .env import environment, format_environment  # noqa: E402
-from .floor import floor_ms  # noqa: E402
+from .env import environment, format_environment
+from .floor import floor_ms
 
 COLUMNS = ("model", "batch", "size", "variant", "precision", "median", "mean", "p90", "p99", "min", "max", "throughput",
            "speed-up", "x floor", "split", "memory", "artifact")  # fmt: skip
@@ -104,8 +100,21 @@ def _groups(rows: list[dict]) -> dict[str, list[dict]]:
     return groups
 
 
+def _pyplot():
+    """matplotlib.pyplot with the file-only backend; None where matplotlib is not installed (plots are optional)."""
+    try:
+        import matplotlib
+    except ImportError:
+        return None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot
+
+    return matplotlib.pyplot
+
+
 def plot_latency(rows: list[dict], path: Path) -> Path:
     """Box plots of every row's raw latencies, one panel per model/batch/size."""
+    plt = _pyplot()
     groups = _groups(rows)
     fig, axes = plt.subplots(len(groups), 1, figsize=(9, 1.2 + 0.6 * max(map(len, groups.values())) * len(groups)),
                              squeeze=False)  # fmt: skip
@@ -122,6 +131,7 @@ def plot_latency(rows: list[dict], path: Path) -> Path:
 
 def plot_speedup(rows: list[dict], path: Path) -> Path:
     """Bars of the speed-up against PyTorch eager FP32, one bar per row."""
+    plt = _pyplot()
     rows = [r for r in rows if r["speedup"]]
     fig, ax = plt.subplots(figsize=(9, 1.2 + 0.45 * max(len(rows), 1)))
     labels = [f"{r['variant']} ({r['model']} b{r['batch']} {'x'.join(map(str, r['size']))})" for r in rows]
@@ -145,5 +155,9 @@ def write_reports(result: dict, out_dir: Path, title: str) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     result = {"environment": environment(result["settings"].get("threads")), **result}
     (out_dir / "latency.md").write_text(markdown(result, title))
-    return [write_json(result, out_dir / "latency.json"), out_dir / "latency.md",
-            plot_latency(result["rows"], out_dir / "latency.png"), plot_speedup(result["rows"], out_dir / "speedup.png")]  # fmt: skip
+    written = [write_json(result, out_dir / "latency.json"), out_dir / "latency.md"]
+    if _pyplot() is None:
+        print("matplotlib is not installed: no plots (latency.png, speedup.png)", file=sys.stderr)
+        return written
+    return written + [plot_latency(result["rows"], out_dir / "latency.png"),
+                      plot_speedup(result["rows"], out_dir / "speedup.png")]

@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import onnx
-import onnxslim
 import torch
 from torch import nn
 
@@ -197,6 +196,11 @@ def transform(proto: onnx.ModelProto, simplify: bool, fp16: bool, progress: Call
         progress("converting to FP16 (inputs and outputs stay FP32)")
         proto = to_float16(proto)
     if simplify:
+        try:
+            import onnxslim  # optional (the onnx extra): a bare GPU image has none
+        except ImportError:
+            progress("onnxslim is not installed: the graph is not slimmed (pip install onnxslim)")
+            return proto
         progress("simplifying with onnxslim")
         proto = onnxslim.slim(proto)
     return proto

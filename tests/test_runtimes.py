@@ -91,7 +91,17 @@ def miou(masks, targets) -> float:
     return cm.scores().miou * 100
 
 
-@pytest.mark.parametrize("name", CONFIGS)
+def gpu_marks(variant) -> list:
+    """gpu / tensorrt markers (the GPU report selects its tests by them; slow: a compile of minutes), and
+    for a row that cannot run here a skip that comes before the fixtures build anything."""
+    tensorrt = variant.runtime == "tensorrt" or getattr(variant.options, "provider", None) == "tensorrt"
+    marks = [pytest.mark.gpu] * (variant.device == "cuda") + [pytest.mark.tensorrt] * tensorrt
+    marks += [pytest.mark.slow] * bool(marks and getattr(variant.options, "compile", None))
+    reason = variant.availability() if marks else None
+    return marks + [pytest.mark.skip(reason=reason)] * bool(reason)
+
+
+@pytest.mark.parametrize("name", [pytest.param(name, marks=gpu_marks(v)) for name, v in CONFIGS.items()])
 def test_runtime_matches_pytorch_fp32(name, artifacts, images, reference_masks):
     variant = CONFIGS[name]
     reason = variant.availability()

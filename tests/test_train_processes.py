@@ -8,10 +8,11 @@ import sys
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 
 from train.processes import Interrupted, interrupts_deferred, signals_interrupt
+
+psutil = pytest.importorskip("psutil", reason="psutil is not installed (the [torch] extra)")
 
 REPO = Path(__file__).resolve().parents[1]
 ENDLESS = ("--arch sunet_tiny --crop-size 32 --batch-size 4 --synthetic-samples 32 4 --synthetic-size 40x48 "

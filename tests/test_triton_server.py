@@ -20,7 +20,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import psutil
 import pytest
 from PIL import Image
 
@@ -38,6 +37,7 @@ from sunet_deploy.data import SyntheticSegmentation
 from sunet_deploy.formats import OnnxRecipe, TritonRecipe
 from sunet_deploy.preprocess import read_image, read_label_png, voc_palette
 
+psutil = pytest.importorskip("psutil", reason="psutil is not installed (the [torch] extra)")
 pytest.importorskip("tritonclient.grpc", reason="tritonclient is not installed: pip install 'sunet-deploy[serve]'")
 from runtimes.triton import TritonImageClient, server_statistics  # noqa: E402
 from tritonclient.utils import InferenceServerException  # noqa: E402
