@@ -43,7 +43,7 @@ from export.heads import LabelsHead
 from export.opcheck import check_graph, format_report
 from export.quantize import Sensitivity, agreement_on, int8_quantizer, ort_disabled_optimizers, sensitivity_search
 from export.verify import Verification, onnx_runner, reference_outputs, verify
-from sunet_deploy.artifact import set_onnx_info
+from sunet_deploy.artifact import ORT_DISABLED_OPTIMIZERS_KEY, set_onnx_info
 from sunet_deploy.checkpoint import CheckpointError, load_model
 from sunet_deploy.cli import EXIT_FAILED, EXIT_OK, EXIT_STATUS_HELP, EXIT_USAGE
 from sunet_deploy.data import DatasetError
@@ -125,6 +125,9 @@ def export_onnx(
                  f"{source}")
         proto, sensitivity = quantize(proto, model, model_inputs(drawn[verify_images:], meta, static), int8, progress)
     set_onnx_info(proto, info)
+    disabled = ort_disabled_optimizers(int8) if int8 else ()
+    if disabled:
+        proto.metadata_props.add(key=ORT_DISABLED_OPTIMIZERS_KEY, value=",".join(disabled))
     if int8 and int8.activations == "uint8" and tensorrt_check:
         progress("TensorRT operator check skipped: TensorRT takes int8 activations, this graph's are uint8")
         tensorrt_check = False
@@ -134,7 +137,7 @@ def export_onnx(
     progress(f"verifying with ONNX Runtime against PyTorch FP32 on {min(verify_images, len(drawn))} images of "
              f"{source}")
     batches = verification_batches(drawn[:verify_images], meta, static)
-    runner = onnx_runner(data, ort_disabled_optimizers(int8) if int8 else ())
+    runner = onnx_runner(data, disabled)
     verification = verify(runner, model, batches, precision, meta.classes)
     if not verification.passed:
         raise ExportError(verification.report() + "\nexport failed verification, nothing written:\n  "

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from sunet_deploy import formats
-from sunet_deploy.artifact import ArtifactError, dtype_name, info_from_strings
+from sunet_deploy.artifact import ORT_DISABLED_OPTIMIZERS_KEY, ArtifactError, dtype_name, info_from_strings
 
 from .base import Runtime, RuntimeUnavailable, TensorInfo, Timing
 from .options import PROVIDERS, OnnxRuntimeOptions
@@ -55,7 +55,9 @@ class OnnxRuntimeRuntime(Runtime):
         self.ort = _onnxruntime()
         self.session = None
         self._probe = self._probe_session()
-        info = info_from_strings(self._probe.get_modelmeta().custom_metadata_map, self.path, "onnx")
+        strings = self._probe.get_modelmeta().custom_metadata_map
+        info = info_from_strings(strings, self.path, "onnx")
+        self.disabled_optimizers = [name for name in strings.get(ORT_DISABLED_OPTIMIZERS_KEY, "").split(",") if name]
         self.info = dataclasses.replace(info, precision=self.options.precision or info.precision)
 
     @property
@@ -72,7 +74,8 @@ class OnnxRuntimeRuntime(Runtime):
             raise ArtifactError(self.path, f"not a loadable ONNX model ({str(exc).splitlines()[0]})") from exc
 
     def _activate(self) -> None:
-        self.session = self.ort.InferenceSession(str(self.path), self._session_options(), providers=self._providers())
+        self.session = self.ort.InferenceSession(str(self.path), self._session_options(), providers=self._providers(),
+                                                 disabled_optimizers=self.disabled_optimizers)
 
     def _session_options(self):
         options = self.ort.SessionOptions()

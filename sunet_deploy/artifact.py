@@ -30,6 +30,9 @@ from .metadata import ModelMetadata
 
 ARTIFACT_KEY = "sunet_deploy.artifact"
 """The key of the ArtifactInfo JSON in ONNX metadata_props and AOTInductor package metadata."""
+ORT_DISABLED_OPTIMIZERS_KEY = "sunet_deploy.ort_disabled_optimizers"
+"""ONNX metadata_props key: comma-separated ONNX Runtime graph transformers that must not run on this graph
+(the exporter writes it where an optimizer would change the graph's answer; the ONNX Runtime adapter obeys it)."""
 CHECKPOINT_KIND_KEY = "sunet_deploy.kind"
 CHECKPOINT_META_KEY = "sunet_deploy.meta"
 """safetensors header keys: the kind of file ("checkpoint", "train_state") and its JSON."""

@@ -50,6 +50,20 @@ def test_int8_export_is_symmetric_qdq_that_tensorrt_reads(tmp_path, checkpoint):
     weights = [numpy_helper.to_array(t) for t in graph.initializer if t.data_type == onnx.TensorProto.INT8]
     assert all(w.min() >= -64 and w.max() <= 64 for w in weights)  # 7-bit weights (see export.quantize)
     assert_fp16_float_parts(onnx.load(str(path)))
+    assert_runtime_computes_the_verified_graph(path)
+
+
+def assert_runtime_computes_the_verified_graph(path) -> None:
+    """The ONNX Runtime adapter leaves out the optimizer verification left out (FP16 Q/DQ bias overflow), so
+    predict computes the graph the export verified."""
+    from export.verify import onnx_runner
+    from runtimes import open_runtime
+
+    batch = np.random.default_rng(0).standard_normal((1, 3, 48, 64)).astype(np.float32)
+    verified = onnx_runner(path.read_bytes(), quantize_module.ORT_FP16_QDQ_DISABLED)(batch)
+    with open_runtime(path, threads=1) as runtime:
+        assert runtime.disabled_optimizers == list(quantize_module.ORT_FP16_QDQ_DISABLED)
+        np.testing.assert_allclose(runtime.infer(batch), verified, atol=1e-3)
 
 
 def assert_fp16_float_parts(model: onnx.ModelProto) -> None:
@@ -164,6 +178,9 @@ def test_uint8_activations_for_onnxruntime_cpu(tmp_path, checkpoint, capsys):
     assert activation_zero_points == {128}  # symmetric: the int8 grid shifted by 128
     assert {v.dtype for v in params.values() if v.dtype.kind == "f"} == {np.dtype(np.float32)}  # FP32 for ORT
     assert read_onnx_info(path).precision == "int8"
+    from runtimes import open_runtime
+
+    assert open_runtime(path).disabled_optimizers == []  # FP32 float parts: ONNX Runtime optimizes freely
 
 
 def test_int8_flags(tmp_path, checkpoint):
