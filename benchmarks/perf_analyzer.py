@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import csv
 import json
+import struct
 import subprocess
 import tempfile
 from pathlib import Path
@@ -53,7 +54,8 @@ def input_args(model: dict, data: np.ndarray | bytes, folder: Path) -> list[str]
     """perf_analyzer's input flags: the tensor's shape (random data of it), or the encoded image as JSON input data."""
     if isinstance(data, bytes):
         path = folder / "image.json"
-        path.write_text(json.dumps({"data": [{model["input"]: {"b64": base64.b64encode(data).decode()}}]}))
+        serialized = struct.pack("<I", len(data)) + data  # a BYTES tensor as Triton's wire format: length, bytes
+        path.write_text(json.dumps({"data": [{model["input"]: {"b64": base64.b64encode(serialized).decode()}}]}))
         return ["--input-data", str(path)]
     return ["--shape", f"{model['input']}:{','.join(map(str, data.shape[1:]))}"]
 

@@ -40,7 +40,7 @@ from runtimes import ArtifactError, RuntimeUnavailable, open_runtime  # noqa: E4
 from runtimes.options import TritonOptions  # noqa: E402
 from runtimes.stats import latency_summary  # noqa: E402
 from runtimes.triton import ServedModel, TritonImageClient, server_statistics  # noqa: E402
-from sunet_deploy.cli import EXIT_OK, EXIT_STATUS_HELP, EXIT_USAGE, parse_size  # noqa: E402
+from sunet_deploy.cli import EXIT_FAILED, EXIT_OK, EXIT_STATUS_HELP, EXIT_USAGE, parse_size  # noqa: E402
 from sunet_deploy.data import SyntheticSegmentation  # noqa: E402
 
 from . import perf_analyzer  # noqa: E402
@@ -243,7 +243,8 @@ def plot(rows: list[dict], path: Path) -> Path:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.serve", description=__doc__, epilog=EXIT_STATUS_HELP,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("uri", help="triton://HOST:PORT/MODEL (HTTP) or triton+grpc://HOST:PORT/MODEL (gRPC)")
+    parser.add_argument("uri", help="triton://HOST:PORT/MODEL (HTTP) or triton+grpc://HOST:PORT/MODEL (gRPC); with "
+                                    "--search the model's folder in a repository (REPOSITORY/MODEL)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 2, 4, 8], help="client counts to measure")
     parser.add_argument("--size", type=parse_size, default=(512, 512), metavar="HxW",
                         help="image size (default 512x512)")
@@ -254,14 +255,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="tensor models: pass tensors through Triton's system shared memory (a server on this host)")
     parser.add_argument("--no-perf-analyzer", dest="perf_analyzer", action="store_false",
                         help="measure with our client only")
+    search = parser.add_argument_group("configuration search (--search; perf_analyzer only)")
+    search.add_argument("--search", action="store_true", help="serve every combination below in turn, measure it "
+                        "and write the best into the model's config.pbtxt (the earlier one kept as .previous)")
+    search.add_argument("--goal", choices=("latency", "throughput"), default="throughput",
+                        help="latency: lowest p50 at the lowest level; throughput: most images/s at any level")
+    search.add_argument("--search-instances", type=int, nargs="+", default=[1, 2], metavar="N")
+    search.add_argument("--search-max-batch", type=int, nargs="+", default=[1, 4], metavar="N")
+    search.add_argument("--search-queue-delay", type=int, nargs="+", default=[0, 10000], metavar="US")
     args = parser.parse_args(argv)
     if min(args.concurrency) < 1 or args.duration <= 0 or args.warmup < 0:
         parser.error("--concurrency and --duration must be positive, --warmup not negative")
+    if args.search and not (Path(args.uri) / "config.pbtxt").is_file():
+        parser.error(f"--search takes a model's folder in a repository; {args.uri} has no config.pbtxt")
+    if min(args.search_instances + args.search_max_batch) < 1 or min(args.search_queue_delay) < 0:
+        parser.error("--search-instances and --search-max-batch must be positive, --search-queue-delay not negative")
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.search:
+        return run_search(args)
     try:
         model = served_model(args.uri)
     except (ArtifactError, RuntimeUnavailable) as exc:
@@ -293,6 +308,20 @@ def main(argv: list[str] | None = None) -> int:
     for path in written:
         print(f"wrote {path}")
     return EXIT_OK
+
+
+def run_search(args: argparse.Namespace) -> int:
+    from .serve_search import search
+
+    reason = perf_analyzer.status()["status"]
+    if reason != "run":
+        print(f"error: --search measures with perf_analyzer: {reason}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        return search(args)
+    except (RuntimeError, ValueError, OSError) as exc:
+        print(f"error: {exc}".splitlines()[0], file=sys.stderr)
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":
