@@ -169,9 +169,21 @@ def table(rows: list[dict]) -> str:
 
 
 PA_COLUMNS = ("clients", "images/s: ours", "perf_analyzer", "median ms: ours", "perf_analyzer p50", "p90 ms: ours",
-              "perf_analyzer", "p99 ms: ours", "perf_analyzer", "ours / perf_analyzer (median / p50)")
+              "perf_analyzer", "p99 ms: ours", "perf_analyzer", "ours / perf_analyzer (median / p50)",
+              "outside the server, ms: ours", "perf_analyzer")
 SPLIT = ("client_send", "network", "server_queue", "server_compute_input", "server_compute_infer",
          "server_compute_output", "client_recv")
+
+
+def outside_server_ms(row: dict) -> float:
+    """Our mean latency less the server's time per request (queue, and the compute of the batch it was in):
+    the client's and the network's share, which the server's varying compute time does not blur."""
+    server = row["server"]
+    return row["latency_ms"]["mean"] - server["queue_ms_per_request"] - server["compute_ms_per_execution"]
+
+
+def pa_outside_server_ms(pa: dict) -> float:
+    return pa["client_send"] + pa["network"] + pa["client_recv"]
 
 
 def perf_analyzer_tables(rows: list[dict]) -> str:
@@ -182,7 +194,7 @@ def perf_analyzer_tables(rows: list[dict]) -> str:
         pa, lat = r["perf_analyzer"], r["latency_ms"]
         cells = (r["clients"], f"{r['throughput_ips']:.2f}", f"{pa['throughput_ips']:.2f}", f"{lat['median']:.1f}",
                  f"{pa['p50']:.1f}", f"{lat['p90']:.1f}", f"{pa['p90']:.1f}", f"{lat['p99']:.1f}", f"{pa['p99']:.1f}",
-                 f"{lat['median'] / pa['p50']:.3f}")
+                 f"{lat['median'] / pa['p50']:.3f}", f"{outside_server_ms(r):.1f}", f"{pa_outside_server_ms(pa):.1f}")
         lines.append("| " + " | ".join(map(str, cells)) + " |")
         split.append(f"| {r['clients']} | " + " | ".join(f"{pa[key]:.1f}" for key in SPLIT) + " |")
     return "\n".join(lines) + "\n\nperf_analyzer's split of its average latency (ms):\n\n" + "\n".join(split)
@@ -195,7 +207,9 @@ def perf_analyzer_section(result: dict) -> list[str]:
     return ["## NVIDIA perf_analyzer on the same levels", perf_analyzer_tables(result["rows"]),
             f"perf_analyzer {status['version']}, measured right after our client at each level: "
             f"`{result['rows'][0]['perf_analyzer']['command']}` (one level per run; "
-            f"{perf_analyzer.METHOD}). Both clients ran on this machine, beside the server."]
+            f"{perf_analyzer.METHOD}). Both clients ran on this machine, beside the server. Outside the server: "
+            "mean latency less the server's queue and compute per request (perf_analyzer: its client send, "
+            "network and server send/receive, and client receive)."]
 
 
 def markdown(result: dict) -> str:

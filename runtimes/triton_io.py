@@ -17,6 +17,7 @@ its mapping), which the next client of this module unregisters when the owning p
 from __future__ import annotations
 
 import http.client
+import itertools
 import json
 import os
 import re
@@ -27,6 +28,7 @@ import numpy as np
 
 INFER_HEADER = "Inference-Header-Content-Length"
 REGION = re.compile(r"sunet-(\d+)-\d+-(in|out)$")
+NUMBERS = itertools.count()
 
 
 class HttpTensors:
@@ -117,9 +119,12 @@ class SystemRegion:
     def array(self, shape: tuple, dtype) -> np.ndarray:
         return np.ndarray(shape, dtype=dtype, buffer=self.memory.buf)
 
-    def close(self) -> None:
-        self.client.unregister_system_shared_memory(self.name)
-        self.memory.close()
+    def close(self, unregister: bool = True) -> None:
+        try:
+            if unregister:
+                self.client.unregister_system_shared_memory(self.name)
+        finally:
+            self.memory.close()
 
 
 class CudaRegion:
@@ -140,16 +145,18 @@ class CudaRegion:
 
         return self.cudashm.get_contents_as_numpy(self.handle, np_to_triton_dtype(np.dtype(dtype)), shape)
 
-    def close(self) -> None:
-        self.client.unregister_cuda_shared_memory(self.name)
-        self.cudashm.destroy_shared_memory_region(self.handle)
+    def close(self, unregister: bool = True) -> None:
+        try:
+            if unregister:
+                self.client.unregister_cuda_shared_memory(self.name)
+        finally:
+            self.cudashm.destroy_shared_memory_region(self.handle)
 
 
 def cuda_availability() -> str | None:
     """None when this client can make CUDA shared-memory regions, else why not."""
     try:
-        from tritonclient.utils import cuda_shared_memory  # noqa: F401  (needs CUDA's runtime library)
-        from cuda.bindings import runtime  # noqa: F401
+        from tritonclient.utils import cuda_shared_memory  # noqa: F401  (needs cuda-python and a CUDA driver)
     except (ImportError, OSError, RuntimeError) as exc:
         return f"CUDA shared memory needs CUDA and tritonclient's cuda_shared_memory on the client ({exc})"
     return None
@@ -167,7 +174,7 @@ class SharedMemory:
 
     def _regions(self, shape: tuple, out_shape: tuple, out_dtype) -> tuple:
         if shape not in self.regions:
-            prefix = f"sunet-{os.getpid()}-{id(self)}{len(self.regions)}"
+            prefix = f"sunet-{os.getpid()}-{next(NUMBERS)}"
             make: Callable = SystemRegion if self.kind == "system" else CudaRegion
             in_bytes, out_bytes = int(np.prod(shape)) * 4, int(np.prod(out_shape)) * np.dtype(out_dtype).itemsize
             self.regions[shape] = (make(self.client, f"{prefix}-in", in_bytes), make(self.client, f"{prefix}-out", out_bytes))
@@ -175,7 +182,22 @@ class SharedMemory:
 
     def infer(self, model: str, batch: np.ndarray, input_: dict, output: dict, out_shape: tuple, out_dtype,
               **kwargs) -> np.ndarray:
-        """One request of the float32 `batch`; the output (a copy: the region is reused) as an array."""
+        """One request of the float32 `batch`; the output (a copy: the region is reused) as an array. Regions the
+        server no longer knows (a restarted server; perf_analyzer --shared-memory unregisters every region) are
+        made and registered again, once."""
+        from tritonclient.utils import InferenceServerException
+
+        try:
+            return self._infer(model, batch, input_, output, out_shape, out_dtype, **kwargs)
+        except InferenceServerException as exc:
+            if "shared memory region" not in str(exc):
+                raise
+        for region in self.regions.pop(batch.shape):
+            region.close(unregister=False)
+        return self._infer(model, batch, input_, output, out_shape, out_dtype, **kwargs)
+
+    def _infer(self, model: str, batch: np.ndarray, input_: dict, output: dict, out_shape: tuple, out_dtype,
+               **kwargs) -> np.ndarray:
         region_in, region_out = self._regions(batch.shape, out_shape, out_dtype)
         if self.kind == "system":
             region_in.array(batch.shape, np.float32)[...] = batch
