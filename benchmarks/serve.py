@@ -22,6 +22,7 @@ sends both clients' tensors through Triton's system shared memory (a server on t
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import threading
 import time
@@ -204,9 +205,10 @@ def perf_analyzer_section(result: dict) -> list[str]:
     status = result["perf_analyzer"]
     if status["status"] != "run":
         return ["## NVIDIA perf_analyzer", f"Not run: {status['status']}."]
+    command = re.sub(r"--concurrency-range \d+", "--concurrency-range LEVEL", result["rows"][0]["perf_analyzer"]["command"])
     return ["## NVIDIA perf_analyzer on the same levels", perf_analyzer_tables(result["rows"]),
             f"perf_analyzer {status['version']}, measured right after our client at each level: "
-            f"`{result['rows'][0]['perf_analyzer']['command']}` (one level per run; "
+            f"`{command}` (one level per run; "
             f"{perf_analyzer.METHOD}). Both clients ran on this machine, beside the server. Outside the server: "
             "mean latency less the server's queue and compute per request (perf_analyzer: its client send, "
             "network and server send/receive, and client receive)."]

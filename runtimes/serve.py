@@ -74,7 +74,7 @@ def create_serve_venv(path: str | os.PathLike) -> Path:
 
 def install_perf_analyzer(venv: Path, pip: list[str]) -> None:
     """perf_analyzer under VENV/perf_analyzer, its libb64 linked from the copy the nvidia-pytriton wheel bundles
-    (under a hashed name) where the binary's RUNPATH-less loader finds it through perf_analyzer_env."""
+    (under a hashed name) into a folder that perf_analyzer() puts on LD_LIBRARY_PATH."""
     target = venv / "perf_analyzer"
     subprocess.run([*pip, "--no-deps", "--target", str(target), *PERF_ANALYZER_PACKAGES], check=True)
     (target / "lib").mkdir(exist_ok=True)
