@@ -21,14 +21,21 @@ import itertools
 import json
 import os
 import re
+import socket
 from multiprocessing import shared_memory
 from typing import Callable
 
 import numpy as np
 
 INFER_HEADER = "Inference-Header-Content-Length"
-REGION = re.compile(r"sunet-(\d+)-\d+-(in|out)$")
+HOST = re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname())  # another container on the host has other pids
+REGION = re.compile(rf"{re.escape(f'sunet-{HOST}-')}(\d+)-\d+-(in|out)$")
 NUMBERS = itertools.count()
+
+
+def region_prefix(pid: int | None = None) -> str:
+    """The start of the names of the regions process `pid` (default: this one) makes, in /dev/shm and on the server."""
+    return f"sunet-{HOST}-{pid or os.getpid()}-"
 
 
 class HttpTensors:
@@ -174,7 +181,7 @@ class SharedMemory:
 
     def _regions(self, shape: tuple, out_shape: tuple, out_dtype) -> tuple:
         if shape not in self.regions:
-            prefix = f"sunet-{os.getpid()}-{next(NUMBERS)}"
+            prefix = f"{region_prefix()}{next(NUMBERS)}"
             make: Callable = SystemRegion if self.kind == "system" else CudaRegion
             in_bytes, out_bytes = int(np.prod(shape)) * 4, int(np.prod(out_shape)) * np.dtype(out_dtype).itemsize
             self.regions[shape] = (make(self.client, f"{prefix}-in", in_bytes), make(self.client, f"{prefix}-out", out_bytes))
@@ -221,9 +228,8 @@ class SharedMemory:
 
 
 def unregister_orphans(client) -> list[str]:
-    """Unregister the system regions this module registered for processes that no longer exist (a killed
-    client cannot unregister its own); their names. Only meaningful where client and server share a host,
-    which system shared memory needs anyway."""
+    """Unregister the system regions this module registered for processes of this host (by its name) that no
+    longer exist (a killed client cannot unregister its own); their names."""
     if type(client).__module__.startswith("tritonclient.grpc"):
         names = list(client.get_system_shared_memory_status(as_json=True).get("regions", {}))
     else:

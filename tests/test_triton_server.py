@@ -44,7 +44,7 @@ from sunet_deploy.preprocess import read_image, read_label_png, voc_palette
 psutil = pytest.importorskip("psutil", reason="psutil is not installed (the [torch] extra)")
 pytest.importorskip("tritonclient.grpc", reason="tritonclient is not installed: pip install 'sunet-deploy[serve]'")
 from runtimes.triton import TritonImageClient, server_statistics  # noqa: E402
-from runtimes.triton_io import cuda_availability  # noqa: E402
+from runtimes.triton_io import cuda_availability, region_prefix  # noqa: E402
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
 NUM_CLASSES = 5
@@ -325,7 +325,7 @@ time.sleep(60)
 
 
 def shm_files(pid: int) -> list[str]:
-    return [name for name in os.listdir("/dev/shm") if name.startswith(f"sunet-{pid}-")]
+    return [name for name in os.listdir("/dev/shm") if name.startswith(region_prefix(pid))]
 
 
 def registered(uri: str) -> list[str]:
@@ -349,7 +349,7 @@ def test_killed_shared_memory_client_leaves_no_region(serve_python, repository, 
         try:
             assert client.stdout.readline() == "inferred\n"
             helpers = psutil.Process(client.pid).children(recursive=True)  # multiprocessing's resource tracker
-            assert len([n for n in registered(uri) if n.startswith(f"sunet-{client.pid}-")]) == 2
+            assert len([n for n in registered(uri) if n.startswith(region_prefix(client.pid))]) == 2
             assert shm_files(client.pid) == []
         finally:
             client.kill()
@@ -358,7 +358,7 @@ def test_killed_shared_memory_client_leaves_no_region(serve_python, repository, 
         assert shm_files(client.pid) == []
         with open_runtime(uri, TritonOptions(shared_memory="system")) as runtime:
             runtime.infer(np.zeros((1, 3, 64, 64), np.float32))
-            assert not [n for n in registered(uri) if n.startswith(f"sunet-{client.pid}-")]
+            assert not [n for n in registered(uri) if n.startswith(region_prefix(client.pid))]
         assert registered(uri) == []
 
 
