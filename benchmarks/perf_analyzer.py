@@ -47,7 +47,8 @@ def status() -> dict:
     except RuntimeUnavailable as exc:
         return {"status": str(exc)}
     version = subprocess.run([str(binary), "--version"], env=env, capture_output=True, text=True)
-    return {"status": "run", "version": (version.stdout + version.stderr).strip().removeprefix("Perf Analyzer Version ")}
+    text = (version.stdout + version.stderr).strip()
+    return {"status": "run", "version": text.removeprefix("Perf Analyzer Version ")}
 
 
 def input_args(model: dict, data: np.ndarray | bytes, folder: Path) -> list[str]:

@@ -190,7 +190,8 @@ def pa_outside_server_ms(pa: dict) -> float:
 def perf_analyzer_tables(rows: list[dict]) -> str:
     """Our client and perf_analyzer side by side per level, then perf_analyzer's split of its average latency."""
     lines = ["| " + " | ".join(PA_COLUMNS) + " |", "|" + "---|" * len(PA_COLUMNS)]
-    split = ["| clients | " + " | ".join(key.replace("_", " ") for key in SPLIT) + " |", "|" + "---|" * (len(SPLIT) + 1)]
+    split = ["| clients | " + " | ".join(key.replace("_", " ") for key in SPLIT) + " |",
+             "|" + "---|" * (len(SPLIT) + 1)]
     for r in rows:
         pa, lat = r["perf_analyzer"], r["latency_ms"]
         cells = (r["clients"], f"{r['throughput_ips']:.2f}", f"{pa['throughput_ips']:.2f}", f"{lat['median']:.1f}",
@@ -205,7 +206,8 @@ def perf_analyzer_section(result: dict) -> list[str]:
     status = result["perf_analyzer"]
     if status["status"] != "run":
         return ["## NVIDIA perf_analyzer", f"Not run: {status['status']}."]
-    command = re.sub(r"--concurrency-range \d+", "--concurrency-range LEVEL", result["rows"][0]["perf_analyzer"]["command"])
+    command = re.sub(r"--concurrency-range \d+", "--concurrency-range LEVEL",
+                     result["rows"][0]["perf_analyzer"]["command"])
     return ["## NVIDIA perf_analyzer on the same levels", perf_analyzer_tables(result["rows"]),
             f"perf_analyzer {status['version']}, measured right after our client at each level: "
             f"`{command}` (one level per run; "
@@ -268,7 +270,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=20.0, help="timed seconds per level")
     parser.add_argument("--output", type=Path, default=Path("runs/bench/serve"), help="report folder")
     parser.add_argument("--shared-memory", choices=("none", "system"), default="none",
-                        help="tensor models: pass tensors through Triton's system shared memory (a server on this host)")
+                        help="tensor models: pass tensors through Triton's system shared memory "
+                             "(a server on this host)")
     parser.add_argument("--no-perf-analyzer", dest="perf_analyzer", action="store_false",
                         help="measure with our client only")
     search = parser.add_argument_group("configuration search (--search; perf_analyzer only)")

@@ -101,8 +101,8 @@ def summarize(measured: dict[str, list[dict]]) -> list[dict]:
 
 def table(rows: list[dict]) -> str:
     reference = next(r for r in rows if r["transport"] == "perf_analyzer")["median"]
-    lines = ["| transport | median ms | p90 ms | / perf_analyzer's p50 | outside the server, ms | client CPU ms/request |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| transport | median ms | p90 ms | / perf_analyzer's p50 | outside the server, ms "
+             "| client CPU ms/request |", "|---|---|---|---|---|---|"]
     for r in rows:
         cpu = "-" if r["cpu_ms"] is None else f"{r['cpu_ms']:.1f}"
         lines.append(f"| {r['transport']} | {r['median']:.1f} | {r['p90']:.1f} | {r['median'] / reference:.3f} | "

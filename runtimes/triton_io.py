@@ -61,7 +61,8 @@ class HttpTensors:
             raise_error(response)
         size = response.getheader(INFER_HEADER)
         header = json.loads(response.read(int(size)) if size is not None else response.read())
-        return {o["name"]: read_output(response, o) for o in header["outputs"] if "binary_data_size" in o.get("parameters", {})}
+        return {o["name"]: read_output(response, o) for o in header["outputs"]
+                if "binary_data_size" in o.get("parameters", {})}
 
     def tensor(self, batch: np.ndarray, input_name: str, output_name: str) -> np.ndarray:
         """One float32 batch in, one output out."""
@@ -184,7 +185,8 @@ class SharedMemory:
             prefix = f"{region_prefix()}{next(NUMBERS)}"
             make: Callable = SystemRegion if self.kind == "system" else CudaRegion
             in_bytes, out_bytes = int(np.prod(shape)) * 4, int(np.prod(out_shape)) * np.dtype(out_dtype).itemsize
-            self.regions[shape] = (make(self.client, f"{prefix}-in", in_bytes), make(self.client, f"{prefix}-out", out_bytes))
+            self.regions[shape] = (make(self.client, f"{prefix}-in", in_bytes),
+                                   make(self.client, f"{prefix}-out", out_bytes))
         return self.regions[shape]
 
     def infer(self, model: str, batch: np.ndarray, input_: dict, output: dict, out_shape: tuple, out_dtype,

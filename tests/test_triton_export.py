@@ -184,3 +184,14 @@ def test_shared_memory_is_a_triton_option_and_a_predict_flag():
     with pytest.raises(ValueError, match="shared_memory"):
         options_for("model.onnx", shared_memory="system")
     assert TritonOptions(shared_memory="cuda").device == "cuda"
+
+
+def test_serve_report_says_when_perf_analyzer_is_missing(tmp_path, monkeypatch):
+    from benchmarks import perf_analyzer
+    from benchmarks.serve import perf_analyzer_section
+    from runtimes.serve import perf_analyzer as installed
+
+    monkeypatch.setattr(perf_analyzer, "perf_analyzer", lambda: installed(tmp_path / "no-venv"))
+    status = perf_analyzer.status()
+    assert status["status"].startswith("perf_analyzer is not installed in") and "make serve-venv" in status["status"]
+    assert perf_analyzer_section({"perf_analyzer": status, "rows": []})[1] == f"Not run: {status['status']}."
