@@ -6,7 +6,8 @@ TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # The serving environment: nvidia-pytriton's tritonserver pins numpy<2, so it gets a venv of its own
-# (runtimes.serve.create_serve_venv: the wheel, onnxruntime, numpy<2, OpenCV, Pillow, this project, no torch).
+# (runtimes.serve.create_serve_venv: the wheel, onnxruntime, numpy<2, OpenCV, Pillow, this project, no torch;
+# and NVIDIA's perf_analyzer under .venv-serve/perf_analyzer, from the pinned tritonclient 2.41.0 wheel).
 SERVE_VENV ?= .venv-serve
 SERVE_PY := $(SERVE_VENV)/bin/python
 

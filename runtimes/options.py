@@ -104,6 +104,12 @@ class TritonOptions(RuntimeOptions):
 
     runtime: ClassVar[str] = "triton"
     server_timeout: int = option(60, "triton: seconds to wait for the server's answer to one request")
+    shared_memory: str = option("none", "triton: pass tensors through shared memory, with a server on this host "
+                                "(system) or on this client's GPU (cuda)", choices=("none", "system", "cuda"))
+
+    @property
+    def device(self) -> str:
+        return "cuda" if self.shared_memory == "cuda" else "cpu"
 
 
 def options_class(runtime: str) -> type[RuntimeOptions]:

@@ -45,6 +45,10 @@ from .base import RuntimeUnavailable
 
 SERVE_PACKAGES = ("nvidia-pytriton==0.7.0", "numpy<2")
 """Installed with this project's core (torch-free) dependencies, in one resolution, so all agree on numpy<2."""
+# NVIDIA's perf_analyzer: the last tritonclient wheel that ships the binary (later ones are pure Python; the
+# perf-analyzer name on the index is a placeholder), with the CUDA runtime it links. Installed with --target
+# beside the environment, since nvidia-pytriton wants tritonclient ~= 2.50 for its own use.
+PERF_ANALYZER_PACKAGES = ("tritonclient==2.41.0", "nvidia-cuda-runtime-cu12==12.9.79")
 PROJECT = Path(__file__).resolve().parents[1]
 PR_SET_PDEATHSIG = 1
 
@@ -56,15 +60,38 @@ def create_serve_venv(path: str | os.PathLike) -> Path:
     Raises subprocess.CalledProcessError when pip cannot install the wheel here.
     """
     path = Path(path).absolute()
-    marker, wanted = path / ".sunet-serve-installed", "\n".join(SERVE_PACKAGES) + "\n"
+    marker, wanted = path / ".sunet-serve-installed", "\n".join(SERVE_PACKAGES + PERF_ANALYZER_PACKAGES) + "\n"
     with open(path.with_name(f"{path.name}.lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not marker.is_file() or marker.read_text() != wanted:
             subprocess.run([sys.executable, "-m", "venv", "--clear", str(path)], check=True)
             pip = [str(path / "bin" / "python"), "-m", "pip", "install", "-q"]
             subprocess.run([*pip, *SERVE_PACKAGES, "-e", str(PROJECT)], check=True)
+            install_perf_analyzer(path, pip)
             marker.write_text(wanted)
     return path / "bin" / "python"
+
+
+def install_perf_analyzer(venv: Path, pip: list[str]) -> None:
+    """perf_analyzer under VENV/perf_analyzer, its libb64 linked from the copy the nvidia-pytriton wheel bundles
+    (under a hashed name) into a folder that perf_analyzer() puts on LD_LIBRARY_PATH."""
+    target = venv / "perf_analyzer"
+    subprocess.run([*pip, "--no-deps", "--target", str(target), *PERF_ANALYZER_PACKAGES], check=True)
+    (target / "lib").mkdir(exist_ok=True)
+    b64 = next(venv.glob("lib/python3*/site-packages/nvidia_pytriton.libs/libb64-*.so.0d"))
+    (target / "lib" / "libb64.so.0d").symlink_to(b64)
+
+
+def perf_analyzer(venv: str | os.PathLike = PROJECT / ".venv-serve") -> tuple[Path, dict[str, str]]:
+    """The perf_analyzer binary installed in the serving environment and the environment it runs with.
+
+    Raises RuntimeUnavailable, saying how to install it, when it is not there."""
+    target = Path(venv).absolute() / "perf_analyzer"
+    binary = target / "bin" / "perf_analyzer"
+    if not binary.is_file():
+        raise RuntimeUnavailable(f"perf_analyzer is not installed in {venv} (make serve-venv installs it)")
+    libs = [str(target / "lib"), str(target / "nvidia" / "cuda_runtime" / "lib"), os.environ.get("LD_LIBRARY_PATH")]
+    return binary, {**os.environ, "LD_LIBRARY_PATH": os.pathsep.join(filter(None, libs))}
 
 
 @dataclass(frozen=True)

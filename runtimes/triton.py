@@ -29,6 +29,7 @@ from sunet_deploy.preprocess import encode_png, read_label_png
 
 from .base import Runtime, RuntimeUnavailable, TensorInfo, Timing
 from .options import TritonOptions
+from .triton_io import HttpTensors, SharedMemory, cuda_availability
 
 PROTOCOLS = {"triton": "http", "triton+grpc": "grpc"}
 WIRE_TYPES = {"TYPE_STRING": "BYTES"}  # else the config's type without "TYPE_"
@@ -115,7 +116,7 @@ class TritonRuntime(Runtime):
 
     @classmethod
     def availability(cls, options: TritonOptions) -> str | None:
-        return availability()
+        return availability() or (cuda_availability() if options.shared_memory == "cuda" else None)
 
     def __init__(self, uri: str, options: TritonOptions | None = None) -> None:
         super().__init__(uri, options or TritonOptions())
@@ -129,6 +130,7 @@ class TritonRuntime(Runtime):
         self.info = info_from_strings(parameters, uri, "onnx")
         self.max_batch = int(self.config["max_batch_size"])
         self.client = None
+        self.transport: HttpTensors | SharedMemory | None = None
 
     def inputs(self) -> list[TensorInfo]:
         return [tensor_info(t) for t in self.config["input"]]
@@ -137,11 +139,26 @@ class TritonRuntime(Runtime):
         return [tensor_info(t) for t in self.config["output"]]
 
     def _activate(self) -> None:
-        self.client = self.served_model.client(self.options.server_timeout)
+        served, timeout = self.served_model, self.options.server_timeout
+        if self.takes_images and self.options.shared_memory != "none":
+            raise RuntimeUnavailable(f"{self.path}: shared memory is for tensor models (an image model's masks "
+                                     "vary in size)")
+        self.client = served.client(timeout)
+        if self.takes_images:  # small requests and answers: tritonclient's own client
+            return
+        if self.options.shared_memory != "none":
+            self.transport = SharedMemory(self.client, served.module(), self.options.shared_memory)
+        elif served.protocol == "http":
+            self.transport = HttpTensors(served.url, served.model, timeout)
 
     def _deactivate(self) -> None:
-        self.client.close()
-        self.client = None
+        try:
+            if self.transport:
+                self.transport.close()
+        finally:
+            self.transport = None
+            self.client.close()
+            self.client = None
 
     def _infer(self, batch: np.ndarray) -> tuple[np.ndarray, Timing]:
         if self.takes_images:
@@ -152,8 +169,19 @@ class TritonRuntime(Runtime):
     def _request(self, data: np.ndarray) -> np.ndarray:
         if data.shape[0] > self.max_batch:
             raise ValueError(f"{self.path} batches at most {self.max_batch} images, got {data.shape[0]}")
-        return self.served_model.infer(self.client, data, self.config["input"][0], self.config["output"][0]["name"],
-                                       self.options.server_timeout)
+        input_, output = self.config["input"][0], self.config["output"][0]
+        if isinstance(self.transport, SharedMemory):
+            extra = {"client_timeout": self.options.server_timeout} if self.served_model.protocol == "grpc" else {}
+            return self.transport.infer(self.served_model.model, data, input_, output, self.output_shape(data.shape),
+                                        dtype_name("triton", output["data_type"]), **extra)
+        if isinstance(self.transport, HttpTensors):
+            return self.transport.tensor(data, input_["name"], output["name"])
+        return self.served_model.infer(self.client, data, input_, output["name"], self.options.server_timeout)
+
+    def output_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The output's shape for an input batch of `shape`: logits (N, C, H, W) or labels (N, H, W)."""
+        dims = [int(d) for d in self.config["output"][0]["dims"]]
+        return (shape[0], *dims[:-2], *shape[2:])
 
     def masks(self, images: list[bytes | np.ndarray]) -> list[np.ndarray]:
         """An image model's class-index masks (HxW uint8, each at its image's size), sent as one request.

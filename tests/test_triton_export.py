@@ -1,6 +1,7 @@
 """export.triton: repositories whose configs parse with Triton's schema and carry the artifact's metadata;
 the triton:// URIs of runtimes. No server here (tests/test_triton_server.py starts one)."""
 
+import argparse
 import socket
 
 import pytest
@@ -11,7 +12,7 @@ from export import triton as export_triton
 from export.onnx import export_onnx
 from export.triton import ConfigSchemaError, TritonExportError, export_repository_model, main
 from runtimes import ArtifactError, open_runtime, options_for, runtime_for
-from runtimes.options import TritonOptions
+from runtimes.options import TritonOptions, add_flags, from_args
 from sunet_deploy.artifact import ArtifactInfo, read_onnx_info
 from sunet_deploy.checkpoint import save_checkpoint
 from sunet_deploy.engine_env import EngineEnvironmentError, EngineSidecar, GpuInfo, write_engine_sidecar
@@ -170,3 +171,27 @@ def test_server_timeout_is_a_triton_option():
     assert options_for("triton+grpc://h:1/m", server_timeout=5) == TritonOptions(server_timeout=5)
     with pytest.raises(ValueError, match="server_timeout"):
         options_for("model.onnx", server_timeout=5)
+
+
+def test_shared_memory_is_a_triton_option_and_a_predict_flag():
+    parser = argparse.ArgumentParser()
+    add_flags(parser)
+    assert from_args(TritonOptions, parser.parse_args(["--shared-memory", "system"])) == \
+        TritonOptions(shared_memory="system")
+    assert from_args(TritonOptions, parser.parse_args([])).shared_memory == "none"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--shared-memory", "tcp"])
+    with pytest.raises(ValueError, match="shared_memory"):
+        options_for("model.onnx", shared_memory="system")
+    assert TritonOptions(shared_memory="cuda").device == "cuda"
+
+
+def test_serve_report_says_when_perf_analyzer_is_missing(tmp_path, monkeypatch):
+    from benchmarks import perf_analyzer
+    from benchmarks.serve import perf_analyzer_section
+    from runtimes.serve import perf_analyzer as installed
+
+    monkeypatch.setattr(perf_analyzer, "perf_analyzer", lambda: installed(tmp_path / "no-venv"))
+    status = perf_analyzer.status()
+    assert status["status"].startswith("perf_analyzer is not installed in") and "make serve-venv" in status["status"]
+    assert perf_analyzer_section({"perf_analyzer": status, "rows": []})[1] == f"Not run: {status['status']}."

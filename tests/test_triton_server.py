@@ -10,9 +10,12 @@ tests are skipped, with pip's reason, only where the wheel cannot be installed.
 """
 
 import json
+import os
+import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -28,8 +31,9 @@ from photos import write_photos
 from benchmarks.parity import main as parity
 from benchmarks.serve import main as serve_benchmark
 from export.onnx import export_onnx
-from export.triton import export_repository_model
+from export.triton import export_repository_model, validate_config
 from runtimes import open_runtime
+from runtimes.options import TritonOptions
 from runtimes.predict import Predictor
 from runtimes.predict import main as predict
 from runtimes.serve import PROJECT, create_serve_venv
@@ -40,6 +44,7 @@ from sunet_deploy.preprocess import read_image, read_label_png, voc_palette
 psutil = pytest.importorskip("psutil", reason="psutil is not installed (the [torch] extra)")
 pytest.importorskip("tritonclient.grpc", reason="tritonclient is not installed: pip install 'sunet-deploy[serve]'")
 from runtimes.triton import TritonImageClient, server_statistics  # noqa: E402
+from runtimes.triton_io import cuda_availability, region_prefix  # noqa: E402
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
 NUM_CLASSES = 5
@@ -197,9 +202,11 @@ def check_static_image_model(uri: str, repository: Path, images: list[Path]) -> 
         np.testing.assert_array_equal(mask, expected)
 
 
-def check_tensor_model(uri: str, images: list[Path], local_masks: list[np.ndarray]) -> None:
-    """The triton:// runtime behind runtimes.predict's Predictor, as any local runtime."""
-    with open_runtime(uri) as runtime:
+def check_tensor_model(uri: str, images: list[Path], local_masks: list[np.ndarray],
+                       shared_memory: str = "none") -> None:
+    """The triton:// runtime behind runtimes.predict's Predictor, as any local runtime (two image sizes: a shared
+    memory region per shape)."""
+    with open_runtime(uri, TritonOptions(shared_memory=shared_memory)) as runtime:
         assert runtime.info.metadata.palette == voc_palette(NUM_CLASSES).tolist()
         predictor = Predictor(runtime)
         for path, local in zip(images, local_masks):
@@ -244,6 +251,9 @@ def check_benchmark(uri: str, output: Path) -> None:
     rows = json.loads((output / "serve.json").read_text())["rows"]
     assert [r["clients"] for r in rows] == [1, 4] and all(r["requests"] > 0 for r in rows)
     assert (output / "serve.png").stat().st_size > 0 and "| 4 |" in (output / "serve.md").read_text()
+    # perf_analyzer (installed with the serving environment) measured the same levels
+    assert all(r["perf_analyzer"]["clients"] == r["clients"] and r["perf_analyzer"]["throughput_ips"] > 0 for r in rows)
+    assert "NVIDIA perf_analyzer on the same levels" in (output / "serve.md").read_text()
 
 
 def test_served_models(serve_python, repository, images, local_masks, photos, local_predictions, tmp_path):
@@ -252,6 +262,7 @@ def test_served_models(serve_python, repository, images, local_masks, photos, lo
         for prefix in (f"triton://127.0.0.1:{http}", f"triton+grpc://127.0.0.1:{grpc}"):
             check_image_model(f"{prefix}/sunet_image", images, local_masks)
             check_tensor_model(f"{prefix}/sunet", images, local_masks)
+            check_tensor_model(f"{prefix}/sunet", images, local_masks, shared_memory="system")
         check_predict(f"triton://127.0.0.1:{http}/sunet_image", photos, local_predictions, tmp_path / "http")
         check_predict(f"triton+grpc://127.0.0.1:{grpc}/sunet_image", photos, local_predictions, tmp_path / "grpc")
         check_parity([f"triton://127.0.0.1:{http}/sunet", f"triton+grpc://127.0.0.1:{grpc}/sunet_image"],
@@ -299,3 +310,79 @@ def test_unloadable_model_fails_cleanly(serve_python, onnx_backend_repository, t
 def onnx_backend_repository(repository, tmp_path) -> Path:
     export_repository_model(repository / "sunet" / "1" / "model.onnx", tmp_path, TritonRecipe())
     return tmp_path
+
+
+KILLED_CLIENT = """
+import sys, time, numpy as np
+from runtimes import open_runtime
+from runtimes.options import TritonOptions
+runtime = open_runtime(sys.argv[1], TritonOptions(shared_memory="system"))
+runtime.activate()
+runtime.infer(np.zeros((1, 3, 64, 64), np.float32))
+print("inferred", flush=True)
+time.sleep(60)
+"""
+
+
+def shm_files(pid: int) -> list[str]:
+    return [name for name in os.listdir("/dev/shm") if name.startswith(region_prefix(pid))]
+
+
+def registered(uri: str) -> list[str]:
+    from runtimes.triton import ServedModel
+
+    client = ServedModel.parse(uri).client()
+    try:
+        return [region["name"] for region in client.get_system_shared_memory_status()]
+    finally:
+        client.close()
+
+
+def test_killed_shared_memory_client_leaves_no_region(serve_python, repository, tmp_path):
+    """A client killed by SIGKILL while its regions are registered leaves nothing in /dev/shm (their names were
+    unlinked once the server mapped them) and nothing running; the server's registrations it could not undo
+    are unregistered by the next shared-memory client."""
+    with served(serve_python, repository, tmp_path / "server.log") as (_, http, _):
+        uri = f"triton://127.0.0.1:{http}/sunet"
+        client = subprocess.Popen([sys.executable, "-c", KILLED_CLIENT, uri], cwd=PROJECT, stdout=subprocess.PIPE,
+                                  text=True)
+        try:
+            assert client.stdout.readline() == "inferred\n"
+            helpers = psutil.Process(client.pid).children(recursive=True)  # multiprocessing's resource tracker
+            assert len([n for n in registered(uri) if n.startswith(region_prefix(client.pid))]) == 2
+            assert shm_files(client.pid) == []
+        finally:
+            client.kill()
+            client.wait()
+        assert_gone(helpers, timeout=10)
+        assert shm_files(client.pid) == []
+        with open_runtime(uri, TritonOptions(shared_memory="system")) as runtime:
+            runtime.infer(np.zeros((1, 3, 64, 64), np.float32))
+            assert not [n for n in registered(uri) if n.startswith(region_prefix(client.pid))]
+        assert registered(uri) == []
+
+
+def test_cuda_shared_memory(serve_python, repository, images, local_masks, tmp_path):
+    reason = cuda_availability()
+    if reason:
+        pytest.skip(reason)
+    with served(serve_python, repository, tmp_path / "server.log") as (_, http, _):
+        check_tensor_model(f"triton://127.0.0.1:{http}/sunet", images, local_masks, shared_memory="cuda")
+
+
+def test_search_writes_the_best_config(serve_python, repository, tmp_path):
+    """benchmarks.serve --search serves each configuration, measures it with perf_analyzer and writes the best
+    into the model's config.pbtxt, the earlier one kept."""
+    model = tmp_path / "repository" / "sunet"
+    shutil.copytree(repository / "sunet", model)
+    before = (model / "config.pbtxt").read_text()
+    assert serve_benchmark([str(model), "--search", "--search-instances", "1", "2", "--search-max-batch", "2",
+                            "--search-queue-delay", "0", "--concurrency", "1", "--size", "64x64", "--duration", "1",
+                            "--goal", "latency", "--output", str(tmp_path / "search")]) == 0
+    assert (model / "config.pbtxt.previous").read_text() == before
+    report = json.loads((tmp_path / "search" / "search.json").read_text())
+    assert [(r["instances"], r["max_batch"]) for r in report["results"]] == [(1, 2), (2, 2)]
+    best = min(report["results"], key=lambda r: r["levels"][0]["p50"])
+    config = validate_config((model / "config.pbtxt").read_text())
+    assert (config.instance_group[0].count, config.max_batch_size) == (best["instances"], 2)
+    assert (model / "config.pbtxt").read_text().startswith("# benchmarks.serve --search, goal latency")
