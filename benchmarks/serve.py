@@ -30,7 +30,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import cv2
 import matplotlib
 
 matplotlib.use("Agg")
@@ -40,47 +39,13 @@ import numpy as np  # noqa: E402
 from runtimes import ArtifactError, RuntimeUnavailable, open_runtime  # noqa: E402
 from runtimes.options import TritonOptions  # noqa: E402
 from runtimes.stats import latency_summary  # noqa: E402
-from runtimes.triton import ServedModel, TritonImageClient, server_statistics  # noqa: E402
+from runtimes.triton import TritonImageClient, server_statistics  # noqa: E402
 from sunet_deploy.cli import EXIT_FAILED, EXIT_OK, EXIT_STATUS_HELP, EXIT_USAGE, parse_size  # noqa: E402
-from sunet_deploy.data import SyntheticSegmentation  # noqa: E402
 
 from . import perf_analyzer  # noqa: E402
+from .served import output_bytes, payload, served_model  # noqa: E402
 from .env import environment, format_environment  # noqa: E402
 from .report import write_json  # noqa: E402
-
-
-def served_model(uri: str) -> dict:
-    """The server's name and version and the model's serving configuration."""
-    served = ServedModel.parse(uri)
-    config = served.config()
-    client = served.client()
-    try:
-        meta = client.get_server_metadata(**({"as_json": True} if served.protocol == "grpc" else {}))
-    finally:
-        client.close()
-    return {
-        "server": f"{meta['name']} {meta['version']}", "uri": uri, "model": served.model,
-        "interface": "image" if config["input"][0]["data_type"] == "TYPE_STRING" else "tensor",
-        "input": config["input"][0]["name"], "output": config["output"][0]["name"],
-        "output_dims": [int(d) for d in config["output"][0]["dims"]], "output_type": config["output"][0]["data_type"],
-        "backend": config.get("platform") or config.get("backend"),
-        "max_batch_size": int(config["max_batch_size"]),
-        "max_queue_delay_us": int(config.get("dynamic_batching", {}).get("max_queue_delay_microseconds", 0)),
-        "instances": sum(int(group.get("count", 1)) for group in config.get("instance_group", [])),
-    }  # fmt: skip
-
-
-def payload(interface: str, size: tuple[int, int]) -> np.ndarray | bytes:
-    if interface == "tensor":
-        return np.random.default_rng(0).standard_normal((1, 3, *size), dtype=np.float32)
-    image = SyntheticSegmentation(num_samples=1, size=size, split="val")[0][0]
-    return cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))[1].tobytes()
-
-
-def output_bytes(model: dict, size: tuple[int, int]) -> int:
-    """Bytes of one tensor model's output for one image of `size` (for shared-memory regions)."""
-    itemsize = {"TYPE_FP32": 4, "TYPE_FP16": 2, "TYPE_INT64": 8, "TYPE_INT32": 4, "TYPE_UINT8": 1}
-    return int(np.prod(model["output_dims"][:-2] or [1])) * size[0] * size[1] * itemsize.get(model["output_type"], 8)
 
 
 @contextmanager

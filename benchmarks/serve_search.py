@@ -34,6 +34,7 @@ from runtimes.serve import PROJECT
 from . import perf_analyzer
 from .env import environment, format_environment
 from .report import write_json
+from .served import payload, served_model
 
 READY_TIMEOUT = 180
 
@@ -111,8 +112,6 @@ def serving(model_dir: Path, config, folder: Path):
 
 
 def measure_candidate(model_dir: Path, config, candidate: Candidate, args, folder: Path) -> dict:
-    from .serve import payload, served_model
-
     with serving(model_dir, candidate_config(config, candidate), folder) as uri:
         model = served_model(uri)
         data = payload(model["interface"], args.size)

@@ -30,7 +30,8 @@ from sunet_deploy.cli import EXIT_OK, EXIT_STATUS_HELP, EXIT_USAGE, parse_size
 from . import perf_analyzer
 from .env import environment, format_environment
 from .report import write_json
-from .serve import output_bytes, pa_outside_server_ms, payload, served_model
+from .serve import pa_outside_server_ms
+from .served import output_bytes, payload, served_model
 
 OURS = ("tritonclient HTTP (before)", "HttpTensors", "system shared memory (HTTP)", "gRPC")
 
