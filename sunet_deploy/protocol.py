@@ -1,0 +1,138 @@
+"""The inference protocol: windows with overlap, scales and flips, softmax probabilities averaged.
+
+One definition for every runtime (numpy + OpenCV, torch-free): `segment` drives any `infer`
+callable (a runtime's `Runtime.infer`, or a PyTorch model seen as one in train.evaluate) and is
+what `runtimes.predict --tile/--scales/--flip`, `train.evaluate --multi-scale` and
+`benchmarks.parity --multi-scale` run. The engine itself is `sunet_deploy.tiling`.
+
+Scale s resizes the image so its short side is s * base_size (base_size 0: s times its own short
+side). A view (one scale, flipped or not) is covered by windows every `stride` pixels, the last one
+flush with the border; windows are never larger than the view unless the artifact needs a fixed
+size (then they are padded with the mean colour and the padding cropped off the output). Every
+pixel's probability is the plain average over the windows that cover it, then over the views.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+
+Size = tuple[int, int]
+
+WARN_FACTOR = 2
+"""predict warns when an image's side exceeds the training crop this many times and no tiling is asked."""
+
+
+class ProtocolError(ValueError):
+    """A protocol that cannot run (bad window, overlap or scale, or one the artifact cannot take)."""
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """Scales, flips and sliding windows; `window` None runs each view whole.
+
+    `pad_to` is the smallest input the artifact takes: a window (or whole view) smaller than it is
+    padded up to it. `batch` is how many windows go to one inference call.
+    """
+
+    scales: tuple[float, ...] = (1.0,)
+    base_size: int = 0
+    flip: bool = False
+    window: Size | None = None
+    stride: Size | None = None
+    pad_to: Size = (1, 1)
+    batch: int = 1
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "scales", tuple(float(s) for s in self.scales))
+        if not self.scales or min(self.scales) <= 0:
+            raise ProtocolError(f"scales must be > 0, got {' '.join(f'{s:g}' for s in self.scales) or 'none'}")
+        if self.batch < 1:
+            raise ProtocolError(f"batch must be >= 1, got {self.batch}")
+        if self.window is not None:
+            if min(self.window) < 1:
+                raise ProtocolError(f"window must be at least 1x1 pixels, got {_fmt(self.window)}")
+            stride = self.stride or self.window
+            if min(stride) < 1:
+                overlap = (self.window[0] - stride[0], self.window[1] - stride[1])
+                raise ProtocolError(f"overlap {_fmt(overlap)} must be smaller than the window {_fmt(self.window)}")
+            object.__setattr__(self, "stride", tuple(stride))
+
+    @property
+    def views(self) -> int:
+        return len(self.scales) * (2 if self.flip else 1)
+
+    def view_size(self, size: Size, scale: float) -> Size:
+        """The size of the image at one scale (rounded as train.evaluate always has)."""
+        h, w = size
+        factor = scale * (self.base_size / min(h, w) if self.base_size else 1.0)
+        return max(1, round(h * factor)), max(1, round(w * factor))
+
+    def describe(self) -> str:
+        windows = f"windows {_fmt(self.window)} every {_fmt(self.stride)}" if self.window else "whole views"
+        base = f" of a {self.base_size} short side" if self.base_size else ""
+        return (f"scales {' '.join(f'{s:g}' for s in self.scales)}{base}, {'with' if self.flip else 'no'} flip, "
+                f"{windows}, {self.batch} window(s) per call")  # fmt: skip
+
+    def to_dict(self) -> dict:
+        return {"scales": list(self.scales), "base_size": self.base_size, "flip": self.flip,
+                "window": list(self.window) if self.window else None,
+                "stride": list(self.stride) if self.stride else None, "batch": self.batch}  # fmt: skip
+
+
+PAPER = Protocol(scales=(0.5, 0.75, 1.0, 1.25), base_size=512, flip=True, window=(512, 512), stride=(342, 342))
+"""The paper's Table 5 protocol (VOC): four scales of a 512 short side, flips, 512 windows at stride 342."""
+
+
+def _fmt(size: Size | None) -> str:
+    return "none" if size is None else f"{size[0]}x{size[1]}"
+
+
+def window_starts(size: int, window: int, stride: int) -> list[int]:
+    """Start offsets covering [0, size) with windows of `window` pixels (one window if it fits)."""
+    if window <= 0 or size <= window:
+        return [0]
+    starts = list(range(0, size - window, stride))
+    return starts + [size - window]
+
+
+def parse_tile(text: str) -> Size:
+    """argparse type: '512' -> (512, 512), '384x512' -> (384, 512)."""
+    h, sep, w = text.lower().partition("x")
+    try:
+        size = (int(h), int(w)) if sep else (int(h), int(h))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected SIZE or HxW, got {text!r}") from None
+    if min(size) < 1:
+        raise argparse.ArgumentTypeError(f"a tile must be at least 1x1 pixels, got {text!r}")
+    return size
+
+
+def artifact_window(window: Size | None, low: Size, high: tuple[int | None, int | None], crop: int | None) -> Size:
+    """The window for an artifact whose inputs range from `low` to `high` (None: unbounded).
+
+    No window asked (`--tile` alone): a fixed-size artifact's own size, else the training crop.
+    A window the artifact cannot take is an error, never silently letterboxed.
+    """
+    fixed = low if tuple(low) == tuple(high) else None
+    if window is None:
+        if fixed:
+            return tuple(fixed)
+        if crop is None:
+            raise ProtocolError("the model records no training crop size; give the window, e.g. --tile 512")
+        window = (crop, crop)
+    too_big = [f"{name} {v} > {hi}" for name, v, hi in zip(("height", "width"), window, high) if hi is not None and v > hi]
+    if too_big:
+        raise ProtocolError(f"window {_fmt(window)} is larger than the artifact accepts ({', '.join(too_big)}); "
+                            f"use --tile {_fmt(tuple(h or v for h, v in zip(high, window)))} or smaller")  # fmt: skip
+    return tuple(window)
+
+
+def default_overlap(window: Size) -> Size:
+    """A quarter of the window: every pixel but the image border sees some context on each side."""
+    return window[0] // 4, window[1] // 4
+
+
+def much_larger(size: Size, crop: int | None) -> bool:
+    """An image whose side exceeds the training crop WARN_FACTOR times: a whole-image run is risky."""
+    return crop is not None and max(size) > WARN_FACTOR * crop
