@@ -17,6 +17,8 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
+from .artifact import ArtifactInfo
+
 Size = tuple[int, int]
 
 WARN_FACTOR = 2
@@ -111,16 +113,15 @@ def parse_tile(text: str) -> Size:
 def artifact_window(window: Size | None, low: Size, high: tuple[int | None, int | None], crop: int | None) -> Size:
     """The window for an artifact whose inputs range from `low` to `high` (None: unbounded).
 
-    No window asked (`--tile` alone): a fixed-size artifact's own size, else the training crop.
-    A window the artifact cannot take is an error, never silently letterboxed.
+    No window asked (`--tile` alone): a fixed-size artifact's own size, else the training crop
+    (at most what the artifact takes). A window asked for that the artifact cannot take is an
+    error, never silently letterboxed.
     """
-    fixed = low if tuple(low) == tuple(high) else None
     if window is None:
-        if fixed:
-            return tuple(fixed)
-        if crop is None:
+        base = tuple(low) if tuple(low) == tuple(high) else ((crop, crop) if crop else None)
+        if base is None and None in high:
             raise ProtocolError("the model records no training crop size; give the window, e.g. --tile 512")
-        window = (crop, crop)
+        return tuple(min(b, h) if h else b for b, h in zip(base or high, high))
     too_big = [f"{name} {v} > {hi}" for name, v, hi in zip(("height", "width"), window, high) if hi is not None and v > hi]
     if too_big:
         raise ProtocolError(f"window {_fmt(window)} is larger than the artifact accepts ({', '.join(too_big)}); "
@@ -136,3 +137,61 @@ def default_overlap(window: Size) -> Size:
 def much_larger(size: Size, crop: int | None) -> bool:
     """An image whose side exceeds the training crop WARN_FACTOR times: a whole-image run is risky."""
     return crop is not None and max(size) > WARN_FACTOR * crop
+
+
+# ---------------------------------------------------------------- command line (predict, parity)
+
+TILE_AUTO = "auto"
+DEFAULT_BATCH = 4
+
+
+def _tile_arg(text: str) -> Size | str:
+    return TILE_AUTO if text == TILE_AUTO else parse_tile(text)
+
+
+def add_protocol_flags(parser: argparse.ArgumentParser, letterbox: bool = False) -> None:
+    """--tile, --tile-overlap, --scales, --flip, --batch (and predict's --letterbox)."""
+    group = parser.add_argument_group("inference protocol: windows, scales, flips (docs/inference.md)")
+    group.add_argument("--tile", nargs="?", const=TILE_AUTO, type=_tile_arg, metavar="SIZE|HxW",
+                       help="run windows of SIZE (square) or HxW pixels, blended where they overlap; without a "
+                       "size: the artifact's fixed size, else the training crop the model records")  # fmt: skip
+    group.add_argument("--tile-overlap", type=int, metavar="PIXELS",
+                       help="overlap of neighbouring windows (default: a quarter of the window)")
+    group.add_argument("--scales", type=float, nargs="+", metavar="S",
+                       help="scales of the image (default: 1); probabilities are averaged over them")
+    group.add_argument("--flip", action="store_true", help="add left-right flipped views")
+    group.add_argument("--batch", type=int, default=DEFAULT_BATCH,
+                       help=f"windows per inference call, at most what the artifact takes (default {DEFAULT_BATCH})")
+    if letterbox:
+        group.add_argument("--letterbox", action="store_true",
+                           help="a fixed-size artifact: scale each image to fit and pad it, instead of the default "
+                           "windows of the artifact's size (measured worse: docs/inference.md)")  # fmt: skip
+
+
+def protocol_from_args(args: argparse.Namespace, info: ArtifactInfo) -> Protocol | None:
+    """The protocol the flags ask for on this artifact; None: each image whole, in one call.
+
+    An artifact that takes only some sizes gets windows of its size by default (not a letterbox),
+    unless --letterbox says otherwise.
+    """
+    asked = args.tile is not None or bool(args.scales) or args.flip or args.tile_overlap is not None
+    if getattr(args, "letterbox", False):
+        if asked:
+            raise ProtocolError("--letterbox runs each image whole; it does not combine with --tile, --scales or --flip")
+        return None
+    low, high = info.shape_bounds()
+    bounded = tuple(high[2:]) != (None, None)
+    if not asked and not bounded:
+        return None
+    window = None
+    if args.tile is not None or bounded:
+        tile = None if args.tile in (None, TILE_AUTO) else args.tile
+        window = artifact_window(tile, low[2:], high[2:], info.metadata.crop_size)
+    stride = None
+    if window:
+        overlap = default_overlap(window) if args.tile_overlap is None else (args.tile_overlap,) * 2
+        if min(overlap) < 0:
+            raise ProtocolError(f"--tile-overlap must be >= 0, got {args.tile_overlap}")
+        stride = (window[0] - overlap[0], window[1] - overlap[1])
+    batch = min(args.batch, high[0]) if high[0] else args.batch
+    return Protocol(tuple(args.scales or (1.0,)), 0, args.flip, window, stride, pad_to=tuple(low[2:]), batch=batch)
