@@ -159,7 +159,7 @@ def add_protocol_flags(parser: argparse.ArgumentParser, letterbox: bool = False)
                        help="overlap of neighbouring windows (default: a quarter of the window)")
     group.add_argument("--scales", type=float, nargs="+", metavar="S",
                        help="scales of the image (default: 1); probabilities are averaged over them")
-    group.add_argument("--flip", action="store_true", help="add left-right flipped views")
+    group.add_argument("--flip", action=argparse.BooleanOptionalAction, help="add left-right flipped views")
     group.add_argument("--batch", type=int, default=DEFAULT_BATCH,
                        help=f"windows per inference call, at most what the artifact takes (default {DEFAULT_BATCH})")
     if letterbox:
@@ -174,7 +174,7 @@ def protocol_from_args(args: argparse.Namespace, info: ArtifactInfo) -> Protocol
     An artifact that takes only some sizes gets windows of its size by default (not a letterbox),
     unless --letterbox says otherwise.
     """
-    asked = args.tile is not None or bool(args.scales) or args.flip or args.tile_overlap is not None
+    asked = args.tile is not None or bool(args.scales) or bool(args.flip) or args.tile_overlap is not None
     if getattr(args, "letterbox", False):
         if asked:
             raise ProtocolError("--letterbox runs each image whole; it does not combine with --tile, --scales or --flip")
@@ -187,11 +187,16 @@ def protocol_from_args(args: argparse.Namespace, info: ArtifactInfo) -> Protocol
     if args.tile is not None or bounded:
         tile = None if args.tile in (None, TILE_AUTO) else args.tile
         window = artifact_window(tile, low[2:], high[2:], info.metadata.crop_size)
-    stride = None
-    if window:
-        overlap = default_overlap(window) if args.tile_overlap is None else (args.tile_overlap,) * 2
-        if min(overlap) < 0:
-            raise ProtocolError(f"--tile-overlap must be >= 0, got {args.tile_overlap}")
-        stride = (window[0] - overlap[0], window[1] - overlap[1])
     batch = min(args.batch, high[0]) if high[0] else args.batch
-    return Protocol(tuple(args.scales or (1.0,)), 0, args.flip, window, stride, pad_to=tuple(low[2:]), batch=batch)
+    return Protocol(tuple(args.scales or (1.0,)), 0, bool(args.flip), window, window_stride(window, args.tile_overlap),
+                    pad_to=tuple(low[2:]), batch=batch)  # fmt: skip
+
+
+def window_stride(window: Size | None, overlap: int | None) -> Size | None:
+    """The stride of windows that overlap by `overlap` pixels (None: a quarter of the window)."""
+    if window is None:
+        return None
+    overlaps = default_overlap(window) if overlap is None else (overlap, overlap)
+    if min(overlaps) < 0:
+        raise ProtocolError(f"--tile-overlap must be >= 0, got {overlap}")
+    return window[0] - overlaps[0], window[1] - overlaps[1]

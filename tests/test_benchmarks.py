@@ -20,7 +20,7 @@ from sunet_deploy.artifact import ArtifactInfo, read_checkpoint_info
 from sunet_deploy.metadata import ModelMetadata
 from sunet_deploy.metrics import ConfusionMatrix
 from sunet_deploy.checkpoint import save_checkpoint
-from sunet_deploy.data import DatasetSpec
+from sunet_deploy.data import DatasetSpec, validation_spec
 from sunet_deploy.formats import OnnxRecipe
 from sunet_deploy.models import ModelSpec, build_model, count_parameters
 
@@ -182,6 +182,34 @@ def test_parity_cli_passes_for_real_fp32_runtimes(tmp_path, tiny_checkpoint):
     records = json.loads((out / "parity.json").read_text())["runtimes"]
     assert code == 0 and set(records) == {"pytorch-fp32-channels-last", "onnxruntime-cpu"}
     assert all(r["agreement"] >= 99.9 and r["max_abs_logit_error"] < 1e-3 for r in records.values())
+
+
+def test_parity_under_the_protocol_matches_train_evaluate(tmp_path, tiny_checkpoint):
+    from sunet_deploy.checkpoint import load_model
+    from sunet_deploy.protocol import Protocol
+    from train.data import to_input
+    from train.evaluate import protocol_masks
+
+    out = tmp_path / "parity"
+    knobs = ["--scales", "0.75", "1.25", "--base-size", "0", "--tile", "24", "--tile-overlap", "8", "--flip"]
+    code = parity.main([str(tiny_checkpoint), "--limit", "2", "--threads", "1", "--multi-scale", *knobs,
+                        "--variants", "pytorch-fp32,onnxruntime-cpu,aoti-cpu",
+                        "--workdir", str(tmp_path / "work"), "--output", str(out)])  # fmt: skip
+    report = json.loads((out / "parity.json").read_text())
+    assert code == 0 and report["runtimes"]["onnxruntime-cpu"]["agreement"] >= 99.9
+    assert report["protocol"]["window"] == [24, 24] and report["protocol"]["stride"] == [16, 16]
+    assert "views and windows vary" in report["skipped"]["aoti-cpu"]
+    model, ckpt = load_model(tiny_checkpoint)  # train.evaluate's path: its own normalisation, the model as a runtime
+    dataset = validation_spec(ckpt.meta).build()
+    cm, protocol = ConfusionMatrix(5), Protocol((0.75, 1.25), 0, True, (24, 24), (16, 16))
+    for image, label in (dataset[i] for i in range(2)):
+        cm.update(protocol_masks(model.eval(), to_input(image)[None], protocol, 5)[0], label)
+    assert 100 * cm.scores().miou == pytest.approx(report["reference_miou"], abs=0.01)
+
+
+def test_parity_protocol_knobs_need_multi_scale(tiny_checkpoint, capsys):
+    assert parity.main([str(tiny_checkpoint), "--scales", "0.5"]) == 2
+    assert "add it" in capsys.readouterr().err
 
 
 def test_parity_takes_dataset_and_precision_from_the_artifacts(tmp_path, tiny_checkpoint, monkeypatch, capsys):
