@@ -2,6 +2,9 @@
 the same band by band as whole, windows sized for fixed-size artifacts, bad settings refused."""
 
 import argparse
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -114,3 +117,21 @@ def test_windows_for_artifacts():
     for bad in ("big", "0", "12x"):
         with pytest.raises(argparse.ArgumentTypeError):
             parse_tile(bad)
+
+
+def test_protocol_runs_where_torch_cannot_be_imported():
+    code = """
+import sys
+sys.modules["torch"] = None  # any `import torch` now raises ImportError
+import numpy as np
+from sunet_deploy.protocol import Protocol
+from sunet_deploy.tiling import InferModel, segment
+infer = lambda b: np.stack([b[:, 0], -b[:, 0]], axis=1)  # class 0 where the red channel is above the mean
+model = InferModel.for_uint8(infer, "logits", 2, (0.5,) * 3, (0.25,) * 3)
+image = np.zeros((30, 50, 3), np.uint8)
+image[:, :20] = 255
+mask = segment(image, model, Protocol((0.5, 1.0), flip=True, window=(16, 16), stride=(12, 12), batch=2))
+assert (mask[:, :18] == 0).all() and (mask[:, 22:] == 1).all(), mask
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parent.parent)
+    assert result.returncode == 0, result.stderr
