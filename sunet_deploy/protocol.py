@@ -179,17 +179,22 @@ def protocol_from_args(args: argparse.Namespace, info: ArtifactInfo) -> Protocol
         if asked:
             raise ProtocolError("--letterbox runs each image whole; it does not combine with --tile, --scales or --flip")
         return None
-    low, high = info.shape_bounds()
-    bounded = tuple(high[2:]) != (None, None)
-    if not asked and not bounded:
+    if not asked and tuple(info.shape_bounds()[1][2:]) == (None, None):
         return None
+    return artifact_protocol(info, args.tile, args.tile_overlap, args.scales, bool(args.flip), args.batch)
+
+
+def artifact_protocol(info: ArtifactInfo, tile: Size | str | None = None, overlap: int | None = None,
+                      scales: tuple[float, ...] | None = None, flip: bool = False,
+                      batch: int = DEFAULT_BATCH) -> Protocol:  # fmt: skip
+    """The protocol on an artifact: windows sized to what it takes (predict's default for a
+    fixed-size artifact when `tile` is None), at most the batch it takes."""
+    low, high = info.shape_bounds()
     window = None
-    if args.tile is not None or bounded:
-        tile = None if args.tile in (None, TILE_AUTO) else args.tile
-        window = artifact_window(tile, low[2:], high[2:], info.metadata.crop_size)
-    batch = min(args.batch, high[0]) if high[0] else args.batch
-    return Protocol(tuple(args.scales or (1.0,)), 0, bool(args.flip), window, window_stride(window, args.tile_overlap),
-                    pad_to=tuple(low[2:]), batch=batch)  # fmt: skip
+    if tile is not None or tuple(high[2:]) != (None, None):
+        window = artifact_window(None if tile in (None, TILE_AUTO) else tile, low[2:], high[2:], info.metadata.crop_size)
+    batch = min(batch, high[0]) if high[0] else batch
+    return Protocol(tuple(scales or (1.0,)), 0, flip, window, window_stride(window, overlap), pad_to=tuple(low[2:]), batch=batch)
 
 
 def window_stride(window: Size | None, overlap: int | None) -> Size | None:

@@ -398,9 +398,10 @@ def test_letterbox_cost_report(tmp_path, tiny_checkpoint):
     out = tmp_path / "report"
     assert letterbox.main([str(tiny_checkpoint), "--size", "32x32", "24x40", "--limit", "2",
                            "--workdir", str(tmp_path / "work"), "--output", str(out)]) == 0  # fmt: skip
-    rows = {r["size"]: r for r in json.loads((out / "letterbox.json").read_text())["rows"]}
-    assert rows["32x32"]["agreement"] == 100.0 and rows["32x32"]["delta_miou"] == 0.0  # the images' own size
-    assert 0 <= rows["24x40"]["agreement"] <= 100.0 and "| 24x40 |" in (out / "letterbox.md").read_text()
+    rows = {(r["size"], r["mode"]): r for r in json.loads((out / "letterbox.json").read_text())["rows"]}
+    for mode in ("letterbox", "windows"):  # at the images' own size both are the whole image
+        assert rows["32x32", mode]["agreement"] == 100.0 and rows["32x32", mode]["delta_miou"] == 0.0
+    assert 0 <= rows["24x40", "letterbox"]["agreement"] <= 100.0 and "| 24x40 | windows |" in (out / "letterbox.md").read_text()
 
 
 def test_benchmarked_aoti_package_is_compiled_as_python_m_export_aoti_compiles_it(tmp_path, tiny_checkpoint, monkeypatch):
