@@ -24,12 +24,12 @@ from runtimes.predict import Predictor
 from sunet_deploy.artifact import read_checkpoint_info
 from sunet_deploy.cli import EXIT_OK, EXIT_STATUS_HELP, parse_size
 from sunet_deploy.data import validation_spec
+from sunet_deploy.formats import OnnxRecipe
 from sunet_deploy.metrics import ConfusionMatrix
 from sunet_deploy.protocol import artifact_protocol
 
 from .env import environment, format_environment
-from .report import write_json
-from sunet_deploy.formats import OnnxRecipe
+from .report import save_report
 
 
 def masks_of(model: Path, dataset, limit: int, tiled: bool = False) -> list:
@@ -90,10 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=Path("runs/bench/letterbox"), help="report folder")
     args = parser.parse_args(argv)
     result = run(args)
-    args.output.mkdir(parents=True, exist_ok=True)
-    (args.output / "letterbox.md").write_text(markdown(result))
-    print(markdown(result))
-    print(f"wrote {write_json(result, args.output / 'letterbox.json')} and {args.output / 'letterbox.md'}")
+    save_report(result, markdown(result), args.output, "letterbox")
     return EXIT_OK
 
 

@@ -39,7 +39,7 @@ from sunet_deploy.preprocess import read_label_png, save_palette_png
 from sunet_deploy.protocol import Protocol
 
 from .env import environment, format_environment
-from .report import write_json
+from .report import save_report
 
 TILE = Protocol(window=(512, 512), stride=(384, 384), batch=4)
 """`--tile 512 --tile-overlap 128` with predict's default batch."""
@@ -278,10 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         result["rss"] = rss_part(args, model)
     if "speed" in args.parts:
         result["speed"] = speed_part(args, model, meta)
-    args.output.mkdir(parents=True, exist_ok=True)
-    (args.output / "protocol.md").write_text(markdown(result))
-    print(markdown(result))
-    print(f"wrote {write_json(result, args.output / 'protocol.json')} and {args.output / 'protocol.md'}")
+    save_report(result, markdown(result), args.output, "protocol")
     return EXIT_OK
 
 
