@@ -34,6 +34,7 @@ from runtimes.predict import main as predict_main
 from sunet_deploy.artifact import read_checkpoint_info
 from sunet_deploy.cli import EXIT_OK, EXIT_STATUS_HELP, EXIT_USAGE, parse_size
 from sunet_deploy.data import SyntheticSegmentation, validation_spec
+from sunet_deploy.formats import AotiRecipe, OnnxRecipe
 from sunet_deploy.metrics import ConfusionMatrix
 from sunet_deploy.preprocess import read_label_png, save_palette_png
 from sunet_deploy.protocol import Protocol
@@ -90,13 +91,13 @@ def scene_part(args: argparse.Namespace, meta) -> dict:
     save_palette_png(work / "scene_label.png", label, np.asarray(meta.palette, np.uint8))
     del image
     dynamic = export_onnx(args.checkpoint, work / "dynamic.onnx").path
-    static = export_onnx(args.checkpoint, work / "static_512.onnx", static=(512, 512)).path
+    static = export_onnx(args.checkpoint, work / "static_512.onnx", OnnxRecipe(static=(512, 512))).path
     cases = [("onnx-whole", dynamic, []), ("onnx-tiled", dynamic, ["--tile", "512", "--tile-overlap", "128"]),
              ("static-onnx-tiled", static, ["--tile-overlap", "128"]), ("static-onnx-letterbox", static, ["--letterbox"])]
     if not args.skip_aoti:
         aoti = work / "aoti_512.pt2"
         if not aoti.is_file():
-            export_aoti(args.checkpoint, aoti, size=(512, 512))
+            export_aoti(args.checkpoint, aoti, AotiRecipe(size=(512, 512)))
         cases.append(("aoti-tiled", aoti, ["--tile-overlap", "128"]))
     rows = []
     for name, model, flags in cases:
