@@ -12,6 +12,7 @@ from conftest import make_meta, randomize_bn
 from runtimes import open_runtime
 from runtimes.predict import Predictor, main
 from sunet_deploy.checkpoint import save_checkpoint
+from sunet_deploy.formats import OnnxRecipe
 from sunet_deploy.models import ModelSpec, build_model
 from sunet_deploy.preprocess import read_image, read_label_png
 from sunet_deploy.protocol import Protocol
@@ -84,7 +85,7 @@ def test_tile_without_size_uses_the_training_crop_and_large_images_warn(tmp_path
 def test_bad_protocol_settings_exit_2_in_one_line(tmp_path, checkpoint, image, capsys, flags, message):
     from export.onnx import export_onnx
 
-    static = export_onnx(checkpoint, tmp_path / "static.onnx", static=(32, 32)).path
+    static = export_onnx(checkpoint, tmp_path / "static.onnx", OnnxRecipe(static=(32, 32))).path
     assert main([str(static), str(image), "-o", str(tmp_path / "out"), *flags]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1 and not (tmp_path / "out").exists()
