@@ -148,6 +148,16 @@ def _run_protocol_parity(runtimes: dict[str, Runtime], reference: str, dataset, 
     return stats
 
 
+def protocol_obstacle(runtime: Runtime) -> str | None:
+    """Why a runtime cannot be compared under the protocol (None: it can)."""
+    if runtime.takes_images or runtime.info.fixed_size:
+        return "runs one input size or whole encoded images; the protocol's views and windows vary"
+    if runtime.output_kind == "labels":
+        return ("outputs labels: under the protocol they vote one-hot instead of averaging probabilities, a different "
+                "protocol (measured outside the FP32 tolerance on the demo model, docs/inference.md)")
+    return None
+
+
 def parity_protocol(args: argparse.Namespace) -> Protocol | None:
     """The protocol --multi-scale and its knobs describe (the paper's by default, as train.evaluate's)."""
     if not args.multi_scale:
@@ -312,9 +322,11 @@ def main(argv: list[str] | None = None) -> int:
     opened, skipped = open_runtimes(args, shape)
     opened.update(given)
     if protocol is not None:
-        for name in [n for n, rt in opened.items() if rt.takes_images or rt.info.fixed_size]:
-            skipped[name] = "runs one input size or whole encoded images; the protocol's views and windows vary"
-            opened.pop(name).deactivate()
+        for name, rt in list(opened.items()):
+            reason = protocol_obstacle(rt)
+            if reason:
+                skipped[name] = reason
+                opened.pop(name).deactivate()
     reference = reference_name(args.device)
     if reference not in opened or len(opened) < 2:
         print(nothing_measured(skipped) + "\n(parity needs the PyTorch FP32 reference and one more runtime)", file=sys.stderr)
