@@ -1,5 +1,6 @@
 """benchmarks: statistics, timing loop, parity judgement and exit status, reports, FLOP counting."""
 
+import dataclasses
 import json
 import time
 
@@ -205,6 +206,16 @@ def test_parity_under_the_protocol_matches_train_evaluate(tmp_path, tiny_checkpo
     for image, label in (dataset[i] for i in range(2)):
         cm.update(protocol_masks(model.eval(), to_input(image)[None], protocol, 5)[0], label)
     assert 100 * cm.scores().miou == pytest.approx(report["reference_miou"], abs=0.01)
+
+
+def test_label_outputs_and_fixed_sizes_are_not_compared_under_the_protocol(fake_file):
+    runtime = FakeRuntime(fake_file, np.zeros((1, 3, 4, 4), np.float32))
+    assert parity.protocol_obstacle(runtime) is None
+    runtime.info = dataclasses.replace(runtime.info, input_shape=(1, 3, 64, 64))
+    assert "one input size" in parity.protocol_obstacle(runtime)
+    runtime.info = dataclasses.replace(runtime.info, input_shape=(None, 3, None, None),
+                                       metadata=dataclasses.replace(runtime.info.metadata, output="labels"))
+    assert "vote one-hot" in parity.protocol_obstacle(runtime)
 
 
 def test_parity_protocol_knobs_need_multi_scale(tiny_checkpoint, capsys):
