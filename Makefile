@@ -29,7 +29,8 @@ serve-venv: setup
 DEMO := runs/demo
 
 # The end-to-end demo on built-in synthetic data (CPU, no download): train, evaluate, export,
-# predict on image files, check every runtime against PyTorch FP32, then serve the model on Triton
+# predict on image files, check every runtime against PyTorch FP32 (single scale, then under the inference
+# protocol: scales, flips and 96-pixel windows, docs/inference.md), then serve the model on Triton
 # (python backend, CPU) and predict through the server.
 demo: setup serve-venv
 	@if [ -e $(DEMO) ]; then echo "$(DEMO) holds an earlier demo run, kept as it is: remove it with 'make clean-demo', or run 'make demo DEMO=runs/demo2'" >&2; exit 2; fi
@@ -39,6 +40,8 @@ demo: setup serve-venv
 	$(PY) -m sunet_deploy.data $(DEMO)/samples --count 8 --size 160x224
 	$(PY) -m runtimes.predict $(DEMO)/model.onnx $(DEMO)/samples/images -o $(DEMO)/predictions
 	$(PY) -m benchmarks.parity $(DEMO)/best.safetensors --output $(DEMO)/parity
+	$(PY) -m benchmarks.parity $(DEMO)/best.safetensors --multi-scale --base-size 0 --tile 96 --tile-overlap 32 \
+		--output $(DEMO)/parity_multiscale
 	$(PY) -m export.triton $(DEMO)/model.onnx -o $(DEMO)/model_repository --backend python --io tensor
 	$(SERVE_PY) -m runtimes.serve $(DEMO)/model_repository -- \
 		$(PY) -m runtimes.predict triton://127.0.0.1:8000/sunet $(DEMO)/samples/images -o $(DEMO)/served_predictions

@@ -3,9 +3,11 @@
 A fixed-size artifact (a `--static` ONNX model, an AOTInductor package, an engine whose profile
 excludes the image) gets every image letterboxed by `runtimes.predict`: scaled with its aspect
 ratio kept to fit the compiled size, padded with the mean colour, and the logits mapped back to
-the original size. This measures what that costs: each size's static ONNX export against the
-dynamic one (the image at its own size) on the checkpoint's validation set, as mIoU against the
-labels and as pixel agreement with the dynamic model's masks. Writes letterbox.md and .json.
+the original size, with --letterbox; by default it runs windows of the artifact's size instead
+(sunet_deploy.protocol, a quarter overlap, the image at its own scale, padded where smaller).
+This measures both: each size's static ONNX export against the dynamic one (the image at its own
+size) on the checkpoint's validation set, as mIoU against the labels and as pixel agreement with
+the dynamic model's masks. Writes letterbox.md and .json.
 """
 
 from __future__ import annotations
@@ -22,16 +24,17 @@ from runtimes.predict import Predictor
 from sunet_deploy.artifact import read_checkpoint_info
 from sunet_deploy.cli import EXIT_OK, EXIT_STATUS_HELP, parse_size
 from sunet_deploy.data import validation_spec
+from sunet_deploy.formats import OnnxRecipe
 from sunet_deploy.metrics import ConfusionMatrix
+from sunet_deploy.protocol import artifact_protocol
 
 from .env import environment, format_environment
-from .report import write_json
-from sunet_deploy.formats import OnnxRecipe
+from .report import save_report
 
 
-def masks_of(model: Path, dataset, limit: int) -> list:
+def masks_of(model: Path, dataset, limit: int, tiled: bool = False) -> list:
     with open_runtime(model) as runtime:
-        predictor = Predictor(runtime)
+        predictor = Predictor(runtime, artifact_protocol(runtime.info) if tiled else None)
         return [predictor.mask(dataset[i][0]) for i in tqdm(range(limit), desc=model.name, leave=False)]
 
 
@@ -51,12 +54,14 @@ def run(args: argparse.Namespace) -> dict:
     limit = min(args.limit or len(dataset), len(dataset))
     args.workdir.mkdir(parents=True, exist_ok=True)
     native = masks_of(export_onnx(args.checkpoint, args.workdir / "dynamic.onnx").path, dataset, limit)
-    rows = [{"size": "own size", "miou": score(native, dataset, meta.num_classes), "agreement": 100.0}]
+    rows = [{"size": "own size", "mode": "whole", "miou": score(native, dataset, meta.num_classes), "agreement": 100.0}]
     for h, w in args.size:
         static = export_onnx(args.checkpoint, args.workdir / f"static_{h}x{w}.onnx", OnnxRecipe(static=(h, w))).path
-        masks = masks_of(static, dataset, limit)
-        agree = sum(int((m == n).sum()) for m, n in zip(masks, native)) / sum(m.size for m in native)
-        rows.append({"size": f"{h}x{w}", "miou": score(masks, dataset, meta.num_classes), "agreement": 100 * agree})
+        for mode, tiled in (("letterbox", False), ("windows", True)):
+            masks = masks_of(static, dataset, limit, tiled)
+            agree = sum(int((m == n).sum()) for m, n in zip(masks, native)) / sum(m.size for m in native)
+            rows.append({"size": f"{h}x{w}", "mode": mode, "miou": score(masks, dataset, meta.num_classes),
+                         "agreement": 100 * agree})  # fmt: skip
     for row in rows:
         row["delta_miou"] = row["miou"] - rows[0]["miou"]
     return {"environment": environment(), "checkpoint": str(args.checkpoint), "dataset": spec.describe(),
@@ -64,13 +69,14 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def markdown(result: dict) -> str:
-    table = ["| input | mIoU | delta mIoU (points) | agreement with own size (%) |", "|---|---|---|---|"]
-    table += [f"| {r['size']} | {r['miou']:.3f} | {r['delta_miou']:+.3f} | {r['agreement']:.3f} |" for r in result["rows"]]
+    table = ["| input | images run | mIoU | delta mIoU (points) | agreement with own size (%) |", "|---|---|---|---|---|"]
+    table += [f"| {r['size']} | {r['mode']} | {r['miou']:.3f} | {r['delta_miou']:+.3f} | {r['agreement']:.3f} |"
+              for r in result["rows"]]
     return "\n\n".join([
-        "# Letterboxing into a fixed input size", "## Environment", format_environment(result["environment"]),
+        "# Letterboxing or windows for a fixed input size", "## Environment", format_environment(result["environment"]),
         "## Results", f"checkpoint `{result['checkpoint']}`, {result['dataset']}, first {result['images']} images; "
-        "ONNX Runtime CPU, FP32. Each fixed size is a `--static` export; images are letterboxed into it as "
-        "`runtimes.predict` does.", "\n".join(table),
+        "ONNX Runtime CPU, FP32. Each fixed size is a `--static` export; images are letterboxed into it "
+        "(`runtimes.predict --letterbox`) or run in windows of its size (`runtimes.predict`'s default).", "\n".join(table),
     ]) + "\n"  # fmt: skip
 
 
@@ -84,10 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=Path("runs/bench/letterbox"), help="report folder")
     args = parser.parse_args(argv)
     result = run(args)
-    args.output.mkdir(parents=True, exist_ok=True)
-    (args.output / "letterbox.md").write_text(markdown(result))
-    print(markdown(result))
-    print(f"wrote {write_json(result, args.output / 'letterbox.json')} and {args.output / 'letterbox.md'}")
+    save_report(result, markdown(result), args.output, "letterbox")
     return EXIT_OK
 
 

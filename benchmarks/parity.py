@@ -15,6 +15,12 @@ model is sent each image as a PNG and compared by its masks). Each must come fro
 (the source hash it records) and is opened with its runtime's defaults on --device. With
 --artifact, no other runtime is built unless --variants names it.
 
+With --multi-scale every runtime runs the inference protocol (sunet_deploy.tiling: by default the
+paper's, as `train.evaluate --multi-scale` runs it: scales 0.5-1.25 of a 512 short side, flips, 512
+windows at stride 342; --scales/--base-size/--flip/--tile/--tile-overlap change it) and is judged
+against PyTorch FP32 under the same protocol, with the same tolerances (no logit errors then: the
+protocol's output is a mask).
+
 Per runtime: mIoU against the labels, its delta to PyTorch FP32 (points), per-class IoU deltas,
 pixel-label agreement with the PyTorch FP32 masks, and max/mean |logit difference|. The exit
 status is 1 when any runtime is outside its tolerance (FP32: |delta mIoU| <= 0.05 points and
@@ -44,6 +50,8 @@ from sunet_deploy.fileio import file_sha256
 from sunet_deploy.metadata import ModelMetadata
 from sunet_deploy.metrics import ConfusionMatrix
 from sunet_deploy.preprocess import Normalization, output_to_mask
+from sunet_deploy.protocol import PAPER, TILE_AUTO, Protocol, add_protocol_flags, window_stride
+from sunet_deploy.tiling import InferModel, segment
 
 from .artifacts import failure_reason, open_variant
 from .env import environment, format_environment
@@ -103,8 +111,11 @@ def judge(stats: ParityStats, reference: ParityStats, tolerance: Tolerance, clas
     }  # fmt: skip
 
 
-def run_parity(runtimes: dict[str, Runtime], reference: str, dataset, num_classes: int) -> dict[str, ParityStats]:
+def run_parity(runtimes: dict[str, Runtime], reference: str, dataset, num_classes: int,
+               protocol: Protocol | None = None) -> dict[str, ParityStats]:  # fmt: skip
     """Run every runtime on every sample, one image at a time; the reference's masks and logits are the gold."""
+    if protocol is not None:
+        return _run_protocol_parity(runtimes, reference, dataset, num_classes, protocol)
     normalize = Normalization.from_metadata(runtimes[reference].metadata)
     stats = {name: ParityStats(ConfusionMatrix(num_classes)) for name in runtimes}
     for index in tqdm(range(len(dataset)), desc="parity", unit="image", leave=False):
@@ -121,6 +132,44 @@ def run_parity(runtimes: dict[str, Runtime], reference: str, dataset, num_classe
             mask = output_to_mask(outputs[name], rt.output_kind, geometries)[0]
             stats[name].update(mask, target, ref_mask, logits, ref_out)
     return stats
+
+
+def _run_protocol_parity(runtimes: dict[str, Runtime], reference: str, dataset, num_classes: int,
+                         protocol: Protocol) -> dict[str, ParityStats]:  # fmt: skip
+    """run_parity under the protocol: masks only, every runtime through the same engine."""
+    engines = {name: InferModel.for_uint8(rt.infer, rt.output_kind, num_classes, rt.metadata.mean, rt.metadata.std)
+               for name, rt in runtimes.items()}  # fmt: skip
+    stats = {name: ParityStats(ConfusionMatrix(num_classes)) for name in runtimes}
+    for index in tqdm(range(len(dataset)), desc="parity (protocol)", unit="image", leave=False):
+        image, target = dataset[index]
+        masks = {name: segment(image, engine, protocol) for name, engine in engines.items()}
+        for name in runtimes:
+            stats[name].update(masks[name], target, masks[reference])
+    return stats
+
+
+def protocol_obstacle(runtime: Runtime) -> str | None:
+    """Why a runtime cannot be compared under the protocol (None: it can)."""
+    if runtime.takes_images or runtime.info.fixed_size:
+        return "runs one input size or whole encoded images; the protocol's views and windows vary"
+    if runtime.output_kind == "labels":
+        return ("outputs labels: under the protocol they vote one-hot instead of averaging probabilities, a different "
+                "protocol (measured outside the FP32 tolerance on the demo model, docs/inference.md)")
+    return None
+
+
+def parity_protocol(args: argparse.Namespace) -> Protocol | None:
+    """The protocol --multi-scale and its knobs describe (the paper's by default, as train.evaluate's)."""
+    if not args.multi_scale:
+        if args.tile or args.scales or args.flip is not None or args.tile_overlap is not None:
+            raise ValueError("--tile, --tile-overlap, --scales and --flip describe the protocol of --multi-scale; add it")
+        return None
+    if args.tile == TILE_AUTO:
+        raise ValueError("--tile needs a size here, e.g. --tile 512")
+    window = args.tile or PAPER.window
+    stride = PAPER.stride if args.tile is None and args.tile_overlap is None else window_stride(window, args.tile_overlap)
+    flip = PAPER.flip if args.flip is None else args.flip
+    return Protocol(tuple(args.scales or PAPER.scales), args.base_size, flip, window, stride, batch=args.batch)
 
 
 def validation_set(args: argparse.Namespace, meta: ModelMetadata) -> tuple[Sequence, DatasetSpec]:
@@ -141,8 +190,9 @@ def open_runtimes(args: argparse.Namespace, shape: tuple[int, int, int, int] | N
     available, skipped = split_available(variants_for(args.device, names))
     opened = {}
     for variant in available:
-        if variant.format == "aoti" and shape is None:
-            skipped[variant.name] = "an AOTInductor package has one input size; this dataset's images vary"
+        if variant.format == "aoti" and (shape is None or args.multi_scale):
+            skipped[variant.name] = ("an AOTInductor package has one input size; "
+                                     + ("the protocol's views and windows vary" if args.multi_scale else "this dataset's images vary"))
             continue
         try:
             opened[variant.name], _ = open_variant(variant, args.checkpoint, args.workdir, shape or (1, 3, 512, 512),
@@ -204,13 +254,20 @@ def _parity_row(name: str, r: dict) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
+def _protocol_note(protocol: dict | None) -> str:
+    if not protocol:
+        return ", single scale"
+    return (f", every runtime under the inference protocol (scales {protocol['scales']} of a {protocol['base_size']} "
+            f"short side, flip {protocol['flip']}, windows {protocol['window']} at stride {protocol['stride']})")
+
+
 def markdown(result: dict) -> str:
     table = ["| " + " | ".join(PARITY_COLUMNS) + " |", "|" + "---|" * len(PARITY_COLUMNS)]
     table += [_parity_row(name, r) for name, r in result["runtimes"].items()]
     return "\n\n".join([
         "# Parity against PyTorch eager FP32", "## Environment", format_environment(result["environment"]),
         "## Results", f"checkpoint `{result['checkpoint']}`, dataset {result['dataset']}, {result['samples']} images, "
-        f"PyTorch FP32 mIoU {result['reference_miou']:.3f}", "\n".join(table), "## Skipped", skipped_md(result["skipped"]),
+        f"PyTorch FP32 mIoU {result['reference_miou']:.3f}" + _protocol_note(result.get("protocol")), "\n".join(table), "## Skipped", skipped_md(result["skipped"]),
     ]) + "\n"  # fmt: skip
 
 
@@ -233,6 +290,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--engine", type=Path, help="TensorRT engine for the tensorrt row (default: built by export.tensorrt)")
     parser.add_argument("--max-delta-miou", action="append", default=[], metavar="PRECISION=POINTS",
                         help="override a tolerance, e.g. fp16=0.2 (repeatable)")  # fmt: skip
+    parser.add_argument("--multi-scale", action="store_true", help="compare under the inference protocol (see above)")
+    parser.add_argument("--base-size", type=int, default=PAPER.base_size,
+                        help=f"--multi-scale: short side at scale 1 (0: the image's own; default {PAPER.base_size})")
+    add_protocol_flags(parser)
     parser.add_argument("--workdir", type=Path, default=Path("runs/bench/work"))
     parser.add_argument("--output", type=Path, default=Path("runs/parity"), help="report folder")
     args = parser.parse_args(argv)
@@ -246,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     limits = tolerances(args.max_delta_miou)
     try:
+        protocol = parity_protocol(args)
         meta = read_checkpoint_info(args.checkpoint).metadata
         dataset, spec = validation_set(args, meta)
     except (ArtifactError, DatasetError, ValueError) as exc:
@@ -259,16 +321,23 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     opened, skipped = open_runtimes(args, shape)
     opened.update(given)
+    if protocol is not None:
+        for name, rt in list(opened.items()):
+            reason = protocol_obstacle(rt)
+            if reason:
+                skipped[name] = reason
+                opened.pop(name).deactivate()
     reference = reference_name(args.device)
     if reference not in opened or len(opened) < 2:
         print(nothing_measured(skipped) + "\n(parity needs the PyTorch FP32 reference and one more runtime)", file=sys.stderr)
         return EXIT_USAGE
-    stats = run_parity(opened, reference, dataset, meta.num_classes)
+    stats = run_parity(opened, reference, dataset, meta.num_classes, protocol)
     precisions = {name: runtime.info.precision for name, runtime in opened.items()}
     records = {name: {"precision": precisions[name], **judge(s, stats[reference], limits[precisions[name]], meta.classes)}
                for name, s in stats.items() if name != reference}  # fmt: skip
     result = {"environment": environment(args.threads), "checkpoint": str(args.checkpoint), "samples": len(dataset),
               "dataset": spec.describe(), "reference_miou": 100 * stats[reference].confusion.scores().miou,
+              "protocol": protocol.to_dict() if protocol else None,
               "runtimes": records, "skipped": skipped}  # fmt: skip
     args.output.mkdir(parents=True, exist_ok=True)
     (args.output / "parity.md").write_text(markdown(result))

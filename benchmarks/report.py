@@ -150,6 +150,14 @@ def write_json(result: dict, path: Path) -> Path:
     return path
 
 
+def save_report(result: dict, text: str, out_dir: Path, name: str) -> None:
+    """Print a report's markdown and write it, and the result as JSON, to out_dir/name.md and .json."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / f"{name}.md").write_text(text)
+    print(text)
+    print(f"wrote {write_json(result, out_dir / f'{name}.json')} and {out_dir / f'{name}.md'}")
+
+
 def write_reports(result: dict, out_dir: Path, title: str) -> list[Path]:
     """latency.json (everything, raw samples too), latency.md, latency.png and speedup.png in `out_dir`."""
     out_dir.mkdir(parents=True, exist_ok=True)

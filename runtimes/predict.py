@@ -9,10 +9,13 @@ model's metadata, so every runtime's masks differ only by the engine. A model se
 (export.triton --io image) is sent each image file as it is and returns its mask.
 
 Every mask has the size of its image. JPEGs are turned as their EXIF orientation says (as photo
-viewers show them). An artifact built for one input size (an AOTInductor package, a `--static`
-ONNX model, an engine whose profile excludes the image) gets the image letterboxed: scaled with
-its aspect ratio kept to fit, padded with the mean colour, and the logits mapped back to the
-original size (docs/export.md says what this costs in accuracy). An image that fails is one
+viewers show them). By default each image runs whole, in one call. --tile runs it in overlapping
+windows (their softmax probabilities averaged where they overlap), --scales and --flip add views,
+band by band so that memory does not grow with the image (docs/inference.md); a model trained on
+crops should be run with --tile on images much larger than its crop (a warning says so). An
+artifact built for one input size (an AOTInductor package, a `--static` ONNX model, an engine
+profile) gets windows of its size by default, measured better than letterboxing (scaling the image
+to fit, padded with the mean colour), which --letterbox still does. An image that fails is one
 "skipped" line; the run goes on and predict_summary.json is always written. Earlier outputs are
 never replaced without --overwrite.
 """
@@ -23,6 +26,7 @@ import argparse
 import dataclasses
 import json
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,6 +35,15 @@ import numpy as np
 from tqdm import tqdm
 
 from sunet_deploy.cli import EXIT_FAILED, EXIT_OK, EXIT_STATUS_HELP, EXIT_USAGE
+from sunet_deploy.protocol import (
+    WARN_FACTOR,
+    Protocol,
+    ProtocolError,
+    add_protocol_flags,
+    much_larger,
+    protocol_from_args,
+)
+from sunet_deploy.tiling import InferModel, segment
 from sunet_deploy.preprocess import (
     ImageError,
     Normalization,
@@ -65,15 +78,24 @@ def video_frames(path: Path) -> Iterator[np.ndarray]:
 class Predictor:
     """Image in, mask out, through any runtime, with the model's own pre/post-processing."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, protocol: Protocol | None = None) -> None:
         self.runtime = runtime
+        self.protocol = protocol
+        meta = runtime.metadata
         self.normalize = Normalization.for_artifact(runtime.info)
-        self.palette = np.asarray(runtime.metadata.palette, dtype=np.uint8)
+        self.engine = InferModel.for_uint8(runtime.infer, runtime.output_kind, meta.num_classes, meta.mean, meta.std)
+        self.palette = np.asarray(meta.palette, dtype=np.uint8)
         self.latencies_ms: list[float] = []
         self.letterboxed = 0
         self.exif_rotated: list[str] = []
+        self.large_untiled: list[str] = []
 
     def mask(self, image: np.ndarray) -> np.ndarray:
+        if self.protocol is not None:
+            start = time.perf_counter()
+            mask = segment(image, self.engine, self.protocol)
+            self.latencies_ms.append((time.perf_counter() - start) * 1000)
+            return mask
         batch, geometries = self.normalize(image)
         self.letterboxed += geometries[0].resized != geometries[0].original
         out = self.runtime.infer(batch)
@@ -86,10 +108,21 @@ class Predictor:
         blended = overlay(image, mask, self.palette)
         cv2.imwrite(str(job.outputs()[1]), cv2.cvtColor(blended, cv2.COLOR_RGB2BGR))
 
+    def check_size(self, image: np.ndarray, job: Job) -> None:
+        """Warn (one line, first time) when an image run whole is much larger than the training crop."""
+        crop = self.runtime.metadata.crop_size
+        if self.protocol is None and much_larger(image.shape[:2], crop):
+            self.large_untiled.append(str(job.source))
+            if len(self.large_untiled) == 1:
+                tqdm.write(f"warning: {job.source} is {image.shape[1]}x{image.shape[0]}, over {WARN_FACTOR}x the "
+                           f"{crop}-pixel crops the model was trained on, and runs whole: pass --tile for windows "
+                           "of the crop size (the summary counts every such input)", file=sys.stderr)  # fmt: skip
+
     def run_image(self, job: Job) -> None:
         image, orientation = read_oriented_image(job.source)
         if orientation != 1:
             self.exif_rotated.append(str(job.source))
+        self.check_size(image, job)
         self.write_image_result(image, self.file_mask(image, job.source), job)
 
     def file_mask(self, image: np.ndarray, source: Path) -> np.ndarray:
@@ -103,6 +136,8 @@ class Predictor:
         try:
             for index, frame in enumerate(tqdm(video_frames(job.source), desc=job.source.name, unit="frame",
                                                leave=False)):  # fmt: skip
+                if index == 0:
+                    self.check_size(frame, job)
                 mask = self.mask(frame)
                 save_palette_png(frames_dir / f"frame_{index:06d}_mask.png", mask, self.palette)
                 if writer is None:
@@ -134,8 +169,8 @@ class EncodedPredictor(Predictor):
         return mask
 
 
-def predictor_for(runtime: Runtime) -> Predictor:
-    return EncodedPredictor(runtime) if runtime.takes_images else Predictor(runtime)
+def predictor_for(runtime: Runtime, protocol: Protocol | None = None) -> Predictor:
+    return EncodedPredictor(runtime) if runtime.takes_images else Predictor(runtime, protocol)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -146,6 +181,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("inputs", nargs="+", help="image files, folders (searched recursively) or videos")
     parser.add_argument("-o", "--output", required=True, type=Path, help="folder for masks and overlays")
     parser.add_argument("--overwrite", action="store_true", help="replace outputs of an earlier run")
+    add_protocol_flags(parser, letterbox=True)
     add_flags(parser)
     return parser.parse_args(argv)
 
@@ -160,25 +196,30 @@ def runtime_options(args: argparse.Namespace) -> RuntimeOptions:
     return from_args(cls, args)
 
 
-def prepare(args: argparse.Namespace) -> tuple[list[Job], Runtime]:
-    """Plan every output and open the runtime; raises before anything is written."""
+def prepare(args: argparse.Namespace) -> tuple[list[Job], Runtime, Protocol | None]:
+    """Plan every output, open the runtime and choose the protocol; raises before anything is written."""
     jobs = plan_jobs(args.inputs, args.output)
     earlier = existing_outputs(jobs) + ([args.output / SUMMARY] if (args.output / SUMMARY).exists() else [])
     if earlier and not args.overwrite:
         raise InputError(f"{earlier[0]} exists ({len(earlier)} output(s) of an earlier run in {args.output}); "
                          "choose another -o folder, or pass --overwrite to replace them")
     runtime = open_runtime(args.model, runtime_options(args))
-    return jobs, runtime
+    if runtime.takes_images:  # the server decodes and runs each image whole
+        if args.tile is not None or args.scales or args.flip or args.tile_overlap is not None:
+            raise ProtocolError(f"{args.model} takes encoded images (--io image); --tile, --tile-overlap, --scales "
+                                "and --flip need a model served with --io tensor")  # fmt: skip
+        return jobs, runtime, None
+    return jobs, runtime, protocol_from_args(args, runtime.info)
 
 
-def run_jobs(jobs: list[Job], runtime: Runtime, out_dir: Path) -> dict:
+def run_jobs(jobs: list[Job], runtime: Runtime, out_dir: Path, protocol: Protocol | None = None) -> dict:
     """Every job, each failure one 'skipped' line; returns the summary (always written)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     failures: list[str] = []
     predictor = None
     try:
         with runtime:
-            predictor = predictor_for(runtime)
+            predictor = predictor_for(runtime, protocol)
             for job in tqdm(jobs, desc=f"predict ({runtime.name})", unit="file"):
                 try:
                     predictor.run(job)
@@ -198,6 +239,9 @@ def _summary(jobs: list[Job], runtime: Runtime, predictor: Predictor | None, fai
         "inputs": len(jobs), "written": len(jobs) - len(failures), "skipped": failures,
         "exif_rotated": predictor.exif_rotated if predictor else [],
         "letterboxed_images": predictor.letterboxed if predictor else 0,
+        "protocol": ({**predictor.protocol.to_dict(), "description": predictor.protocol.describe()}
+                     if predictor and predictor.protocol else None),
+        "large_untiled_images": predictor.large_untiled if predictor else [],
         "latency_ms": latency_summary(latencies) if latencies else None,
     }  # fmt: skip
 
@@ -205,11 +249,11 @@ def _summary(jobs: list[Job], runtime: Runtime, predictor: Predictor | None, fai
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        jobs, runtime = prepare(args)
+        jobs, runtime, protocol = prepare(args)
     except (InputError, ArtifactError, RuntimeUnavailable, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    summary = run_jobs(jobs, runtime, args.output)
+    summary = run_jobs(jobs, runtime, args.output, protocol)
     print(_describe(summary, args.output))
     return EXIT_FAILED if summary["skipped"] else EXIT_OK
 
@@ -222,6 +266,11 @@ def _describe(summary: dict, out_dir: Path) -> str:
                      f"p90 {lat['p90']:.2f} ms (n={lat['count']})")
     if summary["exif_rotated"]:
         lines.append(f"{len(summary['exif_rotated'])} image(s) turned as their EXIF orientation says")
+    if summary["protocol"]:
+        lines.append(f"inference protocol: {summary['protocol']['description']}, blended at the image's size")
+    if summary["large_untiled_images"]:
+        lines.append(f"{len(summary['large_untiled_images'])} input(s) much larger than the training crop ran whole "
+                     "(--tile runs them in windows)")
     if summary["letterboxed_images"]:
         lines.append(f"{summary['letterboxed_images']} image(s) letterboxed into the artifact's "
                      f"{summary['artifact']}; masks are at the original size")

@@ -53,6 +53,12 @@ class ModelMetadata:
     def output_stride(self) -> int:
         return self.model.get("output_stride", 32)
 
+    @property
+    def crop_size(self) -> int | None:
+        """The crop size the model was trained on, as training records it (None: not recorded)."""
+        crop = self.training.get("crop_size")
+        return int(crop) if crop else None
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
 

@@ -1,5 +1,6 @@
 """benchmarks: statistics, timing loop, parity judgement and exit status, reports, FLOP counting."""
 
+import dataclasses
 import json
 import time
 
@@ -20,7 +21,7 @@ from sunet_deploy.artifact import ArtifactInfo, read_checkpoint_info
 from sunet_deploy.metadata import ModelMetadata
 from sunet_deploy.metrics import ConfusionMatrix
 from sunet_deploy.checkpoint import save_checkpoint
-from sunet_deploy.data import DatasetSpec
+from sunet_deploy.data import DatasetSpec, validation_spec
 from sunet_deploy.formats import OnnxRecipe
 from sunet_deploy.models import ModelSpec, build_model, count_parameters
 
@@ -182,6 +183,44 @@ def test_parity_cli_passes_for_real_fp32_runtimes(tmp_path, tiny_checkpoint):
     records = json.loads((out / "parity.json").read_text())["runtimes"]
     assert code == 0 and set(records) == {"pytorch-fp32-channels-last", "onnxruntime-cpu"}
     assert all(r["agreement"] >= 99.9 and r["max_abs_logit_error"] < 1e-3 for r in records.values())
+
+
+def test_parity_under_the_protocol_matches_train_evaluate(tmp_path, tiny_checkpoint):
+    from sunet_deploy.checkpoint import load_model
+    from sunet_deploy.protocol import Protocol
+    from train.data import to_input
+    from train.evaluate import protocol_masks
+
+    out = tmp_path / "parity"
+    knobs = ["--scales", "0.75", "1.25", "--base-size", "0", "--tile", "24", "--tile-overlap", "8", "--flip"]
+    code = parity.main([str(tiny_checkpoint), "--limit", "2", "--threads", "1", "--multi-scale", *knobs,
+                        "--variants", "pytorch-fp32,onnxruntime-cpu,aoti-cpu",
+                        "--workdir", str(tmp_path / "work"), "--output", str(out)])  # fmt: skip
+    report = json.loads((out / "parity.json").read_text())
+    assert code == 0 and report["runtimes"]["onnxruntime-cpu"]["agreement"] >= 99.9
+    assert report["protocol"]["window"] == [24, 24] and report["protocol"]["stride"] == [16, 16]
+    assert "views and windows vary" in report["skipped"]["aoti-cpu"]
+    model, ckpt = load_model(tiny_checkpoint)  # train.evaluate's path: its own normalisation, the model as a runtime
+    dataset = validation_spec(ckpt.meta).build()
+    cm, protocol = ConfusionMatrix(5), Protocol((0.75, 1.25), 0, True, (24, 24), (16, 16))
+    for image, label in (dataset[i] for i in range(2)):
+        cm.update(protocol_masks(model.eval(), to_input(image)[None], protocol, 5)[0], label)
+    assert 100 * cm.scores().miou == pytest.approx(report["reference_miou"], abs=0.01)
+
+
+def test_label_outputs_and_fixed_sizes_are_not_compared_under_the_protocol(fake_file):
+    runtime = FakeRuntime(fake_file, np.zeros((1, 3, 4, 4), np.float32))
+    assert parity.protocol_obstacle(runtime) is None
+    runtime.info = dataclasses.replace(runtime.info, input_shape=(1, 3, 64, 64))
+    assert "one input size" in parity.protocol_obstacle(runtime)
+    runtime.info = dataclasses.replace(runtime.info, input_shape=(None, 3, None, None),
+                                       metadata=dataclasses.replace(runtime.info.metadata, output="labels"))
+    assert "vote one-hot" in parity.protocol_obstacle(runtime)
+
+
+def test_parity_protocol_knobs_need_multi_scale(tiny_checkpoint, capsys):
+    assert parity.main([str(tiny_checkpoint), "--scales", "0.5"]) == 2
+    assert "add it" in capsys.readouterr().err
 
 
 def test_parity_takes_dataset_and_precision_from_the_artifacts(tmp_path, tiny_checkpoint, monkeypatch, capsys):
@@ -370,9 +409,10 @@ def test_letterbox_cost_report(tmp_path, tiny_checkpoint):
     out = tmp_path / "report"
     assert letterbox.main([str(tiny_checkpoint), "--size", "32x32", "24x40", "--limit", "2",
                            "--workdir", str(tmp_path / "work"), "--output", str(out)]) == 0  # fmt: skip
-    rows = {r["size"]: r for r in json.loads((out / "letterbox.json").read_text())["rows"]}
-    assert rows["32x32"]["agreement"] == 100.0 and rows["32x32"]["delta_miou"] == 0.0  # the images' own size
-    assert 0 <= rows["24x40"]["agreement"] <= 100.0 and "| 24x40 |" in (out / "letterbox.md").read_text()
+    rows = {(r["size"], r["mode"]): r for r in json.loads((out / "letterbox.json").read_text())["rows"]}
+    for mode in ("letterbox", "windows"):  # at the images' own size both are the whole image
+        assert rows["32x32", mode]["agreement"] == 100.0 and rows["32x32", mode]["delta_miou"] == 0.0
+    assert 0 <= rows["24x40", "letterbox"]["agreement"] <= 100.0 and "| 24x40 | windows |" in (out / "letterbox.md").read_text()
 
 
 def test_benchmarked_aoti_package_is_compiled_as_python_m_export_aoti_compiles_it(tmp_path, tiny_checkpoint, monkeypatch):

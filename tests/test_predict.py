@@ -150,11 +150,13 @@ def test_fixed_size_model_segments_any_size_and_failures_are_skipped(tmp_path, c
 
     static = export_onnx(checkpoint, tmp_path / "static.onnx", OnnxRecipe(static=(32, 32))).path
     (image_folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
-    out = tmp_path / "out"
-    assert main([str(static), str(image_folder), "-o", str(out)]) == 1
-    err = capsys.readouterr().err
-    assert err.count("skipped:") == 1 and "broken.png" in err
-    assert read_label_png(out / "a_mask.png").shape == (40, 52)
-    assert read_label_png(out / "nested" / "b_mask.png").shape == (33, 21)
-    summary = json.loads((out / "predict_summary.json").read_text())
-    assert (summary["written"], summary["letterboxed_images"], len(summary["skipped"])) == (2, 2, 1)
+    for flags, letterboxed, window in [([], 0, [32, 32]), (["--letterbox"], 2, None)]:  # windows by default
+        out = tmp_path / f"out{letterboxed}"
+        assert main([str(static), str(image_folder), "-o", str(out), *flags]) == 1
+        err = capsys.readouterr().err
+        assert err.count("skipped:") == 1 and "broken.png" in err
+        assert read_label_png(out / "a_mask.png").shape == (40, 52)
+        assert read_label_png(out / "nested" / "b_mask.png").shape == (33, 21)
+        summary = json.loads((out / "predict_summary.json").read_text())
+        assert (summary["written"], summary["letterboxed_images"], len(summary["skipped"])) == (2, letterboxed, 1)
+        assert (summary["protocol"] or {}).get("window") == window

@@ -15,7 +15,8 @@ from sunet_deploy.data import DatasetSpec, SyntheticSegmentation
 from sunet_deploy.data.__main__ import write_synthetic_folder
 from sunet_deploy.metadata import ModelMetadata
 from sunet_deploy.models import ModelSpec, build_model
-from train.evaluate import Protocol, constant_prediction, evaluate_segmentation, main, multiscale_probs, window_starts
+from sunet_deploy.protocol import Protocol
+from train.evaluate import constant_prediction, evaluate_segmentation, main, protocol_masks
 
 
 class ThresholdModel(nn.Module):
@@ -41,41 +42,23 @@ def test_crafted_confusion_matrix_iou_and_baseline():
     assert baseline.pixel_accuracy == pytest.approx(3 / 7) and baseline.miou == pytest.approx((3 / 7) / 3)
 
 
-def test_window_starts_cover_the_image():
-    assert window_starts(100, 512, 342) == [0]
-    assert window_starts(1000, 512, 342) == [0, 342, 488]
-    assert window_starts(40, 0, 0) == [0]
-    for size, window, stride in [(57, 16, 10), (64, 32, 32), (33, 32, 5)]:
-        covered = np.zeros(size, bool)
-        for start in window_starts(size, window, stride):
-            assert 0 <= start <= size - window
-            covered[start : start + window] = True
-        assert covered.all()
-
-
 def test_trivial_protocol_equals_single_scale(tiny_model):
     x = torch.randn(2, 3, 40, 56, generator=torch.Generator().manual_seed(0))
-    trivial = Protocol(scales=(1.0,), base_size=0, flip=False, window=0, stride=0)
     with torch.no_grad():
-        single = tiny_model(x)
-        probs = multiscale_probs(tiny_model, x, trivial, 5)
-        big_window = multiscale_probs(tiny_model, x, Protocol((1.0,), 0, False, 64, 32), 5)
-    torch.testing.assert_close(probs, single.softmax(dim=1))
-    torch.testing.assert_close(big_window, probs)  # a window larger than the image is the whole image
+        single = tiny_model(x).argmax(dim=1).numpy()
+    np.testing.assert_array_equal(protocol_masks(tiny_model, x, Protocol(), 5), single)
+    big_window = Protocol(window=(64, 64), stride=(32, 32))  # a window larger than the image is the whole image
+    np.testing.assert_array_equal(protocol_masks(tiny_model, x, big_window, 5), single)
 
 
-def test_paper_protocol_shapes_and_probabilities(tiny_model):
+def test_paper_protocol_through_evaluate(tiny_model):
     x = torch.randn(1, 3, 40, 56, generator=torch.Generator().manual_seed(1))
-    paper_like = Protocol(scales=(0.5, 0.75, 1.0, 1.25), base_size=48, flip=True, window=32, stride=21)
-    with torch.no_grad():
-        probs = multiscale_probs(tiny_model, x, paper_like, 5)
-        single = multiscale_probs(tiny_model, x, Protocol((1.0,), 0, False, 0, 0), 5)
-    assert probs.shape == (1, 5, 40, 56)
-    torch.testing.assert_close(probs.sum(dim=1), torch.ones(1, 40, 56))
-    assert not torch.allclose(probs, single)  # scales, flips and windows did change the average
+    paper_like = Protocol((0.5, 0.75, 1.0, 1.25), base_size=48, flip=True, window=(32, 32), stride=(21, 21))
+    masks = protocol_masks(tiny_model, x, paper_like, 5)
+    assert masks.shape == (1, 40, 56)  # tests/test_protocol.py checks the values against PyTorch
     label = torch.zeros(1, 40, 56, dtype=torch.long)
     cm = evaluate_segmentation(tiny_model, [(x, label)], 5, torch.device("cpu"), paper_like)
-    assert cm.matrix.sum() == 40 * 56
+    assert cm.matrix.sum() == 40 * 56 and cm.matrix[0].tolist() == np.bincount(masks.ravel(), minlength=5).tolist()
 
 
 # ---------------------------------------------------------------- which dataset the CLI scores

@@ -11,12 +11,10 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Subset
 
@@ -26,67 +24,28 @@ from sunet_deploy.data import KINDS, DatasetError
 from sunet_deploy.data.selection import check_classes, evaluation_spec
 from sunet_deploy.fileio import atomic_write_bytes
 from sunet_deploy.metrics import ConfusionMatrix, format_table
+from sunet_deploy.protocol import PAPER, Protocol
+from sunet_deploy.tiling import InferModel, segment
 
 from .data import EvalSet, make_loader
 from .distributed import Context, all_reduce_sum, pick_device
 
 
-@dataclass(frozen=True)
-class Protocol:
-    """Multi-scale evaluation: softmax probabilities averaged over scales, flips and windows.
+def torch_model(model: nn.Module, device: torch.device, num_classes: int, amp: bool = False) -> InferModel:
+    """A PyTorch model seen as a runtime by the protocol's engine (images already normalised)."""
 
-    Scale s resizes the image so its short side is s * base_size (base_size 0: s * its own short
-    side). Images larger than `window` in a dimension are covered by window x window crops every
-    `stride` pixels (the last one flush with the border); window 0 runs whole images.
-    """
+    def infer(batch: np.ndarray) -> np.ndarray:
+        with torch.no_grad(), torch.autocast(device.type, enabled=amp):
+            return model(torch.from_numpy(batch).to(device)).float().cpu().numpy()
 
-    scales: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25)
-    base_size: int = 512
-    flip: bool = True
-    window: int = 512
-    stride: int = 342
+    return InferModel(infer, "logits", num_classes)
 
 
-def window_starts(size: int, window: int, stride: int) -> list[int]:
-    """Start offsets covering [0, size) with windows of `window` pixels (one window if it fits)."""
-    if window <= 0 or size <= window:
-        return [0]
-    starts = list(range(0, size - window, stride))
-    return starts + [size - window]
-
-
-def sliding_window_probs(model: nn.Module, x: torch.Tensor, window: int, stride: int, num_classes: int) -> torch.Tensor:
-    """Softmax probabilities (N, C, H, W) averaged over overlapping windows."""
-    n, _, h, w = x.shape
-    total = x.new_zeros(n, num_classes, h, w)
-    count = x.new_zeros(1, 1, h, w)
-    for top in window_starts(h, window, stride):
-        for left in window_starts(w, window, stride):
-            crop = x[:, :, top : top + window, left : left + window] if window > 0 else x
-            ch, cw = crop.shape[2:]
-            total[:, :, top : top + ch, left : left + cw] += model(crop).float().softmax(dim=1)
-            count[:, :, top : top + ch, left : left + cw] += 1
-    return total / count
-
-
-def multiscale_probs(model: nn.Module, x: torch.Tensor, protocol: Protocol, num_classes: int) -> torch.Tensor:
-    """Probabilities at the input size, averaged over the protocol's scales and flips."""
-    h, w = x.shape[2:]
-    total = x.new_zeros(x.shape[0], num_classes, h, w)
-    views = 0
-    for scale in protocol.scales:
-        factor = scale * (protocol.base_size / min(h, w) if protocol.base_size else 1.0)
-        size = (max(1, round(h * factor)), max(1, round(w * factor)))
-        scaled = x if size == (h, w) else F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-        for flip in (False, True) if protocol.flip else (False,):
-            view = scaled.flip(3) if flip else scaled
-            probs = sliding_window_probs(model, view, protocol.window, protocol.stride, num_classes)
-            probs = probs.flip(3) if flip else probs
-            if size != (h, w):
-                probs = F.interpolate(probs, size=(h, w), mode="bilinear", align_corners=False)
-            total += probs
-            views += 1
-    return total / views
+def protocol_masks(model: nn.Module, image: torch.Tensor, protocol: Protocol, num_classes: int,
+                   amp: bool = False) -> np.ndarray:  # fmt: skip
+    """Masks (N, H, W) of a normalised batch under the protocol (sunet_deploy.tiling, as every runtime)."""
+    runtime = torch_model(model, image.device, num_classes, amp)
+    return np.stack([segment(x.permute(1, 2, 0).cpu().numpy(), runtime, protocol) for x in image])
 
 
 @torch.no_grad()
@@ -99,12 +58,12 @@ def evaluate_segmentation(model: nn.Module, loader, num_classes: int, device: to
     cm = ConfusionMatrix(num_classes)
     for image, label in _progress(loader, progress, "eval"):
         image = image.to(device, non_blocking=True)
-        with torch.autocast(device.type, enabled=amp):
-            if protocol is None:
-                scores = model(image)
-            else:
-                scores = multiscale_probs(model, image, protocol, num_classes)
-        cm.update(scores.argmax(dim=1).cpu().numpy(), label.numpy())
+        if protocol is None:
+            with torch.autocast(device.type, enabled=amp):
+                masks = model(image).argmax(dim=1).cpu().numpy()
+        else:
+            masks = protocol_masks(model, image, protocol, num_classes, amp)
+        cm.update(masks, label.numpy())
     model.train(was_training)
     if ctx is not None:
         cm.matrix = all_reduce_sum(torch.from_numpy(cm.matrix), ctx).numpy()
@@ -155,7 +114,7 @@ def _progress(iterable, enabled: bool, desc: str):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    paper = Protocol()
+    paper = PAPER
     p = argparse.ArgumentParser(prog="python -m train.evaluate", description=__doc__.split("\n\n")[0],
                                 epilog=EXIT_STATUS_HELP, formatter_class=argparse.ArgumentDefaultsHelpFormatter)  # fmt: skip
     p.add_argument("checkpoint", help="a sunet-deploy checkpoint (e.g. runs/demo/best.safetensors)")
@@ -172,8 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scales", type=float, nargs="+", default=list(paper.scales), help="multi-scale: scales of --base-size")
     p.add_argument("--base-size", type=int, default=paper.base_size, help="multi-scale: short side at scale 1 (0: the image's own)")
     p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=paper.flip, help="multi-scale: add left-right flips")
-    p.add_argument("--window", type=int, default=paper.window, help="multi-scale: sliding window size (0: whole image)")
-    p.add_argument("--stride", type=int, default=paper.stride, help="multi-scale: sliding window stride")
+    p.add_argument("--window", type=int, default=paper.window[0], help="multi-scale: sliding window size (0: whole image)")
+    p.add_argument("--stride", type=int, default=paper.stride[0], help="multi-scale: sliding window stride")
+    p.add_argument("--batch", type=int, default=4, help="multi-scale: windows per forward pass (the masks do not depend on it)")
     p.add_argument("--output", help="JSON results file (default: <checkpoint stem>_eval_<split or kind>.json next to it)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--workers", type=int, default=2, help="data loader workers")
@@ -195,6 +155,13 @@ def main(argv: list[str] | None = None) -> int:
     return EXIT_OK
 
 
+def evaluation_protocol(args: argparse.Namespace) -> Protocol:
+    """The protocol the multi-scale flags describe (window 0: whole views)."""
+    window = (args.window, args.window) if args.window > 0 else None
+    return Protocol(tuple(args.scales), args.base_size, args.flip, window, (args.stride,) * 2 if window else None,
+                    batch=args.batch)  # fmt: skip
+
+
 def run(args: argparse.Namespace) -> tuple[dict, str]:
     model, ckpt = load_model(args.checkpoint)
     if ckpt.meta.model.get("task") == "classification":
@@ -205,7 +172,7 @@ def run(args: argparse.Namespace) -> tuple[dict, str]:
     dataset = spec.build()
     check_classes(list(dataset.classes), spec, ckpt.meta)
     device = pick_device(args.device)
-    protocol = Protocol(tuple(args.scales), args.base_size, args.flip, args.window, args.stride) if args.multi_scale else None
+    protocol = evaluation_protocol(args) if args.multi_scale else None
     loader = make_loader(EvalSet(dataset, resize_short=None if protocol else args.resize_short), 1, args.workers)
     start = time.perf_counter()
     cm = evaluate_segmentation(model.to(device), loader, ckpt.meta.num_classes, device, protocol, progress=True)
@@ -215,12 +182,12 @@ def run(args: argparse.Namespace) -> tuple[dict, str]:
     results = {
         "checkpoint": str(args.checkpoint), "checkpoint_sha256": ckpt.sha256, "dataset": spec.to_dict(),
         "split": spec.split, "images": len(dataset), "seconds": round(seconds, 2),
-        "protocol": asdict(protocol) if protocol else {"single_scale": True, "resize_short": args.resize_short},
+        "protocol": protocol.to_dict() if protocol else {"single_scale": True, "resize_short": args.resize_short},
         **cm.to_dict(ckpt.meta.classes),
         "majority_class_baseline": {"class": ckpt.meta.classes[majority], "miou": baseline.miou,
                                     "pixel_accuracy": baseline.pixel_accuracy},
     }  # fmt: skip
-    mode = "multi-scale " + json.dumps(asdict(protocol)) if protocol else "single scale"
+    mode = "multi-scale: " + protocol.describe() if protocol else "single scale"
     table = (f"{args.checkpoint} on {spec.describe()} ({len(dataset)} images, {mode}, {seconds:.1f} s)\n"
              f"{format_table(cm, ckpt.meta.classes)}\n"
              f"baseline (predict '{ckpt.meta.classes[majority]}' everywhere): mIoU {100 * baseline.miou:.2f}, "
