@@ -33,7 +33,7 @@ from .floor import cuda_copy_gbs
 
 GPU_TESTS = ["tests/test_runtimes.py", "tests/test_trt_runtime.py", "tests/test_tensorrt_export.py",
              "tests/test_cpp_onnxruntime.py", "-k", "cuda or tensorrt or gpu"]  # fmt: skip
-TRAIN_FLAGS = ("--arch sunet64 --output-stride 16 --dataset synthetic --synthetic-samples 2400 200 "
+TRAIN_FLAGS = ("--arch sunet64 --output-stride 16 --dataset synthetic --synthetic-samples 2400 --val-synthetic-samples 200 "
                "--synthetic-size 256x256 --crop-size 256 --batch-size 16 --iterations 600 --val-every 600 "
                "--lr 0.05 --momentum 0.9 --head-lr-mult 1 --head-bias-lr-mult 1 --bn-momentum 0.1 "
                "--warmup-iterations 30 --amp --device cuda --workers 8 --log-every 20 --no-progress")

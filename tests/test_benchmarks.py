@@ -201,7 +201,7 @@ def test_parity_takes_dataset_and_precision_from_the_artifacts(tmp_path, tiny_ch
     assert seen["shape"] == (1, 3, 32, 32)  # the recorded images' size, for fixed-size artifacts
     assert report["runtimes"]["engine"]["precision"] == "fp32"
     assert report["runtimes"]["engine"]["tolerance"] == {"max_delta_miou": 0.05, "min_agreement": 99.9}
-    assert parity.main([str(tiny_checkpoint), "--dataset", "folder", "--root", str(tmp_path / "none")]) == 2
+    assert parity.main([str(tiny_checkpoint), "--dataset", "folder", "--data-root", str(tmp_path / "none")]) == 2
     assert "error:" in capsys.readouterr().err
 
 

@@ -138,7 +138,7 @@ def test_verification_on_a_folder_dataset_at_its_own_size_or_letterboxed(tmp_pat
     assert "1x3x80x96" in capsys.readouterr().out
     assert main([str(checkpoints[16]), "-o", str(tmp_path / "s.onnx"), "--static", "64x64", *flags]) == 0
     out = capsys.readouterr().out
-    assert "1x3x64x64" in out and "2x3x64x64" in out and f"folder val ({folder})" in out
+    assert "1x3x64x64" in out and "2x3x64x64" in out and f"folder {folder}" in out
 
 
 def test_a_wrong_labels_export_fails_on_agreement(tmp_path, checkpoints, monkeypatch):
@@ -214,9 +214,9 @@ def test_help_and_option_errors(capsys):
     assert exc.value.code == 0
     help_text = capsys.readouterr().out
     for option in ("--static", "--argmax", "--fp16", "--opset", "--simplify", "--skip-tensorrt-check", "--dataset",
-                   "--data-root", "--verify-images", "--seed"):
+                   "--data-root", "--split", "--synthetic-size", "--verify-images", "--seed"):
         assert option in help_text
-    for bad_option in (["--opset", "16"], ["--static", "64"], ["--dataset", "voc"], ["--data-root", "x"],
+    for bad_option in (["--opset", "16"], ["--static", "64"], ["--dataset", "imagenet"], ["--data-split", "val"],
                        ["--verify-images", "0"]):
         with pytest.raises(SystemExit) as exc:
             main(["c.safetensors", "-o", "m.onnx", *bad_option])

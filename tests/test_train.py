@@ -27,7 +27,7 @@ from train.evaluate import main as evaluate_main
 from train.loop import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = ("--arch sunet_tiny --crop-size 32 --batch-size 4 --synthetic-samples 16 4 --synthetic-size 40x48 "
+TINY = ("--arch sunet_tiny --crop-size 32 --batch-size 4 --synthetic-samples 16 --val-synthetic-samples 4 --synthetic-size 40x48 "
         "--iterations 4 --val-every 2 --workers 0 --lr 0.01 --no-progress --log-every 1")  # fmt: skip
 
 

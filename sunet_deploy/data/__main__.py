@@ -1,7 +1,7 @@
 """`python -m sunet_deploy.data OUT`: write synthetic samples to disk in the plain folder layout.
 
 OUT/images/<name>.png and OUT/masks/<name>.png (palette PNG of class indices), plus
-OUT/classes.txt. The result is a `folder` dataset (`build_dataset("folder", OUT)` takes its
+OUT/classes.txt. The result is a `folder` dataset (`DatasetSpec("folder", OUT).build()` takes its
 classes from OUT/classes.txt) and a set of real image files for `python -m runtimes.predict`.
 """
 
