@@ -77,10 +77,11 @@ def verification_batches(images: list[np.ndarray], meta: ModelMetadata, size: tu
 
 def add_image_flags(parser: argparse.ArgumentParser) -> None:
     """The dataset flags (sunet_deploy.data.selection), --verify-images and --seed, shared by the exporters."""
-    group = add_dataset_flags(parser, "the verification (and INT8 calibration) images: the training set the checkpoint "
-                              "records, changed by these flags (another --dataset: from the flags alone; a checkpoint "
-                              f"that records none: synthetic val, {SYNTHETIC_POOL} images)",
-                              renamed=("--data-split", "--data-size"))  # fmt: skip
+    add_dataset_flags(parser, "the verification (and INT8 calibration) images: the training set the checkpoint "
+                      "records, changed by these flags (another --dataset: from the flags alone; a checkpoint "
+                      f"that records none: synthetic val, {SYNTHETIC_POOL} images)",
+                      renamed=("--data-split", "--data-size"))  # fmt: skip
+    group = parser.add_argument_group("verification")
     group.add_argument("--verify-images", type=int, default=4, metavar="N",
                        help="images the export is verified on (default 4)")
     group.add_argument("--seed", type=int, default=0, help="seed of the random choice of images (default 0)")
