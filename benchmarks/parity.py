@@ -1,12 +1,12 @@
 """`python -m benchmarks.parity CHECKPOINT`: every runtime's masks against PyTorch eager FP32.
 
     python -m benchmarks.parity runs/demo/best.safetensors          # the validation set training recorded
-    python -m benchmarks.parity ckpt.safetensors --dataset voc --root VOCdevkit/VOC2012 --limit 0
+    python -m benchmarks.parity ckpt.safetensors --dataset voc --data-root VOCdevkit/VOC2012 --limit 0
     python -m benchmarks.parity ckpt.safetensors --device cuda --max-delta-miou fp16=0.2
     python -m benchmarks.parity ckpt.safetensors --artifact model_int8.onnx --artifact triton://127.0.0.1:8000/sunet
 
 The images are the checkpoint's own validation set, as training recorded it (the first --limit of
-them); --dataset/--root/--split choose another one with the same classes. Each runtime is judged
+them); the dataset flags (as train.evaluate's) choose another one with the same classes. Each runtime is judged
 by the precision its artifact reports.
 
 --artifact checks artifacts that exist already (repeatable): an .onnx, .pt2 or .engine/.plan file,
@@ -45,7 +45,7 @@ from runtimes import Runtime, RuntimeUnavailable, open_runtime, options_for, run
 from sunet_deploy.artifact import ArtifactError, read_checkpoint_info
 from sunet_deploy.cli import EXIT_FAILED, EXIT_OK, EXIT_STATUS_HELP, EXIT_USAGE
 from sunet_deploy.data import DatasetError, DatasetSpec
-from sunet_deploy.data.selection import DatasetChoice, check_classes, evaluation_spec
+from sunet_deploy.data.selection import DatasetChoice, add_dataset_flags, check_classes, evaluation_spec
 from sunet_deploy.fileio import file_sha256
 from sunet_deploy.metadata import ModelMetadata
 from sunet_deploy.metrics import ConfusionMatrix
@@ -174,8 +174,7 @@ def parity_protocol(args: argparse.Namespace) -> Protocol | None:
 
 def validation_set(args: argparse.Namespace, meta: ModelMetadata) -> tuple[Sequence, DatasetSpec]:
     """The checkpoint's recorded validation set (or the one the flags choose), its first --limit images."""
-    choice = DatasetChoice(args.dataset, str(args.root) if args.root else None, args.split)
-    spec, note = evaluation_spec(choice, meta)
+    spec, note = evaluation_spec(DatasetChoice.from_args(args), meta)
     if note:
         print(f"note: {args.checkpoint} {note}", file=sys.stderr)
     dataset = spec.build()
@@ -275,10 +274,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.parity", description=__doc__, epilog=EXIT_STATUS_HELP,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("checkpoint", type=Path, help="sunet-deploy .safetensors checkpoint (trained)")
-    parser.add_argument("--dataset", choices=("synthetic", "voc", "cityscapes", "folder"),
-                        help="another dataset than the validation set the checkpoint records (same classes)")
-    parser.add_argument("--root", type=Path, help="its root (VOC2012, Cityscapes or a folder dataset)")
-    parser.add_argument("--split", help="its split (default: the recorded one, else val)")
+    add_dataset_flags(parser, "the images compared: the validation set the checkpoint records, changed by these "
+                      "flags (another --dataset: from the flags alone, with the checkpoint's classes)", renamed=("--root",))
     parser.add_argument("--limit", type=int, default=50, help="compare on the first N images (0: all; default 50)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--variants", help="comma-separated variant names (default: all of the device, "

@@ -31,13 +31,14 @@ from unittest import mock
 
 import torch
 
-from export.calibration import ImageSource, add_dataset_flags, dataset_images, source_from_args, verification_batches
+from export.calibration import add_image_flags, choice_from_args, dataset_images, verification_batches
 from export.common import check_writable
 from export.heads import LabelsHead
 from export.verify import Verification, verify
 from sunet_deploy.artifact import ArtifactInfo, info_to_strings
 from sunet_deploy.checkpoint import CheckpointError, load_model
 from sunet_deploy.cli import EXIT_FAILED, EXIT_OK, EXIT_STATUS_HELP, EXIT_USAGE
+from sunet_deploy.data.selection import DatasetChoice
 from sunet_deploy.fileio import apply_umask
 from sunet_deploy.formats import AotiRecipe
 from sunet_deploy.options import add_option_flags, from_args
@@ -80,7 +81,7 @@ def export_aoti(
     output: str | os.PathLike,
     recipe: AotiRecipe = AotiRecipe(),
     *,
-    images: ImageSource | None = None,
+    images: DatasetChoice | None = None,
     verify_images: int = 4,
     seed: int = 0,
 ) -> AotiExport:
@@ -139,13 +140,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("checkpoint", type=Path, help="sunet-deploy .safetensors checkpoint")
     parser.add_argument("-o", "--output", type=Path, required=True, help="package to write (.pt2)")
     add_option_flags(parser, [AotiRecipe], absent_default=False)
-    add_dataset_flags(parser)
+    add_image_flags(parser)
     args = parser.parse_args(argv)
     try:
         args.recipe = from_args(AotiRecipe, args)
     except ValueError as exc:
         parser.error(str(exc))
-    args.images = source_from_args(parser, args)
+    args.images = choice_from_args(parser, args)
     return args
 
 

@@ -36,8 +36,8 @@ import onnx
 import torch
 from torch import nn
 
-from export.calibration import ImageSource, add_dataset_flags, dataset_images, describe_source, model_inputs, \
-    source_from_args, verification_batches
+from export.calibration import add_image_flags, choice_from_args, dataset_images, image_source, model_inputs, \
+    verification_batches
 from export.common import check_writable, to_float16
 from export.heads import LabelsHead
 from export.opcheck import check_graph, format_report
@@ -47,6 +47,7 @@ from sunet_deploy.artifact import ORT_DISABLED_OPTIMIZERS_KEY, set_onnx_info
 from sunet_deploy.checkpoint import CheckpointError, load_model
 from sunet_deploy.cli import EXIT_FAILED, EXIT_OK, EXIT_STATUS_HELP, EXIT_USAGE
 from sunet_deploy.data import DatasetError
+from sunet_deploy.data.selection import DatasetChoice
 from sunet_deploy.fileio import atomic_write_bytes
 from sunet_deploy.formats import Int8Recipe, OnnxRecipe
 from sunet_deploy.metadata import ModelMetadata
@@ -91,7 +92,7 @@ def export_onnx(
     onnx_path: str | os.PathLike,
     recipe: OnnxRecipe = OnnxRecipe(),
     *,
-    images: ImageSource | None = None,
+    images: DatasetChoice | None = None,
     verify_images: int = 4,
     seed: int = 0,
     progress: Callable[[str], None] = lambda message: None,
@@ -116,7 +117,7 @@ def export_onnx(
              + ("dynamic batch/height/width" if static is None else "static {}x{}".format(*static)))
     proto = trace_to_onnx(LabelsHead(model) if argmax else model, static, opset, meta.output)
     proto = transform(proto, recipe.simplify, fp16, progress)
-    source = describe_source(meta, images)
+    source = image_source(meta, images)[1]
     drawn = dataset_images(meta, images, verify_images + (int8.images if int8 else 0), seed)
     sensitivity = None
     if int8:
@@ -216,14 +217,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("-o", "--output", type=Path, required=True, help="ONNX file to write")
     add_option_flags(parser, [OnnxRecipe], absent_default=False)
     add_int8_flags(parser)
-    add_dataset_flags(parser)
+    add_image_flags(parser)
     args = parser.parse_args(argv)
     try:  # before args.images becomes the image source: Int8Recipe.images is the calibration count
         int8 = from_args(Int8Recipe, args) if args.int8 else None
         args.recipe = from_args(OnnxRecipe, args, int8=int8)
     except ValueError as exc:
         parser.error(str(exc))
-    args.images = source_from_args(parser, args)
+    args.images = choice_from_args(parser, args)
     return args
 
 

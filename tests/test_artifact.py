@@ -5,7 +5,7 @@ import json
 import onnx
 import pytest
 
-from conftest import make_meta
+from factory import make_meta
 from sunet_deploy.artifact import (ARTIFACT_KEY, ArtifactError, ArtifactInfo, info_from_strings, info_to_strings,
                                    parse_shape, read_checkpoint_info, read_onnx_info, set_onnx_info)
 from sunet_deploy.checkpoint import save_checkpoint

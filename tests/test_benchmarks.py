@@ -240,7 +240,7 @@ def test_parity_takes_dataset_and_precision_from_the_artifacts(tmp_path, tiny_ch
     assert seen["shape"] == (1, 3, 32, 32)  # the recorded images' size, for fixed-size artifacts
     assert report["runtimes"]["engine"]["precision"] == "fp32"
     assert report["runtimes"]["engine"]["tolerance"] == {"max_delta_miou": 0.05, "min_agreement": 99.9}
-    assert parity.main([str(tiny_checkpoint), "--dataset", "folder", "--root", str(tmp_path / "none")]) == 2
+    assert parity.main([str(tiny_checkpoint), "--dataset", "folder", "--data-root", str(tmp_path / "none")]) == 2
     assert "error:" in capsys.readouterr().err
 
 
@@ -357,11 +357,16 @@ def test_floor_is_flops_over_the_rate_of_the_precision():
     assert floor_ms(28.0, rates, "int8") == pytest.approx(280.0)  # no INT8 rate measured: the FP32 floor
 
 
-def test_cpu_matmul_rate_is_measured():
-    from benchmarks.floor import matmul_gflops, measure_rates
+def test_cpu_matmul_rate_is_flops_over_the_best_repetition(monkeypatch):
+    import benchmarks.floor as floor
 
-    assert 0.1 < matmul_gflops("cpu", size=256, min_seconds=0.05) < 1e5
-    assert set(measure_rates("cpu", threads=1)) == {"fp32_gflops"}
+    # A clock that makes the three timed products take 3, 1 and 2 ms: the rate is 2 x 64^3 FLOPs
+    # over the best, 1 ms, i.e. 0.524288 GFLOP/s, counted by hand.
+    ticks = iter([0.0, 0.0, 0.003, 0.003, 0.004, 0.004, 0.006, 0.006])
+    monkeypatch.setattr(floor.time, "perf_counter", lambda: next(ticks))
+    assert floor.matmul_gflops("cpu", size=64, min_seconds=0.0) == pytest.approx(2 * 64**3 / 1e-3 / 1e9)
+    monkeypatch.undo()
+    assert set(floor.measure_rates("cpu", threads=1)) == {"fp32_gflops"}
 
 
 def test_latency_rows_state_their_distance_to_the_floor(tmp_path):

@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from conftest import make_meta, randomize_bn
+from factory import make_meta, randomize_bn
 from sunet_deploy.checkpoint import (
     CheckpointError,
     load_backbone_weights,

@@ -19,12 +19,11 @@ import numpy as np
 import onnx
 import pytest
 
-from export.onnx import export_onnx
 from runtimes import open_runtime
 from runtimes.predict import Predictor
 from sunet_deploy.preprocess import read_image, read_label_png
 
-from conftest import several_class_checkpoint, shared_folder
+from factory import shared_folder
 from photos import write_photos
 from sunet_deploy.formats import OnnxRecipe
 
@@ -66,23 +65,24 @@ def write_png_photos(folder: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def ort_cpp(tmp_path_factory):
-    """Builds the project with LibTorch unfindable and exports three sunet_tiny ONNX models (dynamic
-    logits, dynamic labels, static 64x96 logits), once for all pytest-xdist workers."""
+def ort_cpp(tmp_path_factory, artifacts):
+    """Builds the project with LibTorch unfindable, once for all pytest-xdist workers, beside three
+    sunet_tiny ONNX models of the session's artifacts (dynamic logits, dynamic labels, static 64x96 logits)."""
+    checkpoint = artifacts.checkpoint(fit="coffee")
+    models = {"model.onnx": artifacts.onnx(checkpoint), "labels.onnx": artifacts.onnx(checkpoint, OnnxRecipe(argmax=True)),
+              "static.onnx": artifacts.onnx(checkpoint, OnnxRecipe(static=STATIC_SIZE))}
     with shared_folder(tmp_path_factory, "cpp_onnxruntime") as shared:
-        if not (shared / "static.onnx").exists():
+        if not (shared / "configure.log").exists():
             root = onnxruntime_root()
             write_png_photos(shared / "photos")
-            several_class_checkpoint(shared / "model.safetensors", read_image(shared / "photos/coffee.png"))
             generator = ["-G", "Ninja"] if shutil.which("ninja") else []
             configure = run(["cmake", "-S", str(ROOT / "runtimes/cpp"), "-B", str(shared / "build"), *generator,
                              *root, f"-DPython3_EXECUTABLE={sys.executable}", "-DCMAKE_DISABLE_FIND_PACKAGE_Torch=ON",
                              "-DSUNET_WITH_ONNXRUNTIME=ON", "-DSUNET_WITH_TENSORRT=OFF"])
-            (shared / "configure.log").write_text(configure)
             run(["cmake", "--build", str(shared / "build"), "-j", "2"])
-            export_onnx(shared / "model.safetensors", shared / "model.onnx")
-            export_onnx(shared / "model.safetensors", shared / "labels.onnx", OnnxRecipe(argmax=True))
-            export_onnx(shared / "model.safetensors", shared / "static.onnx", OnnxRecipe(static=STATIC_SIZE))
+            (shared / "configure.log").write_text(configure)
+            for name, path in models.items():
+                (shared / name).symlink_to(path)
     return shared
 
 

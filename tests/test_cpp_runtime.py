@@ -22,7 +22,7 @@ from runtimes.pytorch import PyTorchRuntime
 from sunet_deploy.checkpoint import load_model
 from sunet_deploy.preprocess import read_image, read_label_png, voc_palette
 
-from conftest import several_class_checkpoint, shared_folder
+from factory import several_class_checkpoint, shared_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = (64, 96)

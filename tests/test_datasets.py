@@ -16,7 +16,6 @@ from sunet_deploy.data import (
     SyntheticSegmentation,
     VOCAugSegmentation,
     VOCSegmentation,
-    build_dataset,
     trainaug_ids,
     validation_spec,
 )
@@ -94,7 +93,7 @@ def test_trainaug_union_prefers_voc_labels(tmp_path):
     sbd = make_sbd(tmp_path / "sbd")
     # SBD train+val {b,d,c,e} + VOC train {a,b} - VOC val {c}
     assert trainaug_ids(tmp_path / "voc", tmp_path / "sbd") == ["a", "b", "d", "e"]
-    ds = build_dataset("voc_aug", tmp_path / "voc", sbd_root=tmp_path / "sbd")
+    ds = DatasetSpec("voc_aug", str(tmp_path / "voc"), sbd_root=str(tmp_path / "sbd")).build()
     assert isinstance(ds, VOCAugSegmentation) and [ds.name(i) for i in range(4)] == ["a", "b", "d", "e"]
     np.testing.assert_array_equal(ds[1][1], voc["b"])
     np.testing.assert_array_equal(ds[2][1], sbd["d"])
@@ -126,7 +125,7 @@ def test_folder_dataset(tmp_path):
     mask[0, 0] = 255
     (tmp_path / "masks").mkdir()
     Image.fromarray(mask).save(tmp_path / "masks" / "x1.png")
-    ds = build_dataset("folder", tmp_path, num_classes=3, classes=["bg", "a", "b"])
+    ds = FolderSegmentation(tmp_path, num_classes=3, classes=["bg", "a", "b"])
     assert isinstance(ds, FolderSegmentation) and ds.classes == ["bg", "a", "b"] and ds.name(0) == "x1"
     image, label = ds[0]
     np.testing.assert_array_equal(image, rgb)
@@ -138,7 +137,7 @@ def test_folder_dataset_reads_its_class_names_from_classes_txt(tmp_path):
     (tmp_path / "masks").mkdir()
     Image.fromarray(np.zeros((H, W), np.uint8)).save(tmp_path / "masks" / "x1.png")
     (tmp_path / "classes.txt").write_text("sky\npotted plant\n\ncar\n")
-    for ds in (FolderSegmentation(tmp_path), build_dataset("folder", tmp_path, num_classes=3)):
+    for ds in (FolderSegmentation(tmp_path), DatasetSpec("folder", str(tmp_path), num_classes=3).build()):
         assert ds.classes == ["sky", "potted plant", "car"] and ds.palette.shape == (3, 3)
     with pytest.raises(DatasetError, match=r"classes\.txt: 3 classes, but num_classes is 4"):
         FolderSegmentation(tmp_path, num_classes=4)
@@ -177,10 +176,10 @@ def test_construction_errors_name_the_path(tmp_path):
     write_image(tmp_path / "f" / "images" / "only_image.png")
     with pytest.raises(DatasetError, match=r"share the stem.*only_image"):
         FolderSegmentation(tmp_path / "f", num_classes=2)
-    with pytest.raises(DatasetError, match="needs a root"):
-        build_dataset("voc")
-    with pytest.raises(ValueError, match="unknown dataset kind"):
-        build_dataset("imagenet", tmp_path)
+    with pytest.raises(DatasetError, match="needs root"):
+        DatasetSpec("voc", split="val")
+    with pytest.raises(DatasetError, match="unknown dataset kind"):
+        DatasetSpec("imagenet", str(tmp_path))
 
 
 def test_bad_sbd_mat_and_size_mismatch(tmp_path):
@@ -213,7 +212,7 @@ def test_synthetic_is_deterministic_per_index_and_split():
 
 
 def test_synthetic_classes_present_and_balanced():
-    ds = build_dataset("synthetic", num_samples=60, size=(64, 64))
+    ds = SyntheticSegmentation(num_samples=60, size=(64, 64))
     assert ds.classes[0] == "background" and len(ds.classes) == 7 and ds.palette.shape == (7, 3)
     counts = np.zeros(7)
     per_image_classes = []

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_meta
+from factory import make_meta
 from sunet_deploy import engine_env
 from sunet_deploy.engine_env import (EngineEnvironmentError, EngineSidecar, GpuInfo, check_engine_environment,
                                      read_engine_sidecar, write_engine_sidecar)

@@ -8,17 +8,16 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from conftest import make_checkpoint
 from export.calibration import dataset_images, letterbox
 from export.onnx import ExportError, export_onnx, main
 from export.opcheck import Issue
 from export.verify import TOLERANCES, compare
+from factory import bad_case_paths, several_class_checkpoint
 from sunet_deploy.checkpoint import load_model
 from sunet_deploy.artifact import ARTIFACT_KEY, read_onnx_info
 from sunet_deploy.formats import OnnxRecipe
 
 STATIC = (72, 104)
-"""Standard deviation of each class's logit over the images: logits up to about 12, like a trained model's."""
 # (output stride, static size or None, argmax, fp16, simplify): every value of each option, pairwise mixed
 VARIANTS = [
     (8, None, False, False, False),
@@ -33,9 +32,8 @@ VARIANTS = [
 
 
 @pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ckpt")
-    return {os_: make_checkpoint(root / f"tiny_os{os_}.safetensors", os_) for os_ in (8, 16, 32)}
+def checkpoints(artifacts):
+    return {os_: artifacts.checkpoint(os_) for os_ in (8, 16, 32)}
 
 
 @pytest.mark.parametrize("output_stride, static, argmax, fp16, simplify", VARIANTS,
@@ -138,7 +136,7 @@ def test_verification_on_a_folder_dataset_at_its_own_size_or_letterboxed(tmp_pat
     assert "1x3x80x96" in capsys.readouterr().out
     assert main([str(checkpoints[16]), "-o", str(tmp_path / "s.onnx"), "--static", "64x64", *flags]) == 0
     out = capsys.readouterr().out
-    assert "1x3x64x64" in out and "2x3x64x64" in out and f"folder val ({folder})" in out
+    assert "1x3x64x64" in out and "2x3x64x64" in out and f"folder {folder}" in out
 
 
 def test_a_wrong_labels_export_fails_on_agreement(tmp_path, checkpoints, monkeypatch):
@@ -177,19 +175,6 @@ def test_cli_reports_thresholds_and_results(tmp_path, checkpoints, capsys):
     assert "pixel-label agreement >= 0.999" in out and "2x3x64x80" in out and "all" in out and "wrote" in out
 
 
-def bad_case_paths(tmp_path, case, source, input_suffix, output_name):
-    """(input, output) for the cases every exporter refuses: a missing or junk input, an output
-    in a missing directory or that is a directory; (source, a fine output) for other cases."""
-    junk = tmp_path / f"notes{input_suffix}"
-    junk.write_text("these are notes, not a model")
-    return {
-        "missing": (tmp_path / f"absent{input_suffix}", tmp_path / output_name),
-        "junk": (junk, tmp_path / output_name),
-        "no_directory": (source, tmp_path / "missing" / output_name),
-        "output_is_directory": (source, tmp_path),
-    }.get(case, (source, tmp_path / output_name))
-
-
 @pytest.mark.parametrize("case, message", [
     ("missing", "no such file"),
     ("junk", "not a safetensors checkpoint"),
@@ -214,9 +199,9 @@ def test_help_and_option_errors(capsys):
     assert exc.value.code == 0
     help_text = capsys.readouterr().out
     for option in ("--static", "--argmax", "--fp16", "--opset", "--simplify", "--skip-tensorrt-check", "--dataset",
-                   "--data-root", "--verify-images", "--seed"):
+                   "--data-root", "--split", "--synthetic-size", "--verify-images", "--seed"):
         assert option in help_text
-    for bad_option in (["--opset", "16"], ["--static", "64"], ["--dataset", "voc"], ["--data-root", "x"],
+    for bad_option in (["--opset", "16"], ["--static", "64"], ["--dataset", "imagenet"], ["--data-split", "val"],
                        ["--verify-images", "0"]):
         with pytest.raises(SystemExit) as exc:
             main(["c.safetensors", "-o", "m.onnx", *bad_option])
@@ -224,7 +209,7 @@ def test_help_and_option_errors(capsys):
 
 
 def test_sunet64_exports_in_under_a_minute(tmp_path):
-    checkpoint = make_checkpoint(tmp_path / "sunet64.safetensors", 16, arch="sunet64", num_classes=21)
+    checkpoint = several_class_checkpoint(tmp_path / "sunet64.safetensors", num_classes=21, arch="sunet64")
     start = time.perf_counter()
     result = export_onnx(checkpoint, tmp_path / "sunet64.onnx")
     seconds = time.perf_counter() - start

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import several_class_checkpoint
+from factory import several_class_checkpoint
 from photos import write_photos
 from runtimes.predict import main as predict
 from sunet_deploy.preprocess import read_image

@@ -11,15 +11,14 @@ from export.onnx import ExportError, export_onnx, main, trace_to_onnx
 from export.quantize import LayerGain, int8_quantizer, sensitivity_search
 from sunet_deploy.artifact import read_onnx_info
 from sunet_deploy.checkpoint import load_model
-from conftest import make_checkpoint
 from sunet_deploy.formats import Int8Recipe, OnnxRecipe
 
 INT8_TYPES = {onnx.TensorProto.INT8}
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    return make_checkpoint(tmp_path_factory.mktemp("int8") / "tiny.safetensors", 16, num_classes=3)
+def checkpoint(artifacts):
+    return artifacts.checkpoint(num_classes=3)
 
 
 def producers(graph: onnx.GraphProto) -> dict[str, onnx.NodeProto]:

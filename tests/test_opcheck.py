@@ -6,24 +6,9 @@ import pytest
 from onnx import TensorProto, helper
 
 from export.opcheck import check_graph, load_rules, main
+from factory import graph_model, relu_model, value
 
 FLOAT = TensorProto.FLOAT
-
-
-def graph_model(nodes, inputs, outputs, initializers=(), opset=17):
-    graph = helper.make_graph(nodes, "g", inputs, outputs, list(initializers))
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-    model.ir_version = 8
-    return model
-
-
-def value(name, dtype=FLOAT, shape=(1, 3, 8, 8)):
-    return helper.make_tensor_value_info(name, dtype, list(shape))
-
-
-def relu_model(dtype=FLOAT, opset=17):
-    return graph_model([helper.make_node("Relu", ["x"], ["y"], name="relu")], [value("x", dtype)],
-                       [value("y", dtype)], opset=opset)
 
 
 def test_rules_name_their_source_and_cover_what_sunet_uses():

@@ -5,12 +5,13 @@ runtimes label >= 99.9 % of pixels as PyTorch FP32 does on the same input geomet
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from benchmarks.variants import VARIANTS
-from conftest import several_class_checkpoint, shared_folder
+from factory import shared_folder
 from photos import upright_chelsea, write_photos
 from runtimes import open_runtime
 from runtimes.options import AOTInductorOptions, OnnxRuntimeOptions, PyTorchOptions
@@ -28,19 +29,17 @@ def photos(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def artifacts(tmp_path_factory, photos):
+def photo_models(tmp_path_factory, artifacts) -> dict[str, Path]:
     """A tiny model that draws several classes on the photos, and its exports (the AOTInductor
     package is compiled once for all pytest-xdist workers)."""
     from export.aoti import export_aoti
-    from export.onnx import export_onnx
 
+    checkpoint = artifacts.checkpoint(fit="coffee")
     with shared_folder(tmp_path_factory, "photo_artifacts") as root:
         if not (root / "model.pt2").exists():
-            several_class_checkpoint(root / "model.safetensors", photos["coffee"])
-            export_onnx(root / "model.safetensors", root / "model.onnx")
-            export_onnx(root / "model.safetensors", root / "static.onnx", OnnxRecipe(static=FIXED))
-            export_aoti(root / "model.safetensors", root / "model.pt2", AotiRecipe(size=FIXED))
-    return root
+            export_aoti(checkpoint, root / "model.pt2", AotiRecipe(size=FIXED))
+    return {"model.safetensors": checkpoint, "model.onnx": artifacts.onnx(checkpoint),
+            "static.onnx": artifacts.onnx(checkpoint, OnnxRecipe(static=FIXED)), "model.pt2": root / "model.pt2"}
 
 
 def masks(runtime, photos, geometry_of=None) -> dict[str, np.ndarray]:
@@ -62,11 +61,11 @@ CASES = {  # name -> (artifact file, options)
 
 
 @pytest.mark.parametrize("name", CASES)
-def test_every_runtime_segments_every_photo_at_its_size(name, artifacts, photos):
+def test_every_runtime_segments_every_photo_at_its_size(name, photo_models, photos):
     artifact, options = CASES[name]
-    runtime = open_runtime(artifacts / artifact, options)
+    runtime = open_runtime(photo_models[artifact], options)
     got = masks(runtime, photos)
-    reference = masks(open_runtime(artifacts / "model.safetensors", PyTorchOptions()), photos, geometry_of=runtime)
+    reference = masks(open_runtime(photo_models["model.safetensors"], PyTorchOptions()), photos, geometry_of=runtime)
     assert got["chelsea"].shape == upright_chelsea().shape[:2]  # EXIF orientation applied
     for photo, mask in got.items():
         assert mask.shape == photos[photo].shape[:2], photo
@@ -79,12 +78,12 @@ def test_every_runtime_segments_every_photo_at_its_size(name, artifacts, photos)
         assert pixels.mean() >= 0.999
 
 
-def test_package_follows_the_umask_and_foreign_files_get_one_line(artifacts, tmp_path, capfd):
+def test_package_follows_the_umask_and_foreign_files_get_one_line(photo_models, tmp_path, capfd):
     from runtimes import ArtifactError
 
     umask = os.umask(0)
     os.umask(umask)
-    assert (artifacts / "model.pt2").stat().st_mode & 0o777 == 0o666 & ~umask  # as model.onnx is
+    assert photo_models["model.pt2"].stat().st_mode & 0o777 == 0o666 & ~umask  # as model.onnx is
     junk = tmp_path / "random.pt2"
     junk.write_bytes(np.random.default_rng(0).bytes(1000))
     with pytest.raises(ArtifactError, match="not an AOTInductor package"):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import make_meta, randomize_bn
+from factory import make_meta, randomize_bn
 from runtimes import open_runtime
 from runtimes.predict import Predictor, main
 from sunet_deploy.checkpoint import save_checkpoint

@@ -16,7 +16,7 @@ import torch
 
 from benchmarks.artifacts import artifact_for
 from benchmarks.variants import REFERENCE, VARIANTS
-from conftest import make_checkpoint, shared_folder
+from factory import several_class_checkpoint, shared_folder
 from export.calibration import dataset_images
 from runtimes import ArtifactError, open_runtime
 from runtimes.options import PyTorchOptions
@@ -43,7 +43,7 @@ def checkpoint(tmp_path_factory) -> Path:
     with shared_folder(tmp_path_factory, "runtime_matrix") as root:
         path = root / "model.safetensors"
         if not path.is_file():
-            make_checkpoint(path, 16, num_classes=NUM_CLASSES)
+            several_class_checkpoint(path, num_classes=NUM_CLASSES)
     return path
 
 

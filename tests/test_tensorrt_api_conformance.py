@@ -148,15 +148,8 @@ def test_the_fakes_define_only_real_api(fake):
 
 
 @pytest.fixture
-def onnx_pair(tmp_path_factory):
-    from conftest import make_checkpoint
-    from export.onnx import export_onnx
-
-    root = tmp_path_factory.mktemp("conformance")
-    checkpoint = make_checkpoint(root / "tiny.safetensors", 16)
-    export_onnx(checkpoint, root / "fp32.onnx", OnnxRecipe(tensorrt_check=False))
-    export_onnx(checkpoint, root / "fp16.onnx", OnnxRecipe(fp16=True, tensorrt_check=False))
-    return root / "fp32.onnx", root / "fp16.onnx"
+def onnx_pair(artifacts):
+    return artifacts.onnx(), artifacts.onnx(recipe=OnnxRecipe(fp16=True))
 
 
 @pytest.mark.parametrize("fake", [tensorrt10, tensorrt11])

@@ -11,36 +11,28 @@ import pytest
 import torch
 
 from export import tensorrt as trt_export
-from export.onnx import export_onnx
 from export import trt_build
+from factory import bad_case_paths, relu_model
 from fakes import tensorrt10, tensorrt11
 from fakes.tensorrt_base import ENGINE_MAGIC, RECORDED
 from sunet_deploy.engine_env import EngineEnvironmentError, GpuInfo, check_engine_environment, read_engine_sidecar
-from conftest import make_checkpoint
-from test_export_onnx import bad_case_paths
-from test_opcheck import relu_model
+from factory import bad_case_paths, relu_model
 from sunet_deploy.formats import EngineRecipe, Int8Recipe, OnnxRecipe
 
 GPU = GpuInfo("NVIDIA Test GPU", "8.9")
 
 
 @pytest.fixture(scope="module")
-def onnx_models(tmp_path_factory):
-    root = tmp_path_factory.mktemp("onnx")
-    checkpoint = make_checkpoint(root / "tiny.safetensors", 16)
-    export_onnx(checkpoint, root / "fp32.onnx")
-    export_onnx(checkpoint, root / "fp16.onnx", OnnxRecipe(fp16=True))
-    return {"checkpoint": checkpoint, "fp32": root / "fp32.onnx", "fp16": root / "fp16.onnx", "root": root}
+def onnx_models(artifacts):
+    return {"checkpoint": artifacts.checkpoint(), "fp32": artifacts.onnx(),
+            "fp16": artifacts.onnx(recipe=OnnxRecipe(fp16=True))}
 
 
 @pytest.fixture(scope="module")
-def int8_models(onnx_models):
-
-    root, checkpoint = onnx_models["root"], onnx_models["checkpoint"]
-    export_onnx(checkpoint, root / "int8.onnx", OnnxRecipe(int8=Int8Recipe(images=4)))
-    export_onnx(checkpoint, root / "uint8.onnx", OnnxRecipe(int8=Int8Recipe(images=4, activations="uint8")))
-    export_onnx(checkpoint, root / "int8-fp32.onnx", OnnxRecipe(int8=Int8Recipe(images=4, float_parts="fp32")))
-    return {"int8": root / "int8.onnx", "uint8": root / "uint8.onnx", "int8-fp32": root / "int8-fp32.onnx"}
+def int8_models(artifacts):
+    recipes = {"int8": Int8Recipe(images=4), "uint8": Int8Recipe(images=4, activations="uint8"),
+               "int8-fp32": Int8Recipe(images=4, float_parts="fp32")}
+    return {name: artifacts.onnx(recipe=OnnxRecipe(int8=recipe)) for name, recipe in recipes.items()}
 
 
 def built_plan(engine) -> dict:

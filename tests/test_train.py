@@ -25,20 +25,9 @@ from train.config import parse_config
 from train.data import EvalSet, make_loader
 from train.evaluate import main as evaluate_main
 from train.loop import Trainer
+from factory import records, tiny_args
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = ("--arch sunet_tiny --crop-size 32 --batch-size 4 --synthetic-samples 16 4 --synthetic-size 40x48 "
-        "--iterations 4 --val-every 2 --workers 0 --lr 0.01 --no-progress --log-every 1")  # fmt: skip
-
-
-def tiny_args(tmp_path: Path, extra: str = "") -> list[str]:
-    return [*TINY.split(), "--out-dir", str(tmp_path / "run"), *extra.split()]
-
-
-def records(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-
-
 def state_tensors(run_dir: Path) -> dict[str, torch.Tensor]:
     tensors, _ = load_tensors(run_dir / "latest_state.safetensors", "train_state")
     return {k: v for k, v in tensors.items() if k.startswith(("model.", "optimizer."))}

@@ -15,7 +15,7 @@ from train.processes import Interrupted, interrupts_deferred, signals_interrupt
 psutil = pytest.importorskip("psutil", reason="psutil is not installed (the [torch] extra)")
 
 REPO = Path(__file__).resolve().parents[1]
-ENDLESS = ("--arch sunet_tiny --crop-size 32 --batch-size 4 --synthetic-samples 32 4 --synthetic-size 40x48 "
+ENDLESS = ("--arch sunet_tiny --crop-size 32 --batch-size 4 --synthetic-samples 32 --val-synthetic-samples 4 --synthetic-size 40x48 "
            "--iterations 1000000 --val-every 1000000 --no-progress --log-every 1 --device cpu")  # fmt: skip
 
 

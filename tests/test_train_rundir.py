@@ -1,9 +1,9 @@
 """A new training run never replaces an earlier one: refused unless --overwrite (or --resume) says so."""
 
 import pytest
-from test_train import records, tiny_args
 
 import train.loop
+from factory import records, tiny_args
 from sunet_deploy.cli import EXIT_USAGE
 from train.__main__ import main
 from train.rundir import RUN_FILES

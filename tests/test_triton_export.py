@@ -5,35 +5,28 @@ import argparse
 import socket
 
 import pytest
-import torch
 
-from conftest import make_meta, randomize_bn
 from export import triton as export_triton
-from export.onnx import export_onnx
 from export.triton import ConfigSchemaError, TritonExportError, export_repository_model, main
+from factory import make_meta
 from runtimes import ArtifactError, open_runtime, options_for, runtime_for
 from runtimes.options import TritonOptions, add_flags, from_args
 from sunet_deploy.artifact import ArtifactInfo, read_onnx_info
-from sunet_deploy.checkpoint import save_checkpoint
 from sunet_deploy.engine_env import EngineEnvironmentError, EngineSidecar, GpuInfo, write_engine_sidecar
 from sunet_deploy.fileio import file_sha256
-from sunet_deploy.models import ModelSpec, build_model
+from sunet_deploy.models import ModelSpec
 
 pytest.importorskip("tritonclient.grpc", reason="tritonclient is not installed: pip install 'sunet-deploy[serve]'")
 from google.protobuf import text_format  # noqa: E402
 from tritonclient.grpc import model_config_pb2  # noqa: E402
 from sunet_deploy.formats import TritonRecipe
 
-NUM_CLASSES = 4
+NUM_CLASSES = 5  # the factory's default checkpoint
 
 
 @pytest.fixture(scope="module")
-def onnx_model(tmp_path_factory):
-    root = tmp_path_factory.mktemp("model")
-    spec = ModelSpec("sunet_tiny", num_classes=NUM_CLASSES, output_stride=16)
-    torch.manual_seed(0)
-    checkpoint = save_checkpoint(root / "model.safetensors", randomize_bn(build_model(spec)).eval(), make_meta(spec))
-    return export_onnx(checkpoint, root / "model.onnx").path
+def onnx_model(artifacts):
+    return artifacts.onnx()
 
 
 def engine(tmp_path, profile):

@@ -26,9 +26,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import several_class_checkpoint
-from photos import write_photos
 from benchmarks.parity import main as parity
+from factory import several_class_checkpoint
+from photos import write_photos
 from benchmarks.serve import main as serve_benchmark
 from export.onnx import export_onnx
 from export.triton import export_repository_model, validate_config

@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from sunet_deploy.cli import EXIT_STATUS_HELP, parse_size
+from sunet_deploy.data.selection import DatasetChoice, add_dataset_flags
+from sunet_deploy.data.synthetic import DEFAULT_CLASSES, DEFAULT_SAMPLES, DEFAULT_SIZE
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 TASKS = ("segmentation", "classification")
@@ -57,15 +59,16 @@ class TrainConfig:
     head: str = _opt("plain", "segmentation head: plain (1x1 conv) or degrid (paper section 5.3)")
     init_backbone: str = _opt(None, "checkpoint whose backbone initialises the model (e.g. best.safetensors of a classification run)")
     # ---- data
-    dataset: str = _opt("synthetic", "synthetic, voc, sbd, voc_aug, cityscapes, folder (segmentation); classification: an ImageNet-style folder")
+    dataset: str = _opt("synthetic", "the training set's kind (DatasetSpec kinds); classification: an ImageNet-style folder")
     data_root: str = _opt(None, "dataset root (VOC root for voc_aug; for classification: a folder holding train/<class>/ and val/<class>/)")
     sbd_root: str = _opt(None, "SBD root (voc_aug only)")
     val_root: str = _opt(None, "root of the validation data if elsewhere (required for 'folder': a second images/ + masks/ folder)")
-    train_split: str = _opt("train", "training split name")
+    split: str = _opt("train", "training split name")
     val_split: str = _opt("val", "validation split name")
-    num_classes: int = _opt(None, "classes of a synthetic or folder dataset (synthetic default 7; others know their classes)")
-    synthetic_samples: list = _opt([2000, 200], "synthetic dataset: number of training and validation images", nargs=2, type=int)
-    synthetic_size: str = _opt("128x128", "synthetic dataset: image size HxW")
+    num_classes: int = _opt(None, f"classes of a synthetic or folder dataset (synthetic default {DEFAULT_CLASSES}; others know their classes)")
+    synthetic_samples: int = _opt(DEFAULT_SAMPLES["train"], "synthetic dataset: number of training images")
+    val_synthetic_samples: int = _opt(DEFAULT_SAMPLES["val"], "synthetic dataset: number of validation images")
+    synthetic_size: tuple = _opt(DEFAULT_SIZE, "synthetic dataset: image size HxW (in JSON: \"128x128\" or [128, 128])")
     # ---- augmentation
     crop_size: int = _opt(None, "training crop size (segmentation 512, classification 224)")
     scale_range: list = _opt([0.5, 2.0], "random scale range of the segmentation augmentation", nargs=2, type=float)
@@ -117,6 +120,7 @@ class TrainConfig:
         for key, value in defaults.items():
             if values[key] is None:
                 values[key] = value
+        values["synthetic_size"] = _size(values["synthetic_size"])
         config = TrainConfig(**values)
         config.check()
         return config
@@ -131,10 +135,9 @@ class TrainConfig:
         for name in ("batch_size", "accumulate", "crop_size", "val_every", "checkpoint_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        try:
-            parse_size(self.synthetic_size)
-        except argparse.ArgumentTypeError as exc:
-            raise ValueError(f"synthetic_size: {exc}") from exc
+        if not (isinstance(self.synthetic_samples, int) and isinstance(self.val_synthetic_samples, int)):
+            raise ValueError(f"synthetic_samples is one number (training images), got {self.synthetic_samples!r}; "
+                             "the validation images are val_synthetic_samples (--val-synthetic-samples)")
         if self.lr <= 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
 
@@ -143,6 +146,17 @@ class TrainConfig:
 
 
 FIELDS = {f.name: f for f in fields(TrainConfig)}
+DATASET_FIELDS = {f.name for f in fields(DatasetChoice)}
+"""Fields whose flags are the dataset flags every command shares (sunet_deploy.data.selection)."""
+RENAMED_KEYS = {"train_split": "split"}
+
+
+def _size(value) -> tuple[int, int]:
+    """A synthetic size from a flag (a tuple), JSON ("HxW" or [H, W]) or config.json."""
+    try:
+        return parse_size(value) if isinstance(value, str) else parse_size("x".join(map(str, value)))
+    except (argparse.ArgumentTypeError, TypeError) as exc:
+        raise ValueError(f"synthetic_size: {exc}") from exc
 
 
 def load_config_file(name_or_path: str) -> dict:
@@ -159,6 +173,9 @@ def load_config_file(name_or_path: str) -> dict:
         raise ValueError(f"{path}: not valid JSON ({exc})") from exc
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a JSON object of config fields")
+    renamed = [f"{old} is now {new}" for old, new in RENAMED_KEYS.items() if old in data]
+    if renamed:
+        raise ValueError(f"{path}: {'; '.join(renamed)}")
     unknown = sorted(set(data) - set(FIELDS))
     if unknown:
         raise ValueError(f"{path}: unknown config keys {unknown}; known: {', '.join(FIELDS)}")
@@ -190,14 +207,26 @@ def build_parser(prog: str = "python -m train") -> argparse.ArgumentParser:
     )
     parser.add_argument("--config", help="JSON file of these options (keys with underscores), or a built-in name: "
                         + ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.json"))))  # fmt: skip
+    add_dataset_flags(parser, "the training images (the validation images: --val-root, --val-split, "
+                      "--val-synthetic-samples); defaults: " + ", ".join(f"{name} {FIELDS[name].default}" for name in
+                      ("dataset", "split", "synthetic_samples")) + ", synthetic size {}x{}".format(*DEFAULT_SIZE),
+                      default=argparse.SUPPRESS, renamed=("--train-split",))  # fmt: skip
     for f in fields(TrainConfig):
-        parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, **_flag_type(f))
+        if f.name not in DATASET_FIELDS:
+            parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, **_flag_type(f))
     return parser
 
 
 def parse_config(argv: list[str] | None = None) -> TrainConfig:
     """Recipe defaults < config file < flags, resolved and checked."""
-    args = vars(build_parser().parse_args(argv))
+    parser = build_parser()
+    namespace, extra = parser.parse_known_args(argv)
+    if extra:
+        if hasattr(namespace, "synthetic_samples") and extra[0].isdigit():
+            parser.error("--synthetic-samples takes one number now (training images); give the validation "
+                         "images' number with --val-synthetic-samples")  # fmt: skip
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args = vars(namespace)
     values = load_config_file(args.pop("config")) if args.get("config") else {}
     args.pop("config", None)
     values.update(args)

@@ -18,9 +18,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from sunet_deploy.cli import parse_size
 from sunet_deploy.data import DatasetError, DatasetSpec, EvalTransform, TrainTransform
 from sunet_deploy.data.folder import IMAGE_SUFFIXES
+from sunet_deploy.data.spec import synthetic_spec
+from sunet_deploy.data.synthetic import DEFAULT_CLASSES
 from sunet_deploy.metadata import IMAGENET_MEAN, IMAGENET_STD
 from sunet_deploy.preprocess import ImageError, read_image, to_tensor_input
 
@@ -28,8 +29,6 @@ from .config import TrainConfig
 from .distributed import Context
 from .processes import exit_with, interrupts_deferred
 
-SYNTHETIC_CLASSES = 7
-SYNTHETIC_SEED = 0  # the synthetic images' seed; --seed is the model's and the augmentation's
 
 
 def to_input(image: np.ndarray) -> torch.Tensor:
@@ -45,10 +44,10 @@ def segmentation_specs(config: TrainConfig) -> tuple[DatasetSpec, DatasetSpec]:
     """The (train, val) datasets of a segmentation config. voc_aug trains on trainaug and validates
     on VOC; a 'folder' dataset validates on the folder --val-root."""
     if config.dataset == "synthetic":
-        common = dict(size=parse_size(config.synthetic_size), num_classes=config.num_classes or SYNTHETIC_CLASSES,
-                      seed=SYNTHETIC_SEED)  # fmt: skip
-        return (DatasetSpec("synthetic", split=config.train_split, num_samples=config.synthetic_samples[0], **common),
-                DatasetSpec("synthetic", split=config.val_split, num_samples=config.synthetic_samples[1], **common))  # fmt: skip
+        # The images' seed is synthetic.DEFAULT_SEED; --seed is the model's and the augmentation's.
+        classes = config.num_classes or DEFAULT_CLASSES
+        return (synthetic_spec(config.split, classes, config.synthetic_samples, config.synthetic_size),
+                synthetic_spec(config.val_split, classes, config.val_synthetic_samples, config.synthetic_size))
     root = _required_root(config)
     val_root = config.val_root or root
     if config.dataset == "folder":
@@ -56,8 +55,8 @@ def segmentation_specs(config: TrainConfig) -> tuple[DatasetSpec, DatasetSpec]:
             raise DatasetError("dataset folder needs --val-root: a second images/ + masks/ folder for validation")
         return tuple(DatasetSpec("folder", folder, num_classes=config.num_classes) for folder in (root, val_root))
     if config.dataset == "voc_aug":
-        return _voc_aug(root, config.train_split, config.sbd_root), _voc_aug(val_root, config.val_split, config.sbd_root)
-    return DatasetSpec(config.dataset, root, config.train_split), DatasetSpec(config.dataset, val_root, config.val_split)
+        return _voc_aug(root, config.split, config.sbd_root), _voc_aug(val_root, config.val_split, config.sbd_root)
+    return DatasetSpec(config.dataset, root, config.split), DatasetSpec(config.dataset, val_root, config.val_split)
 
 
 def _voc_aug(root: str, split: str, sbd_root: str | None) -> DatasetSpec:
@@ -73,7 +72,7 @@ def training_datasets(config: TrainConfig) -> tuple:
     as built, a folder's class count filled in (None for classification)."""
     if config.task == "classification":
         root = _required_root(config)
-        train = ClassFolder(root, config.train_split)
+        train = ClassFolder(root, config.split)
         return train, ClassFolder(config.val_root or root, config.val_split, classes=train.classes), None
     (train, train_spec), (val, val_spec) = (_build(spec) for spec in segmentation_specs(config))
     if val.classes != train.classes:

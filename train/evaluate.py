@@ -18,10 +18,10 @@ import torch
 from torch import nn
 from torch.utils.data import Subset
 
-from sunet_deploy.cli import EXIT_OK, EXIT_STATUS_HELP, EXIT_USAGE, parse_size
+from sunet_deploy.cli import EXIT_OK, EXIT_STATUS_HELP, EXIT_USAGE
 from sunet_deploy.checkpoint import CheckpointError, load_model
-from sunet_deploy.data import KINDS, DatasetError
-from sunet_deploy.data.selection import check_classes, evaluation_spec
+from sunet_deploy.data import DatasetError
+from sunet_deploy.data.selection import DatasetChoice, add_dataset_flags, check_classes, evaluation_spec
 from sunet_deploy.fileio import atomic_write_bytes
 from sunet_deploy.metrics import ConfusionMatrix, format_table
 from sunet_deploy.protocol import PAPER, Protocol
@@ -118,14 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m train.evaluate", description=__doc__.split("\n\n")[0],
                                 epilog=EXIT_STATUS_HELP, formatter_class=argparse.ArgumentDefaultsHelpFormatter)  # fmt: skip
     p.add_argument("checkpoint", help="a sunet-deploy checkpoint (e.g. runs/demo/best.safetensors)")
-    p.add_argument("--dataset", choices=KINDS, help="dataset kind, if not the validation set recorded in the "
-                   "checkpoint (voc_aug evaluates on VOC)")  # fmt: skip
-    p.add_argument("--data-root", help="dataset root, if not the recorded one (not for synthetic)")
-    p.add_argument("--split", help="split to evaluate, if not the recorded one (val for another dataset)")
-    p.add_argument("--num-classes", type=int, help="classes of a folder dataset without classes.txt (the checkpoint's if not given)")
-    p.add_argument("--synthetic-samples", type=int, help="synthetic: number of images (a checkpoint that records its "
-                   "validation set takes only that; else 200)")  # fmt: skip
-    p.add_argument("--synthetic-size", type=parse_size, help="synthetic: image size HxW (as --synthetic-samples; else 128x128)")
+    add_dataset_flags(p, "the images scored: the validation set the checkpoint records, changed by these flags "
+                      "(another --dataset: from the flags alone; voc_aug scores on VOC)")
     p.add_argument("--resize-short", type=int, help="single-scale: resize the short side to this size first")
     p.add_argument("--multi-scale", action="store_true", help="paper protocol: scales, flip, sliding window")
     p.add_argument("--scales", type=float, nargs="+", default=list(paper.scales), help="multi-scale: scales of --base-size")
@@ -166,7 +160,7 @@ def run(args: argparse.Namespace) -> tuple[dict, str]:
     model, ckpt = load_model(args.checkpoint)
     if ckpt.meta.model.get("task") == "classification":
         raise ValueError(f"{args.checkpoint} is a classifier; this evaluates segmentation checkpoints")
-    spec, note = evaluation_spec(args, ckpt.meta)
+    spec, note = evaluation_spec(DatasetChoice.from_args(args), ckpt.meta)
     if note:
         print(f"note: {args.checkpoint} {note}", file=sys.stderr)
     dataset = spec.build()

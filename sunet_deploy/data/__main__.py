@@ -1,7 +1,7 @@
 """`python -m sunet_deploy.data OUT`: write synthetic samples to disk in the plain folder layout.
 
 OUT/images/<name>.png and OUT/masks/<name>.png (palette PNG of class indices), plus
-OUT/classes.txt. The result is a `folder` dataset (`build_dataset("folder", OUT)` takes its
+OUT/classes.txt. The result is a `folder` dataset (`DatasetSpec("folder", OUT).build()` takes its
 classes from OUT/classes.txt) and a set of real image files for `python -m runtimes.predict`.
 """
 
@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from ..cli import EXIT_STATUS_HELP, parse_size
 from ..preprocess import save_palette_png
-from .synthetic import SyntheticSegmentation
+from .synthetic import DEFAULT_CLASSES, DEFAULT_SEED, DEFAULT_SIZE, SyntheticSegmentation
 
 
 def write_synthetic_folder(dataset: SyntheticSegmentation, root: Path) -> Path:
@@ -39,9 +39,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("output", type=Path, help="folder to write images/ and masks/ into")
     parser.add_argument("--count", type=int, default=16, help="number of samples (default 16)")
     parser.add_argument("--split", default="val", choices=("train", "val", "test"), help="synthetic split (default val)")
-    parser.add_argument("--size", type=parse_size, default=(128, 128), help="image HxW (default 128x128)")
-    parser.add_argument("--classes", type=int, default=7, help="number of classes incl. background (default 7)")
-    parser.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
+    parser.add_argument("--size", type=parse_size, default=DEFAULT_SIZE, help="image HxW (default {}x{})".format(*DEFAULT_SIZE))
+    parser.add_argument("--classes", type=int, default=DEFAULT_CLASSES,
+                        help=f"number of classes incl. background (default {DEFAULT_CLASSES})")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"dataset seed (default {DEFAULT_SEED})")
     args = parser.parse_args(argv)
     try:
         dataset = SyntheticSegmentation(num_samples=args.count, size=args.size, num_classes=args.classes,

@@ -1,29 +1,43 @@
-"""Which dataset a checkpoint is scored on (train.evaluate, benchmarks.parity): by default the
-validation set that training recorded in the checkpoint; a kind, root, split or class count given
-by the user change it.
+"""One dataset choice for every command that reads images: train, train.evaluate, export.onnx
+(verification and INT8 calibration images) and benchmarks.parity.
+
+`add_dataset_flags` gives each parser the same flags with the same meaning (DATASET_FLAGS):
+
+    --dataset KIND  --data-root DIR  --split SPLIT  --num-classes N  --synthetic-samples N  --synthetic-size HxW
+
+`DatasetChoice` is what they said (None: not said). `chosen_spec` turns it into the DatasetSpec a
+checkpoint's command builds: the set training recorded in the checkpoint (its validation set to
+score on, its training set for export images), changed by the flags; another kind, or a checkpoint
+that records none, comes from the flags alone with the synthetic defaults of
+`sunet_deploy.data.synthetic`. Training has no checkpoint yet and builds its sets from the same
+flags (`train.data.segmentation_specs`).
 
 Synthetic-shape flags may only repeat what the checkpoint recorded: a different value would score
-other images than validation did, silently. Checkpoints that record no dataset (written before
-training recorded one) take the dataset from the flags, with the defaults evaluation always had.
+other images than validation did, silently. Torch-free.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import argparse
+from dataclasses import dataclass, fields, replace
 
+from ..cli import parse_size
 from ..metadata import ModelMetadata
 from .folder import placeholder_classes, read_class_names
-from .spec import DatasetSpec, validation_spec
+from .spec import KINDS, DatasetSpec, recorded_spec, synthetic_spec
+from .synthetic import DEFAULT_CLASSES
 
-# The defaults of the synthetic flags before checkpoints recorded their dataset.
-LEGACY_SYNTHETIC = {"split": "val", "num_samples": 200, "size": (128, 128), "seed": 0}
+DATASET_FLAGS = ("--dataset", "--data-root", "--split", "--num-classes", "--synthetic-samples", "--synthetic-size")
+RENAMED = {"--root": "--data-root", "--data-split": "--split", "--data-size": "--synthetic-size", "--train-split": "--split"}
+"""Dataset flags some command used to spell otherwise: refused, naming the new spelling."""
 # DatasetChoice field: (command-line option, DatasetSpec field)
+_SET_NAMES = {"val": "validation", "train": "training"}
 SYNTHETIC_FLAGS = {"synthetic_samples": ("--synthetic-samples", "num_samples"), "synthetic_size": ("--synthetic-size", "size")}
 
 
 @dataclass(frozen=True)
 class DatasetChoice:
-    """What the user said about the dataset; None is 'as recorded'."""
+    """What the user said about the dataset; None is 'as recorded' (or the command's default)."""
 
     dataset: str | None = None
     data_root: str | None = None
@@ -32,49 +46,105 @@ class DatasetChoice:
     synthetic_samples: int | None = None
     synthetic_size: tuple[int, int] | None = None
 
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> DatasetChoice:
+        """The choice of flags parsed by a parser with `add_dataset_flags`."""
+        return cls(**{f.name: getattr(args, f.name, None) for f in fields(cls)})
 
-def evaluation_spec(args: DatasetChoice, meta: ModelMetadata) -> tuple[DatasetSpec, str | None]:
-    """The dataset to evaluate on, and a note for checkpoints that record none. `args` may be any
-    object with DatasetChoice's attributes (e.g. parsed flags)."""
-    recorded = validation_spec(meta)
-    kind = "voc" if args.dataset == "voc_aug" else args.dataset  # voc_aug's validation set is VOC's
+
+def add_dataset_flags(parser: argparse.ArgumentParser, description: str, default: object = None,
+                      renamed: tuple[str, ...] = ()) -> argparse._ArgumentGroup:  # fmt: skip
+    """DATASET_FLAGS in a group of `parser`; `description` says what the images are for and what
+    the command takes when a flag is left out. `renamed`: old spellings (RENAMED) this command
+    refuses with the new name."""
+    group = parser.add_argument_group("dataset", description)
+    group.add_argument("--dataset", choices=KINDS, default=default, metavar="KIND",
+                       help=f"dataset kind: {', '.join(KINDS)} (KINDS in sunet_deploy/data/spec.py)")
+    group.add_argument("--data-root", default=default, metavar="DIR",
+                       help="dataset root (VOC root, Cityscapes root, a folder of images/ + masks/); not for synthetic")
+    group.add_argument("--split", default=default, help="split of the dataset: train, val, ... (a folder has none)")
+    group.add_argument("--num-classes", type=int, default=default, metavar="N",
+                       help=f"classes of a synthetic dataset (2-{DEFAULT_CLASSES}) or of a folder without classes.txt")
+    group.add_argument("--synthetic-samples", type=_positive, default=default, metavar="N", help="synthetic: number of images")
+    group.add_argument("--synthetic-size", type=parse_size, default=default, metavar="HxW", help="synthetic: image size")
+    for old in renamed:
+        group.add_argument(old, action=_Renamed, new=RENAMED[old])
+    return group
+
+
+class _Renamed(argparse.Action):
+    """An option that was renamed: refused in one line that names the new one."""
+
+    def __init__(self, option_strings: list[str], dest: str, new: str, **kw) -> None:
+        super().__init__(option_strings, argparse.SUPPRESS, nargs="?", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        self.new = new
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.error(f"{option_string} is now {self.new}")
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return value
+
+
+def chosen_spec(choice: DatasetChoice, meta: ModelMetadata, use: str = "val",
+                samples: int | None = None) -> tuple[DatasetSpec, str | None]:  # fmt: skip
+    """The dataset a checkpoint's command reads, and a note for checkpoints that record none.
+    `use`: the recorded set the flags change ("val" to score, "train" for export images);
+    `samples`: synthetic images when neither the checkpoint nor --synthetic-samples says how many."""
+    recorded = recorded_spec(meta, use)
+    kind = choice.dataset and (KINDS[choice.dataset].scored_as or choice.dataset)
     if recorded is None:
-        spec = _from_flags(args, kind or "synthetic", meta.num_classes)
-        return spec, f"records no dataset (older checkpoint); evaluating on {spec.describe()}, from the flags"
+        spec = _from_flags(choice, kind or "synthetic", meta.num_classes, samples)
+        return spec, f"records no dataset (older checkpoint); using {spec.describe()}, from the flags"
     if kind is not None and kind != recorded.kind:
-        return _from_flags(args, kind, meta.num_classes), None
-    return _changed(recorded, args), None
+        return _from_flags(choice, kind, meta.num_classes, samples), None
+    return _changed(recorded, choice, use), None
 
 
-def _from_flags(args: DatasetChoice, kind: str, num_classes: int) -> DatasetSpec:
-    if kind == "synthetic":
-        given = {field: getattr(args, attr) for attr, (_, field) in SYNTHETIC_FLAGS.items() if getattr(args, attr)}
-        split = {"split": args.split} if args.split else {}
-        return DatasetSpec("synthetic", num_classes=num_classes, **{**LEGACY_SYNTHETIC, **given, **split})
-    _refuse_synthetic_flags(args, kind)
-    if not args.data_root:
+def evaluation_spec(choice: DatasetChoice, meta: ModelMetadata) -> tuple[DatasetSpec, str | None]:
+    """The dataset a checkpoint is scored on (train.evaluate, benchmarks.parity)."""
+    return chosen_spec(choice, meta, "val")
+
+
+def _from_flags(choice: DatasetChoice, kind: str, num_classes: int, samples: int | None) -> DatasetSpec:
+    if kind == "synthetic":  # at most the classes synthetic images have; check_classes tells a mismatch
+        _refuse_root(choice)
+        return synthetic_spec(choice.split or "val", choice.num_classes or min(num_classes, DEFAULT_CLASSES),
+                              choice.synthetic_samples or samples, choice.synthetic_size)  # fmt: skip
+    _refuse_synthetic_flags(choice, kind)
+    if not choice.data_root:
         raise ValueError(f"--dataset {kind} needs --data-root")
     if kind == "folder":  # without --num-classes: the names of classes.txt, else the checkpoint's count
-        unnamed = read_class_names(args.data_root) is None
-        return DatasetSpec("folder", args.data_root, num_classes=args.num_classes or (num_classes if unnamed else None))
-    return DatasetSpec(kind, args.data_root, args.split or "val")
+        unnamed = read_class_names(choice.data_root) is None
+        return DatasetSpec("folder", choice.data_root, num_classes=choice.num_classes or (num_classes if unnamed else None))
+    return DatasetSpec(kind, choice.data_root, choice.split or "val")
 
 
-def _changed(recorded: DatasetSpec, args: DatasetChoice) -> DatasetSpec:
+def _changed(recorded: DatasetSpec, choice: DatasetChoice, use: str) -> DatasetSpec:
     """The recorded spec with the root, split or class count the flags give."""
     if recorded.kind == "synthetic":
+        _refuse_root(choice)
         for attr, (option, field) in SYNTHETIC_FLAGS.items():
-            if getattr(args, attr) not in (None, getattr(recorded, field)):
-                raise ValueError(f"{option} contradicts the validation set the checkpoint records ({recorded.describe()}); "
+            if getattr(choice, attr) not in (None, getattr(recorded, field)):
+                raise ValueError(f"{option} contradicts the {_SET_NAMES.get(use, use)} set the checkpoint records ({recorded.describe()}); "
                                  "leave it out, or choose another dataset with --dataset")  # fmt: skip
     else:
-        _refuse_synthetic_flags(args, recorded.kind)
-    changes = {"root": args.data_root, "split": args.split, "num_classes": args.num_classes}
+        _refuse_synthetic_flags(choice, recorded.kind)
+    changes = {"root": choice.data_root, "split": choice.split, "num_classes": choice.num_classes}
     return replace(recorded, **{k: v for k, v in changes.items() if v is not None})
 
 
-def _refuse_synthetic_flags(args: DatasetChoice, kind: str) -> None:
-    given = [option for attr, (option, _) in SYNTHETIC_FLAGS.items() if getattr(args, attr) is not None]
+def _refuse_root(choice: DatasetChoice) -> None:
+    if choice.data_root is not None:
+        raise ValueError("--data-root: synthetic data has no root (choose another dataset with --dataset)")
+
+
+def _refuse_synthetic_flags(choice: DatasetChoice, kind: str) -> None:
+    given = [option for attr, (option, _) in SYNTHETIC_FLAGS.items() if getattr(choice, attr) is not None]
     if given:
         raise ValueError(f"{' and '.join(given)}: for synthetic data only, not dataset {kind!r}")
 

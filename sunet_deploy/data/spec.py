@@ -10,32 +10,50 @@ find the validation set there (`validation_spec`) instead of guessing it from fl
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 
 from ..metadata import ModelMetadata
 from .base import DatasetError
 from .cityscapes import CityscapesSegmentation
 from .folder import FolderSegmentation
-from .synthetic import SyntheticSegmentation
+from .synthetic import DEFAULT_CLASSES, DEFAULT_SAMPLES, DEFAULT_SEED, DEFAULT_SIZE, SyntheticSegmentation
 from .voc import SBDSegmentation, VOCAugSegmentation, VOCSegmentation
 
-# kind: (required fields, optional fields); every other field must be None. voc_aug is always the
-# trainaug set and a folder is one set: neither has a split.
-KIND_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "synthetic": (("split", "num_samples", "size", "num_classes", "seed"), ()),
-    "voc": (("root", "split"), ()),
-    "sbd": (("root", "split"), ()),
-    "voc_aug": (("root", "sbd_root"), ()),
-    "cityscapes": (("root", "split"), ()),
-    "folder": (("root",), ("num_classes",)),
-}
+
+@dataclass(frozen=True)
+class DatasetKind:
+    """One kind of dataset: the DatasetSpec fields it needs and may take (every other field stays
+    None), how to build it from a spec, and the kind it is scored on (voc_aug: VOC's sets)."""
+
+    required: tuple[str, ...]
+    build: Callable[["DatasetSpec"], object]
+    optional: tuple[str, ...] = ()
+    scored_as: str | None = None
+
+
+def _split_kind(dataset: type) -> DatasetKind:
+    return DatasetKind(("root", "split"), lambda spec: dataset(spec.root, spec.split))
+
+
+# The one registry of dataset kinds: DatasetSpec checks and builds from it, and every command's
+# --dataset offers its names (sunet_deploy.data.selection). A new kind is one entry here.
+# voc_aug is always the trainaug set and a folder is one set: neither has a split.
+KINDS: dict[str, DatasetKind] = {
+    "synthetic": DatasetKind(("split", "num_samples", "size", "num_classes", "seed"), lambda spec: SyntheticSegmentation(
+        spec.num_samples, spec.size, spec.num_classes, spec.seed, spec.split)),
+    "voc": _split_kind(VOCSegmentation),
+    "sbd": _split_kind(SBDSegmentation),
+    "voc_aug": DatasetKind(("root", "sbd_root"), lambda spec: VOCAugSegmentation(spec.root, spec.sbd_root), scored_as="voc"),
+    "cityscapes": _split_kind(CityscapesSegmentation),
+    "folder": DatasetKind(("root",), lambda spec: FolderSegmentation(spec.root, spec.num_classes), ("num_classes",)),
+}  # fmt: skip
 _TYPES = {"root": str, "split": str, "sbd_root": str, "num_samples": int, "num_classes": int, "seed": int}
-_SPLIT_DATASETS = {"voc": VOCSegmentation, "sbd": SBDSegmentation, "cityscapes": CityscapesSegmentation}
 
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """Which dataset: `kind` and the fields that kind uses (KIND_FIELDS); the others stay None.
+    """Which dataset: `kind` and the fields that kind uses (KINDS); the others stay None.
 
     synthetic: split, num_samples, size (H, W), num_classes, seed. voc, sbd, cityscapes: root, split.
     voc_aug: root (VOC) and sbd_root. folder: root, num_classes (None: from root/classes.txt).
@@ -51,9 +69,9 @@ class DatasetSpec:
     sbd_root: str | None = None
 
     def __post_init__(self) -> None:
-        if self.kind not in KIND_FIELDS:
-            raise DatasetError(f"unknown dataset kind {self.kind!r}; expected one of {', '.join(KIND_FIELDS)}")
-        required, optional = KIND_FIELDS[self.kind]
+        if self.kind not in KINDS:
+            raise DatasetError(f"unknown dataset kind {self.kind!r}; expected one of {', '.join(KINDS)}")
+        required, optional = KINDS[self.kind].required, KINDS[self.kind].optional
         missing = [name for name in required if getattr(self, name) is None]
         if missing:
             raise DatasetError(f"dataset {self.kind!r} needs {', '.join(missing)}")
@@ -91,13 +109,7 @@ class DatasetSpec:
 
     def build(self):
         """The dataset (numpy samples) this spec describes."""
-        if self.kind == "synthetic":
-            return SyntheticSegmentation(self.num_samples, self.size, self.num_classes, self.seed, self.split)
-        if self.kind == "voc_aug":
-            return VOCAugSegmentation(self.root, self.sbd_root)
-        if self.kind == "folder":
-            return FolderSegmentation(self.root, self.num_classes)
-        return _SPLIT_DATASETS[self.kind](self.root, self.split)
+        return KINDS[self.kind].build(self)
 
     def describe(self) -> str:
         """One line for people, e.g. 'synthetic val: 200 images 128x128, 7 classes, seed 0'."""
@@ -110,6 +122,13 @@ class DatasetSpec:
             classes = f"{self.num_classes} classes" if self.num_classes else "classes from classes.txt"
             return f"folder {self.root} ({classes})"
         return f"{self.kind} {self.split}: {self.root}"
+
+
+def synthetic_spec(split: str = "val", num_classes: int = DEFAULT_CLASSES, num_samples: int | None = None,
+                   size: tuple[int, int] | None = None) -> DatasetSpec:
+    """A synthetic set with the defaults every command shares (synthetic.DEFAULT_*) where not given."""
+    return DatasetSpec("synthetic", split=split, num_samples=num_samples or DEFAULT_SAMPLES.get(split, DEFAULT_SAMPLES["val"]),
+                       size=tuple(size or DEFAULT_SIZE), num_classes=num_classes, seed=DEFAULT_SEED)  # fmt: skip
 
 
 def recorded_spec(meta: ModelMetadata, split: str) -> DatasetSpec | None:

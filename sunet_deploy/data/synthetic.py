@@ -19,14 +19,22 @@ TEXTURES = ("plain", "stripes", "checker", "dots", "gradient", "noise")
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
 HUE_JITTER = 20  # OpenCV hue units (0-180); class hues are 180 / (num_classes - 1) apart
 
+# The synthetic dataset's defaults, for every command that builds one (train, train.evaluate,
+# export.onnx, benchmarks.parity: see sunet_deploy.data.selection).
+DEFAULT_SIZE = (128, 128)
+DEFAULT_CLASSES = len(SHAPES) + 1
+DEFAULT_SEED = 0
+DEFAULT_SAMPLES = {"train": 2000, "val": 200, "test": 200}
+
 
 class SyntheticSegmentation:
     """Random shapes on clutter: (HxWx3 uint8 RGB image, HxW uint8 label), background = class 0."""
 
-    def __init__(self, num_samples: int = 1000, size: tuple[int, int] = (128, 128), num_classes: int = 7,
-                 seed: int = 0, split: str = "train", max_objects: int = 6) -> None:  # fmt: skip
-        if not 2 <= num_classes <= len(SHAPES) + 1:
-            raise ValueError(f"num_classes must be in [2, {len(SHAPES) + 1}], got {num_classes}")
+    def __init__(self, num_samples: int = DEFAULT_SAMPLES["train"], size: tuple[int, int] = DEFAULT_SIZE,
+                 num_classes: int = DEFAULT_CLASSES, seed: int = DEFAULT_SEED, split: str = "train",
+                 max_objects: int = 6) -> None:  # fmt: skip
+        if not 2 <= num_classes <= DEFAULT_CLASSES:
+            raise ValueError(f"num_classes must be in [2, {DEFAULT_CLASSES}], got {num_classes}")
         if split not in SPLIT_CODES:
             raise ValueError(f"split must be one of {sorted(SPLIT_CODES)}, got {split!r}")
         if num_samples < 1:
