@@ -38,13 +38,13 @@ demo: setup serve-venv
 	$(PY) -m train.evaluate $(DEMO)/best.safetensors --output $(DEMO)/eval.json
 	$(PY) -m export.onnx $(DEMO)/best.safetensors -o $(DEMO)/model.onnx
 	$(PY) -m sunet_deploy.data $(DEMO)/samples --count 8 --size 160x224
-	$(PY) -m runtimes.predict $(DEMO)/model.onnx $(DEMO)/samples/images -o $(DEMO)/predictions
+	$(PY) -m runtimes.predict $(DEMO)/model.onnx $(DEMO)/samples/images -o $(DEMO)/predictions --tile
 	$(PY) -m benchmarks.parity $(DEMO)/best.safetensors --output $(DEMO)/parity
 	$(PY) -m benchmarks.parity $(DEMO)/best.safetensors --multi-scale --base-size 0 --tile 96 --tile-overlap 32 \
 		--output $(DEMO)/parity_multiscale
 	$(PY) -m export.triton $(DEMO)/model.onnx -o $(DEMO)/model_repository --backend python --io tensor
 	$(SERVE_PY) -m runtimes.serve $(DEMO)/model_repository -- \
-		$(PY) -m runtimes.predict triton://127.0.0.1:8000/sunet $(DEMO)/samples/images -o $(DEMO)/served_predictions
+		$(PY) -m runtimes.predict triton://127.0.0.1:8000/sunet $(DEMO)/samples/images -o $(DEMO)/served_predictions --tile
 
 # CPU latency report: SUNet-64 OS16, 512x512, batch 1, every CPU runtime against PyTorch FP32.
 bench: setup
