@@ -1,18 +1,23 @@
-"""The protocol's engine: views processed band by band, in bounded memory (numpy, torch-free).
+"""The protocol's engine: views processed stripe by stripe, band by band, in bounded memory (numpy, torch-free).
 
     model = InferModel(runtime.infer, runtime.output_kind, num_classes, mean, std)
     mask = segment(image, model, Protocol(window=(512, 512), stride=(384, 384), batch=4))
 
-Each view (one scale, flipped or not) is a stream: it resizes the rows of the image one band (a
-strip of window rows) at a time, runs that band's windows in batches, and adds their softmax
-probabilities into a running sum; rows no later window touches are final and leave the stream,
-divided by how many windows covered them (a plain average: see docs/inference.md for why not a
-tapered weight). The output is assembled band by band too: each band of image rows pulls the
-rows it needs from every view, bilinearly resized back to the image size (half-pixel centres,
-as torch's `interpolate(align_corners=False)`), and the argmax of their sum is that band of the
-mask. Memory is a few bands of probabilities per view, whatever the image height; only the image
-and the mask are whole. Resizing by explicit row and column indices (not cv2.resize on the whole
-image) is what lets a band of a resized image equal the same rows of the whole resized image.
+The image is cut into stripes of columns (STRIPE_WINDOWS windows wide by default). Within a stripe,
+each view (one scale, flipped or not) is a stream over the view columns that stripe reads: it
+resizes the rows of the image one band (a strip of window rows) at a time, only the columns the
+windows need, runs the windows of the view's global grid that meet those columns in batches, and
+adds their softmax probabilities into a running sum; rows no later window touches are final and
+leave the stream, divided by how many windows covered them (a plain average: see docs/inference.md
+for why not a tapered weight). The output is assembled block by block too: each band of the
+stripe's rows pulls the rows it needs from every view, bilinearly resized back to the image size
+(half-pixel centres, as torch's `interpolate(align_corners=False)`), and the argmax of their sum is
+that block of the mask. Every pixel sums the same windows in the same order whatever the stripe
+width, so results are bit-identical to a whole-width run; windows on a stripe border run once per
+stripe they meet. Memory is a few bands of one stripe's probabilities per view, whatever the
+image's height and width; only the image and the mask are whole. Resizing by explicit row and
+column indices (not cv2.resize on the whole image) is what lets a block of a resized image equal
+the same pixels of the whole resized image.
 """
 
 from __future__ import annotations
@@ -76,47 +81,67 @@ def probabilities(out: np.ndarray, kind: str, num_classes: int) -> np.ndarray:
 
 
 class _View:
-    """One scale, flipped or not: rows of its probabilities at the image's size, in order."""
+    """One scale, flipped or not, seen through one stripe of image columns [a, b): rows of its
+    probabilities at the image's size, in order, for those columns only.
 
-    def __init__(self, image: np.ndarray, scale: float, flip: bool, protocol: Protocol, model: InferModel) -> None:
+    The windows are the view's global grid; only those that meet the view columns the stripe reads
+    run, over only the image columns they need, so each pixel sums the same windows in the same
+    order as a whole-width run (bit-identical) while memory follows the stripe, not the image."""
+
+    def __init__(self, image: np.ndarray, scale: float, flip: bool, protocol: Protocol, model: InferModel,
+                 cols: tuple[int, int]) -> None:  # fmt: skip
         self.image, self.flip, self.protocol, self.model = image, flip, protocol, model
         self.size = image.shape[:2]
         self.scaled = protocol.view_size(self.size, scale)
-        hs, ws = self.scaled
+        (hs, ws), w = self.scaled, self.size[1]
         self.window = (min(protocol.window[0], hs), min(protocol.window[1], ws)) if protocol.window else self.scaled
         stride = protocol.stride or self.window
         self.tops = window_starts(hs, self.window[0], stride[0])
-        self.lefts = window_starts(ws, self.window[1], stride[1])
+        lefts = window_starts(ws, self.window[1], stride[1])
+        col_count = np.zeros(ws, dtype=np.float32)
+        for left in lefts:
+            col_count[left : left + self.window[1]] += 1
+        # view columns (as the image is oriented) that the output resize reads for [a, b)
+        self.out_cols = linear_coords(ws, w, *cols) if ws != w else None
+        need = cols if self.out_cols is None else (int(self.out_cols[0].min()), int(self.out_cols[1].max()) + 1)
+        v0, v1 = (ws - need[1], ws - need[0]) if flip else need  # in the network's (mirrored) frame
+        self.lefts = [left for left in lefts if left < v1 and left + self.window[1] > v0]
+        self.c0, c1 = self.lefts[0], self.lefts[-1] + self.window[1]
+        self.col_count = col_count[self.c0 : c1]
+        self.first_col = ws - c1 if flip else self.c0  # of the computed columns, as the image is oriented
+        self.stripe = cols
+        self.in_cols = linear_coords(w, ws, self.first_col, self.first_col + c1 - self.c0) if ws != w else None
+        self.image_cols = (self.first_col, self.first_col + c1 - self.c0) if self.in_cols is None else \
+            (int(self.in_cols[0].min()), int(self.in_cols[1].max()) + 1)  # fmt: skip
         self.mean = np.asarray(model.mean, dtype=np.float32)
         self.inv_std = 1.0 / np.asarray(model.std, dtype=np.float32)
-        self.in_cols = linear_coords(self.size[1], ws, 0, ws) if ws != self.size[1] else None
-        self.out_cols = linear_coords(ws, self.size[1], 0, self.size[1]) if ws != self.size[1] else None
         self._final = self._final_rows()
-        self._buf = np.zeros((model.num_classes, 0, ws), dtype=np.float32)
+        self._buf = np.zeros((model.num_classes, 0, c1 - self.c0), dtype=np.float32)
         self._buf_start = 0
 
     # ---- the image side: rows of the view, normalised, as the network's input
     def _input_rows(self, top: int, count: int) -> np.ndarray:
         h, hs = self.size[0], self.scaled[0]
+        image = self.image[:, self.image_cols[0] : self.image_cols[1]]
         if hs == h:
-            rows = self.image[top : top + count].astype(np.float32)
+            rows = image[top : top + count].astype(np.float32)
         else:
-            rows = _lerp(self.image, 0, linear_coords(h, hs, top, top + count)).astype(np.float32, copy=False)
+            rows = _lerp(image, 0, linear_coords(h, hs, top, top + count)).astype(np.float32, copy=False)
         if self.in_cols is not None:
-            rows = _lerp(rows, 1, self.in_cols)
+            rows = _lerp(rows, 1, self.in_cols, offset=self.image_cols[0])
         x = ((rows - self.mean) * self.inv_std).transpose(2, 0, 1)
         return np.ascontiguousarray(x[:, :, ::-1] if self.flip else x)
 
     def _band(self, top: int) -> np.ndarray:
-        """Summed probabilities of one band of windows: (C, window height, view width)."""
+        """Summed probabilities of one band of windows: (C, window height, computed columns)."""
         x = self._input_rows(top, self.window[0])
         total = np.zeros((self.model.num_classes, *x.shape[1:]), dtype=np.float32)
-        lefts = self.lefts
+        lefts, ww = self.lefts, self.window[1]
         for i in range(0, len(lefts), self.protocol.batch):
             chunk = lefts[i : i + self.protocol.batch]
-            probs = self._run([x[:, :, left : left + self.window[1]] for left in chunk])
+            probs = self._run([x[:, :, left - self.c0 : left - self.c0 + ww] for left in chunk])
             for left, p in zip(chunk, probs):
-                total[:, :, left : left + self.window[1]] += p
+                total[:, :, left - self.c0 : left - self.c0 + ww] += p
         return total
 
     def _run(self, windows: list[np.ndarray]) -> np.ndarray:
@@ -132,16 +157,13 @@ class _View:
 
     def _final_rows(self) -> Iterator[np.ndarray]:
         """Averaged probabilities of the view, rows in order, each as soon as no window adds to it."""
-        c, ws = self.model.num_classes, self.scaled[1]
-        col_count = np.zeros(ws, dtype=np.float32)
-        for left in self.lefts:
-            col_count[left : left + self.window[1]] += 1
-        start, total, row_count = 0, np.zeros((c, 0, ws), np.float32), np.zeros(0, np.float32)
+        c, cw, col_count = self.model.num_classes, len(self.col_count), self.col_count
+        start, total, row_count = 0, np.zeros((c, 0, cw), np.float32), np.zeros(0, np.float32)
         for k, top in enumerate(self.tops):
             end = top + self.window[0]
             grow = end - start - total.shape[1]
             if grow > 0:
-                total = np.concatenate([total, np.zeros((c, grow, ws), np.float32)], axis=1)
+                total = np.concatenate([total, np.zeros((c, grow, cw), np.float32)], axis=1)
                 row_count = np.concatenate([row_count, np.zeros(grow, np.float32)])
             total[:, top - start : end - start] += self._band(top)
             row_count[top - start : end - start] += 1
@@ -152,7 +174,7 @@ class _View:
 
     # ---- the output side: rows at the image's size
     def rows(self, r0: int, r1: int) -> np.ndarray:
-        """Probabilities of image rows [r0, r1) (C, r1 - r0, W); calls must go down the image."""
+        """Probabilities of image rows [r0, r1) (C, r1 - r0, b - a); calls must go down the image."""
         h, hs = self.size[0], self.scaled[0]
         coords = linear_coords(hs, h, r0, r1) if hs != h else None
         first, stop = (r0, r1) if coords is None else (int(coords[0].min()), int(coords[1].max()) + 1)
@@ -160,33 +182,67 @@ class _View:
             self._buf = np.concatenate([self._buf, next(self._final)], axis=1)
         self._buf, self._buf_start = self._buf[:, first - self._buf_start :], first
         probs = self._buf[:, : r1 - r0] if coords is None else _lerp(self._buf, 1, coords, offset=first)
-        return probs if self.out_cols is None else _lerp(probs, 2, self.out_cols)
+        if self.out_cols is None:
+            a, b = self.stripe[0] - self.first_col, self.stripe[1] - self.first_col
+            return probs[:, :, a:b]
+        return _lerp(probs, 2, self.out_cols, offset=self.first_col)
+
+    def close(self) -> None:
+        """Free the buffers now: the stream refers back to the view, a cycle that only the garbage
+        collector would otherwise break (one stripe's buffers piling up per stripe until it runs)."""
+        self._final.close()
+        self._buf = None
 
 
-def probability_bands(image: np.ndarray, model: InferModel, protocol: Protocol,
-                      band_rows: int | None = None) -> Iterator[tuple[int, np.ndarray]]:  # fmt: skip
-    """(first row, probabilities (C, rows, W)) of the image, band after band, averaged over every view."""
+STRIPE_WINDOWS = 8
+"""Default stripe width, in window widths: each stripe recomputes the windows on its borders, about
+one window width of view columns in STRIPE_WINDOWS (docs/inference.md)."""
+
+
+def stripe_width(image_width: int, protocol: Protocol, stripe_cols: int | None = None) -> int:
+    """Image columns per stripe: `stripe_cols`, else STRIPE_WINDOWS windows (whole views: the width)."""
+    if stripe_cols is not None:
+        if stripe_cols < 1:
+            raise ValueError(f"stripe_cols must be >= 1, got {stripe_cols}")
+        return stripe_cols
+    return STRIPE_WINDOWS * protocol.window[1] if protocol.window else image_width
+
+
+def probability_bands(image: np.ndarray, model: InferModel, protocol: Protocol, band_rows: int | None = None,
+                      stripe_cols: int | None = None) -> Iterator[tuple[int, int, np.ndarray]]:  # fmt: skip
+    """(first row, first column, probabilities (C, rows, columns)) of the image, averaged over every
+    view: block after block, down each stripe of columns, stripe after stripe."""
     if image.ndim != 3 or image.shape[2] != 3 or 0 in image.shape:
         raise ValueError(f"expected an HxWx3 image, got shape {image.shape}")
-    views = [_View(image, s, f, protocol, model) for s in protocol.scales for f in ((False, True) if protocol.flip else (False,))]
-    height = image.shape[0]
+    height, width = image.shape[:2]
     step = band_rows or (protocol.window[0] if protocol.window else height)
-    for r0 in range(0, height, step):
-        r1 = min(height, r0 + step)
-        total = views[0].rows(r0, r1)
-        for view in views[1:]:
-            total = total + view.rows(r0, r1)
-        yield r0, total / len(views)
+    stripe = stripe_width(width, protocol, stripe_cols)
+    flips = (False, True) if protocol.flip else (False,)
+    for c0 in range(0, width, stripe):
+        cols = (c0, min(width, c0 + stripe))
+        views = [_View(image, s, f, protocol, model, cols) for s in protocol.scales for f in flips]
+        for r0 in range(0, height, step):
+            r1 = min(height, r0 + step)
+            total = views[0].rows(r0, r1)
+            for view in views[1:]:
+                total = total + view.rows(r0, r1)
+            yield r0, c0, total / len(views)
+        for view in views:
+            view.close()
 
 
-def segment(image: np.ndarray, model: InferModel, protocol: Protocol, band_rows: int | None = None) -> np.ndarray:
-    """The class index mask (H, W) of an image under the protocol, computed band by band."""
+def segment(image: np.ndarray, model: InferModel, protocol: Protocol, band_rows: int | None = None,
+            stripe_cols: int | None = None) -> np.ndarray:  # fmt: skip
+    """The class index mask (H, W) of an image under the protocol, computed block by block."""
     mask = np.empty(image.shape[:2], dtype=np.uint8 if model.num_classes <= 256 else np.int32)
-    for r0, probs in probability_bands(image, model, protocol, band_rows):
-        mask[r0 : r0 + probs.shape[1]] = probs.argmax(axis=0)
+    for r0, c0, probs in probability_bands(image, model, protocol, band_rows, stripe_cols):
+        mask[r0 : r0 + probs.shape[1], c0 : c0 + probs.shape[2]] = probs.argmax(axis=0)
     return mask
 
 
-def full_probabilities(image: np.ndarray, model: InferModel, protocol: Protocol) -> np.ndarray:
+def full_probabilities(image: np.ndarray, model: InferModel, protocol: Protocol, stripe_cols: int | None = None) -> np.ndarray:
     """All of the image's probabilities (C, H, W) at once (tests and small images)."""
-    return np.concatenate([p for _, p in probability_bands(image, model, protocol)], axis=1)
+    out = np.empty((model.num_classes, *image.shape[:2]), dtype=np.float32)
+    for r0, c0, probs in probability_bands(image, model, protocol, stripe_cols=stripe_cols):
+        out[:, r0 : r0 + probs.shape[1], c0 : c0 + probs.shape[2]] = probs
+    return out

@@ -4,6 +4,7 @@ the same band by band as whole, windows sized for fixed-size artifacts, bad sett
 import argparse
 import subprocess
 import sys
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -60,11 +61,46 @@ def test_bands_equal_the_whole_and_batching_changes_nothing(tiny_model):
     with torch.no_grad():
         whole = full_probabilities(image, model, p)
         for band_rows in (7, 64):
-            bands = np.concatenate([probs for _, probs in probability_bands(image, model, p, band_rows)], axis=1)
+            bands = np.concatenate([probs for _, _, probs in probability_bands(image, model, p, band_rows)], axis=1)
             np.testing.assert_array_equal(bands, whole)
         batched = segment(image, model, Protocol(p.scales, 0, True, (32, 32), (20, 20), batch=4))
     np.testing.assert_array_equal(batched, whole.argmax(axis=0))
     np.testing.assert_allclose(whole.sum(axis=0), 1.0, rtol=1e-5)
+
+
+def mixing_infer(batch: np.ndarray) -> np.ndarray:
+    """4-class logits that depend on each pixel's place in its window and on its neighbours (numpy):
+    a window run at the wrong offset, or a missing one, changes them."""
+    xs = np.arange(batch.shape[3], dtype=np.float32) / batch.shape[3]
+    return np.stack([batch[:, k % 3] * (k + 1) + 0.1 * np.cumsum(batch[:, (k + 1) % 3], axis=1 + k % 2) + k * xs
+                     for k in range(4)], axis=1)  # fmt: skip
+
+
+@pytest.mark.parametrize("protocol", [
+    Protocol((0.75, 1.25), flip=True, window=(16, 16), stride=(11, 11), batch=2),
+    Protocol((0.6, 1.0), flip=True, window=(16, 16), stride=(12, 12), pad_to=(16, 16), batch=3),
+    Protocol((1.3,), base_size=30, flip=True, window=(24, 20), stride=(17, 13)),
+])  # fmt: skip
+def test_stripes_are_bit_identical_to_the_whole_width(protocol):
+    image = np.random.default_rng(2).integers(0, 256, (37, 101, 3), dtype=np.uint8)
+    model = InferModel.for_uint8(mixing_infer, "logits", 4, (0.5,) * 3, (0.25,) * 3)
+    whole = full_probabilities(image, model, protocol, stripe_cols=101)
+    for stripe_cols in (1, 7, 16, 40):
+        np.testing.assert_array_equal(full_probabilities(image, model, protocol, stripe_cols), whole)
+    np.testing.assert_array_equal(segment(image, model, protocol, band_rows=5, stripe_cols=9), whole.argmax(axis=0))
+
+
+def test_peak_memory_does_not_grow_with_width():
+    model = InferModel.for_uint8(mixing_infer, "logits", 4, (0.5,) * 3, (0.25,) * 3)
+    p = Protocol((0.75, 1.25), flip=True, window=(16, 16), stride=(12, 12))  # stripes of 8 windows: 128 columns
+    peaks = []
+    for width in (256, 1024):
+        image = np.zeros((48, width, 3), np.uint8)
+        tracemalloc.start()
+        mask = segment(image, model, p)
+        peaks.append(tracemalloc.get_traced_memory()[1] - mask.nbytes)
+        tracemalloc.stop()
+    assert peaks[1] < 1.25 * peaks[0], peaks  # whole-width bands: 4 times
 
 
 def test_fixed_size_windows_are_padded_never_resized():
