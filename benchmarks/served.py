@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from runtimes.triton import ServedModel
+from sunet_deploy.artifact import dtype_name
 from sunet_deploy.data import SyntheticSegmentation
 from sunet_deploy.preprocess import encode_png
 
@@ -39,5 +40,5 @@ def payload(interface: str, size: tuple[int, int]) -> np.ndarray | bytes:
 
 def output_bytes(model: dict, size: tuple[int, int]) -> int:
     """Bytes of one tensor model's output for one image of `size` (for shared-memory regions)."""
-    itemsize = {"TYPE_FP32": 4, "TYPE_FP16": 2, "TYPE_INT64": 8, "TYPE_INT32": 4, "TYPE_UINT8": 1}
-    return int(np.prod(model["output_dims"][:-2] or [1])) * size[0] * size[1] * itemsize.get(model["output_type"], 8)
+    itemsize = np.dtype(dtype_name("triton", model["output_type"])).itemsize
+    return int(np.prod(model["output_dims"][:-2] or [1])) * size[0] * size[1] * itemsize
