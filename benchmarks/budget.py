@@ -9,7 +9,6 @@ file renamed over the old one), so a reader sees the previous version or the new
 from __future__ import annotations
 
 import ctypes
-import json
 import os
 import signal
 import subprocess
@@ -18,7 +17,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from sunet_deploy.fileio import atomic_write_bytes
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
@@ -88,11 +86,3 @@ def last_line(log: Path) -> str:
     except OSError:
         return ""
     return lines[-1].strip()[:300] if lines else ""
-
-
-def write_text_atomic(path: Path, text: str) -> Path:
-    return atomic_write_bytes(path, text.encode())
-
-
-def write_json_atomic(path: Path, data: dict) -> Path:
-    return write_text_atomic(path, json.dumps(data, indent=1, default=str) + "\n")

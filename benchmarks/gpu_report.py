@@ -33,11 +33,13 @@ from pathlib import Path
 import torch
 
 from sunet_deploy.cli import EXIT_FAILED, EXIT_OK, EXIT_STATUS_HELP, EXIT_USAGE
+from sunet_deploy.fileio import atomic_write_bytes
 
-from .budget import Budget, last_line, run_with_timeout, write_json_atomic, write_text_atomic
+from .budget import Budget, last_line, run_with_timeout
 from .env import environment
 from .gpu_steps import GPU, REHEARSAL, ROOT, STEPS, Context, Plan, Step
 from .gpu_tables import markdown, summary_text
+from .report import write_json
 
 RESERVE_S = 3.0  # kept back from every step's timeout for the report's last write
 MIN_STEP_S = 5.0  # a step is not started with less time than this
@@ -66,8 +68,8 @@ class Report:
 
     def save(self) -> None:
         self.data.update(updated_utc=_utc(), elapsed_s=round(self.budget.elapsed(), 1))
-        write_json_atomic(self.ctx.out / "report.json", self.data)
-        write_text_atomic(self.ctx.out / "README.md", markdown(self.data))
+        write_json(self.data, self.ctx.out / "report.json")
+        atomic_write_bytes(self.ctx.out / "README.md", markdown(self.data).encode())
 
 
 def _utc() -> str:

@@ -6,6 +6,8 @@ import json
 import sys
 from pathlib import Path
 
+from sunet_deploy.fileio import atomic_write_bytes
+
 from .env import environment, format_environment
 from .floor import floor_ms
 
@@ -146,8 +148,8 @@ def plot_speedup(rows: list[dict], path: Path) -> Path:
 
 
 def write_json(result: dict, path: Path) -> Path:
-    path.write_text(json.dumps(result, indent=1, default=str) + "\n")
-    return path
+    """Write `result` as JSON, atomically: a reader (or a killed run) sees the old file or the new one."""
+    return atomic_write_bytes(path, (json.dumps(result, indent=1, default=str) + "\n").encode())
 
 
 def save_report(result: dict, text: str, out_dir: Path, name: str) -> None:
