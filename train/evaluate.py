@@ -24,7 +24,7 @@ from sunet_deploy.data import DatasetError
 from sunet_deploy.data.selection import DatasetChoice, add_dataset_flags, check_classes, evaluation_spec
 from sunet_deploy.fileio import atomic_write_bytes
 from sunet_deploy.metrics import ConfusionMatrix, format_table
-from sunet_deploy.protocol import PAPER, Protocol
+from sunet_deploy.protocol import DEFAULT_BATCH, PAPER, Protocol
 from sunet_deploy.tiling import InferModel, segment
 
 from .data import EvalSet, make_loader
@@ -127,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=paper.flip, help="multi-scale: add left-right flips")
     p.add_argument("--window", type=int, default=paper.window[0], help="multi-scale: sliding window size (0: whole image)")
     p.add_argument("--stride", type=int, default=paper.stride[0], help="multi-scale: sliding window stride")
-    p.add_argument("--batch", type=int, default=4, help="multi-scale: windows per forward pass (the masks do not depend on it)")
+    p.add_argument("--batch", type=int, default=DEFAULT_BATCH, help="multi-scale: windows per forward pass (the masks do not depend on it)")
     p.add_argument("--output", help="JSON results file (default: <checkpoint stem>_eval_<split or kind>.json next to it)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--workers", type=int, default=2, help="data loader workers")
