@@ -8,17 +8,14 @@ file renamed over the old one), so a reader sees the previous version or the new
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-
-PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+from sunet_deploy.lifetime import die_with_parent
 
 
 class Budget:
@@ -42,13 +39,12 @@ class Budget:
 
 
 def _new_group_dying_with_parent() -> Callable[[], None]:
-    """A preexec_fn: its own process group, and (Linux) SIGKILL when the parent dies."""
-    libc = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+    """A preexec_fn: its own process group, and SIGKILL when the parent dies (sunet_deploy.lifetime)."""
+    parent = os.getpid()
 
     def preexec() -> None:
         os.setpgid(0, 0)
-        if libc is not None:
-            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        die_with_parent(parent, signal.SIGKILL)
 
     return preexec
 

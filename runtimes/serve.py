@@ -21,7 +21,6 @@ this process dies, even by SIGKILL (PR_SET_PDEATHSIG).
 from __future__ import annotations
 
 import argparse
-import ctypes
 import fcntl
 import functools
 import importlib.metadata
@@ -40,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sunet_deploy.cli import EXIT_FAILED, EXIT_OK, EXIT_STATUS_HELP, EXIT_USAGE
+from sunet_deploy.lifetime import die_with_parent
 
 from .base import RuntimeUnavailable
 
@@ -50,7 +50,6 @@ SERVE_PACKAGES = ("nvidia-pytriton==0.7.0", "numpy<2")
 # beside the environment, since nvidia-pytriton wants tritonclient ~= 2.50 for its own use.
 PERF_ANALYZER_PACKAGES = ("tritonclient==2.41.0", "nvidia-cuda-runtime-cu12==12.9.79")
 PROJECT = Path(__file__).resolve().parents[1]
-PR_SET_PDEATHSIG = 1
 
 
 def create_serve_venv(path: str | os.PathLike) -> Path:
@@ -155,13 +154,6 @@ def server_command(dist: TritonDist, backends: Path, args: argparse.Namespace) -
     if args.metrics_port:
         return command + [f"--metrics-address={args.address}", f"--metrics-port={args.metrics_port}"]
     return command + ["--allow-metrics=false"]
-
-
-def die_with_parent(parent: int) -> None:
-    """Run in a child before exec: SIGTERM when the parent dies, however it dies."""
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    if os.getppid() != parent:  # the parent died before prctl took effect
-        os._exit(1)
 
 
 def start_child(command: list[str], **kwargs) -> subprocess.Popen:
