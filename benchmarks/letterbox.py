@@ -16,7 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from tqdm import tqdm
+from sunet_deploy.progress import progress
 
 from export.onnx import export_onnx
 from runtimes import open_runtime
@@ -35,7 +35,7 @@ from .report import save_report
 def masks_of(model: Path, dataset, limit: int, tiled: bool = False) -> list:
     with open_runtime(model) as runtime:
         predictor = Predictor(runtime, artifact_protocol(runtime.info) if tiled else None)
-        return [predictor.mask(dataset[i][0]) for i in tqdm(range(limit), desc=model.name, leave=False)]
+        return [predictor.mask(dataset[i][0]) for i in progress(range(limit), desc=model.name, leave=False)]
 
 
 def score(masks: list, dataset, num_classes: int) -> float:

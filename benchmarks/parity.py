@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
+from sunet_deploy.progress import progress
 
 from runtimes import Runtime, RuntimeUnavailable, open_runtime, options_for, runtime_for
 from sunet_deploy.artifact import ArtifactError, read_checkpoint_info
@@ -118,7 +118,7 @@ def run_parity(runtimes: dict[str, Runtime], reference: str, dataset, num_classe
         return _run_protocol_parity(runtimes, reference, dataset, num_classes, protocol)
     normalize = Normalization.from_metadata(runtimes[reference].metadata)
     stats = {name: ParityStats(ConfusionMatrix(num_classes)) for name in runtimes}
-    for index in tqdm(range(len(dataset)), desc="parity", unit="image", leave=False):
+    for index in progress(range(len(dataset)), desc="parity", unit="image", leave=False):
         image, target = dataset[index]
         batch, geometries = normalize(image)
         outputs = {name: rt.infer(batch) for name, rt in runtimes.items() if not rt.takes_images}
@@ -140,7 +140,7 @@ def _run_protocol_parity(runtimes: dict[str, Runtime], reference: str, dataset, 
     engines = {name: InferModel.for_uint8(rt.infer, rt.output_kind, num_classes, rt.metadata.mean, rt.metadata.std)
                for name, rt in runtimes.items()}  # fmt: skip
     stats = {name: ParityStats(ConfusionMatrix(num_classes)) for name in runtimes}
-    for index in tqdm(range(len(dataset)), desc="parity (protocol)", unit="image", leave=False):
+    for index in progress(range(len(dataset)), desc="parity (protocol)", unit="image", leave=False):
         image, target = dataset[index]
         masks = {name: segment(image, engine, protocol) for name, engine in engines.items()}
         for name in runtimes:

@@ -35,6 +35,7 @@ import numpy as np
 from tqdm import tqdm
 
 from sunet_deploy.cli import EXIT_FAILED, EXIT_OK, EXIT_STATUS_HELP, EXIT_USAGE
+from sunet_deploy.progress import progress
 from sunet_deploy.protocol import (
     WARN_FACTOR,
     Protocol,
@@ -134,7 +135,7 @@ class Predictor:
         frames_dir.mkdir(parents=True, exist_ok=True)
         writer = None
         try:
-            for index, frame in enumerate(tqdm(video_frames(job.source), desc=job.source.name, unit="frame",
+            for index, frame in enumerate(progress(video_frames(job.source), desc=job.source.name, unit="frame",
                                                leave=False)):  # fmt: skip
                 if index == 0:
                     self.check_size(frame, job)
@@ -220,7 +221,7 @@ def run_jobs(jobs: list[Job], runtime: Runtime, out_dir: Path, protocol: Protoco
     try:
         with runtime:
             predictor = predictor_for(runtime, protocol)
-            for job in tqdm(jobs, desc=f"predict ({runtime.name})", unit="file"):
+            for job in progress(jobs, desc=f"predict ({runtime.name})", unit="file"):
                 try:
                     predictor.run(job)
                 except Exception as exc:  # one bad input must not stop the others

@@ -105,9 +105,9 @@ def shard(dataset, ctx: Context):
 def _progress(iterable, enabled: bool, desc: str):
     if not enabled:
         return iterable
-    from tqdm import tqdm
+    from sunet_deploy.progress import progress
 
-    return tqdm(iterable, desc=desc, leave=False, dynamic_ncols=True)
+    return progress(iterable, desc=desc, leave=False)
 
 
 # ---------------------------------------------------------------- command line

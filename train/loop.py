@@ -279,10 +279,10 @@ class Trainer:
         )
 
     def _bar(self):
-        from tqdm import tqdm
+        from sunet_deploy.progress import progress
 
         enabled = self.ctx.is_main and self.config.progress
-        return tqdm(total=self.total_steps, initial=self.progress.step, disable=not enabled, desc="train", dynamic_ncols=True)
+        return progress(total=self.total_steps, initial=self.progress.step, disable=not enabled, desc="train")
 
 
 def run(config: TrainConfig) -> dict:

@@ -12,10 +12,10 @@ import sys
 from pathlib import Path
 
 import cv2
-from tqdm import tqdm
 
 from ..cli import EXIT_STATUS_HELP, parse_size
 from ..preprocess import save_palette_png
+from ..progress import progress
 from .synthetic import DEFAULT_CLASSES, DEFAULT_SEED, DEFAULT_SIZE, SyntheticSegmentation
 
 
@@ -23,7 +23,7 @@ def write_synthetic_folder(dataset: SyntheticSegmentation, root: Path) -> Path:
     """Write every sample of `dataset` under root/images and root/masks; returns root."""
     (root / "images").mkdir(parents=True, exist_ok=True)
     (root / "masks").mkdir(parents=True, exist_ok=True)
-    for index in tqdm(range(len(dataset)), desc=f"writing {root}", unit="image"):
+    for index in progress(range(len(dataset)), desc=f"writing {root}", unit="image"):
         image, label = dataset[index]
         name = dataset.name(index)
         if not cv2.imwrite(str(root / "images" / f"{name}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
