@@ -13,7 +13,9 @@ prefix from the first `python3` on PATH (this environment's bin folder goes firs
 import from this environment.
 
 With a COMMAND after `--`, the server runs while the command does and then stops; the exit status
-is the command's. SIGINT and SIGTERM stop the server cleanly (in-flight requests get --exit-timeout
+is the command's. tritonserver's whole log goes to a file (appended to; --log-file, by default
+tritonserver.log beside the repository), named in one line; the console shows its warnings and
+errors only, unless --verbose. SIGINT and SIGTERM stop the server cleanly (in-flight requests get --exit-timeout
 seconds). The server never outlives this process: it runs in its own session and gets SIGTERM when
 this process dies, even by SIGKILL (PR_SET_PDEATHSIG).
 """
@@ -26,6 +28,7 @@ import functools
 import importlib.metadata
 import importlib.util
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -160,6 +163,33 @@ def start_child(command: list[str], **kwargs) -> subprocess.Popen:
     return subprocess.Popen(command, preexec_fn=functools.partial(die_with_parent, os.getpid()), **kwargs)
 
 
+LOG_ENTRY = re.compile(r"^([IWEF])\d{4} \d\d:\d\d:\d\d")
+"""The start of one of tritonserver's log entries (glog): its level, Info, Warning, Error or Fatal. The lines
+that follow without one (its tables of models and options) belong to the same entry."""
+
+
+def relay_log(server: subprocess.Popen, log, verbose: bool) -> threading.Thread:
+    """Copy the server's output into `log` (an open file), and onto stderr what is a warning or worse (all with
+    `verbose`), in a thread that ends with that output; join it once the server has exited."""
+    def relay() -> None:
+        level = "W"  # anything before the first entry is shown
+        try:
+            for line in server.stdout:
+                log.write(line)
+                log.flush()
+                entry = LOG_ENTRY.match(line)
+                level = entry.group(1) if entry else level
+                if verbose or level != "I":
+                    sys.stderr.write(line)
+                    sys.stderr.flush()
+        except (OSError, ValueError):  # the log closed under a model's stub that still held the pipe
+            pass
+
+    thread = threading.Thread(target=relay, name="tritonserver log", daemon=True)
+    thread.start()
+    return thread
+
+
 def wait_ready(server: subprocess.Popen, url: str, timeout: float, stop: threading.Event) -> bool:
     """Poll Triton's readiness endpoint until it says ready, the server exits, a signal comes or time is up."""
     deadline = time.monotonic() + timeout
@@ -201,7 +231,7 @@ def serve(server: subprocess.Popen, args: argparse.Namespace, stop: threading.Ev
         if stop.is_set():
             return EXIT_OK
         why = f"exited with status {server.returncode}" if server.poll() is not None else "did not become ready"
-        print(f"error: tritonserver {why} (its log above says why)", file=sys.stderr)
+        print(f"error: tritonserver {why} (its log, {args.log_file}, says why)", file=sys.stderr)
         return EXIT_USAGE
     models = sorted(p.name for p in args.repository.iterdir() if (p / "config.pbtxt").is_file())
     print(f"ready in {time.monotonic() - started:.1f} s: {', '.join(models)} on HTTP {host}:{args.http_port} "
@@ -210,7 +240,8 @@ def serve(server: subprocess.Popen, args: argparse.Namespace, stop: threading.Ev
         return run_command(args.command, stop)
     while not stop.wait(0.5):
         if server.poll() is not None:
-            print(f"error: tritonserver exited with status {server.returncode}", file=sys.stderr)
+            print(f"error: tritonserver exited with status {server.returncode} (its log: {args.log_file})",
+                  file=sys.stderr)
             return EXIT_FAILED
     print("stopping", flush=True)
     return EXIT_OK
@@ -234,10 +265,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--exit-timeout", type=int, default=5,
                         help="seconds in-flight requests get when stopping (default: 5; Triton's own is 30)")
     parser.add_argument("--ready-timeout", type=float, default=120, help="seconds to wait for the models to load")
+    parser.add_argument("--log-file", type=Path, help="tritonserver's whole log, appended to (default: "
+                        "tritonserver.log beside REPOSITORY)")
+    parser.add_argument("--verbose", action="store_true", help="show tritonserver's whole log here too (else its "
+                        "warnings and errors)")
     args = parser.parse_args(argv)
     args.command = command
     if not args.repository.is_dir():
         parser.error(f"{args.repository}: no such folder")
+    if args.log_file is None:
+        args.log_file = args.repository.absolute().parent / "tritonserver.log"
     return args
 
 
@@ -252,11 +289,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     command = server_command(dist, backend_directory(dist), args)
-    server = start_child(command, env=server_env(dist), start_new_session=True)
     try:
-        return serve(server, args, stop)
-    finally:
-        stop_child(server, args.exit_timeout + 15)
+        log = open(args.log_file, "a", encoding="utf-8")
+    except OSError as exc:
+        print(f"error: cannot write tritonserver's log ({exc}); choose another --log-file", file=sys.stderr)
+        return EXIT_USAGE
+    with log:
+        log.write(f"---- python -m runtimes.serve, {time.strftime('%Y-%m-%d %H:%M:%S')}: {' '.join(command)}\n")
+        print(f"tritonserver's log: {args.log_file}" + ("" if args.verbose else " (here: its warnings and errors)"),
+              flush=True)
+        server = start_child(command, env=server_env(dist), start_new_session=True, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True, errors="replace")
+        relay = relay_log(server, log, args.verbose)
+        try:
+            return serve(server, args, stop)
+        finally:
+            stop_child(server, args.exit_timeout + 15)
+            relay.join(5)
 
 
 if __name__ == "__main__":

@@ -11,10 +11,15 @@ server like any local runtime. A tensor model (the onnxruntime and tensorrt back
 labels; an image model (`--io image`, `takes_images`) takes encoded images through `masks` and
 returns their masks, pre- and post-processed by the server. `TritonImageClient` is an image model's
 runtime, active from the start. `server_statistics` reads the batches the server formed. Torch-free.
+
+A request the server cannot take (not listening, or gone during the request: a restart) is sent again
+every RETRY_PAUSE seconds until the server has been unreachable for --server-timeout seconds, counted
+across requests, so that a restarted server loses no image and a server gone for good costs one wait.
 """
 
 from __future__ import annotations
 
+import http.client
 import importlib
 import io
 import time
@@ -34,6 +39,7 @@ from .triton_io import HttpTensors, SharedMemory, cuda_availability
 PROTOCOLS = {"triton": "http", "triton+grpc": "grpc"}
 WIRE_TYPES = {"TYPE_STRING": "BYTES"}  # else the config's type without "TYPE_"
 INSTALL_HINT = f"tritonclient is not installed: {formats.get('triton').install}"
+RETRY_PAUSE = 0.5
 
 
 def availability() -> str | None:
@@ -87,7 +93,7 @@ class ServedModel:
 
         try:
             if self.protocol == "grpc":
-                return client.get_model_config(self.model, as_json=True)["config"]
+                return client.get_model_config(self.model, as_json=True, client_timeout=60)["config"]
             return client.get_model_config(self.model)
         except (InferenceServerException, OSError) as exc:
             raise ArtifactError(self.uri, f"cannot read the served model's configuration ({exc})") from exc
@@ -103,6 +109,16 @@ class ServedModel:
         extra = {"client_timeout": timeout} if self.protocol == "grpc" else {}
         result = client.infer(self.model, [request], outputs=[module.InferRequestedOutput(output)], **extra)
         return result.as_numpy(output)
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Whether `exc` says the server could not be reached or went away during the request (a restart), not that
+    it answered: such a request can be sent again."""
+    from tritonclient.utils import InferenceServerException
+
+    if isinstance(exc, InferenceServerException):
+        return str(exc.status()) == "StatusCode.UNAVAILABLE"  # gRPC: no connection
+    return isinstance(exc, (ConnectionError, http.client.IncompleteRead))
 
 
 def tensor_info(tensor: dict) -> TensorInfo:
@@ -131,6 +147,7 @@ class TritonRuntime(Runtime):
         self.max_batch = int(self.config["max_batch_size"])
         self.client = None
         self.transport: HttpTensors | SharedMemory | None = None
+        self.unreachable_since: float | None = None
 
     def inputs(self) -> list[TensorInfo]:
         return [tensor_info(t) for t in self.config["input"]]
@@ -169,6 +186,22 @@ class TritonRuntime(Runtime):
     def _request(self, data: np.ndarray) -> np.ndarray:
         if data.shape[0] > self.max_batch:
             raise ValueError(f"{self.path} batches at most {self.max_batch} images, got {data.shape[0]}")
+        while True:
+            try:
+                out = self._send(data)
+            except Exception as exc:
+                if not unreachable(exc):
+                    raise
+                now = time.monotonic()
+                self.unreachable_since = self.unreachable_since or now
+                if now - self.unreachable_since >= self.options.server_timeout:
+                    raise
+                time.sleep(RETRY_PAUSE)
+            else:
+                self.unreachable_since = None
+                return out
+
+    def _send(self, data: np.ndarray) -> np.ndarray:
         input_, output = self.config["input"][0], self.config["output"][0]
         if isinstance(self.transport, SharedMemory):
             extra = {"client_timeout": self.options.server_timeout} if self.served_model.protocol == "grpc" else {}

@@ -55,14 +55,19 @@ class HttpTensors:
         headers = {"Content-Type": "application/octet-stream"}
         if json_size is not None:
             headers[INFER_HEADER] = str(json_size)
-        self.connection.request("POST", self.path, body, headers)
-        response = self.connection.getresponse()
-        if response.status != 200:
-            raise_error(response)
-        size = response.getheader(INFER_HEADER)
-        header = json.loads(response.read(int(size)) if size is not None else response.read())
-        return {o["name"]: read_output(response, o) for o in header["outputs"]
-                if "binary_data_size" in o.get("parameters", {})}
+        try:
+            self.connection.request("POST", self.path, body, headers)
+            response = self.connection.getresponse()
+            if response.status != 200:
+                raise_error(response)
+            size = response.getheader(INFER_HEADER)
+            header = json.loads(response.read(int(size)) if size is not None else response.read())
+            return {o["name"]: read_output(response, o) for o in header["outputs"]
+                    if "binary_data_size" in o.get("parameters", {})}
+        except BaseException:
+            # whatever is left of this answer must not be read as the next one's: the next request reconnects
+            self.connection.close()
+            raise
 
     def tensor(self, batch: np.ndarray, input_name: str, output_name: str) -> np.ndarray:
         """One float32 batch in, one output out."""
