@@ -64,18 +64,66 @@ def extra_of(module: str) -> str | None:
     return None
 
 
+def loaded_packages(module: str) -> set[str]:
+    """The top-level names of the other distributions' packages that `import module` imports: the import
+    statements at module level, followed through this project's modules (and their packages' __init__), read
+    from the source, so that this works where some of them are missing."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    seen: set[str] = set()
+    found: set[str] = set()
+    todo = [module]
+    while todo:
+        name = todo.pop()
+        parts = name.split(".")
+        todo += [".".join(parts[:i]) for i in range(1, len(parts)) if ".".join(parts[:i]) not in seen]
+        path = next((p for p in (root.joinpath(*parts).with_suffix(".py"), root.joinpath(*parts, "__init__.py"))
+                     if p.is_file()), None)
+        if name in seen or path is None:
+            continue
+        seen.add(name)
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    anchor = package.rsplit(".", node.level - 1)[0]
+                    base = f"{anchor}.{base}".rstrip(".")
+                names = [base] + [f"{base}.{alias.name}" for alias in node.names]
+            else:
+                continue
+            for imported in names:
+                (todo.append(imported) if imported.partition(".")[0] in PACKAGES
+                 else found.add(imported.partition(".")[0]))
+    return found - {""}
+
+
 def missing_extra_line(exc: BaseException) -> str | None:
-    """One `error:` line for a ModuleNotFoundError of a package an extra installs, in one of our entry points."""
+    """One `error:` line for a ModuleNotFoundError of a package an extra installs, in one of our entry points:
+    the packages missing here that the entry point imports as it loads, and the extras that install them."""
+    import importlib.util
+
     command = entry_point()
     if not isinstance(exc, ModuleNotFoundError) or not exc.name or command is None:
         return None
-    module = exc.name.partition(".")[0]
-    extra = extra_of(module)
-    if extra is None:
+    failed = exc.name.partition(".")[0]
+    if not extra_of(failed):
         return None
-    target = f"sunet-deploy[{extra}]" if extra else "sunet-deploy"
-    which = f"the [{extra}] extra" if extra else "the core install"
-    return f'error: python -m {command} needs {module} ({which}), which is not installed: pip install "{target}"'
+    module = f"{command}.__main__" if command in PACKAGES or command == "sunet_deploy.models" else command
+    missing = {failed}
+    for name in loaded_packages(module) | loaded_packages(command):
+        try:
+            if importlib.util.find_spec(name) is None and extra_of(name):
+                missing.add(name)
+        except (ImportError, ValueError):
+            pass
+    extras = ",".join(sorted({extra_of(name) for name in missing}))
+    return f'error: python -m {command} needs {", ".join(sorted(missing))}, not installed here: ' \
+           f'pip install "sunet-deploy[{extras}]"'
 
 
 def _excepthook(kind: type[BaseException], exc: BaseException, tb) -> None:

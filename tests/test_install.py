@@ -139,26 +139,28 @@ FAKE_SUNET_PREDICT = "#!/bin/sh\necho 'more runs: median 1.0 ms'\n"
 REAL_CALLS = {
     "runtimes.predict": (["{checkpoint}", "{photos}", "-o", "{tmp}/predicted"], "pip install 'sunet-deploy[torch]'"),
     "runtimes.serve": (["{photos}"], "error: nvidia-pytriton is not installed"),
-    "export.triton": (["{onnx}", "-o", "{tmp}/repository"], 'pip install "sunet-deploy[onnx]"'),
+    "export.triton": (["{onnx}", "-o", "{tmp}/repository"], 'pip install "sunet-deploy[onnx'),
     "cpp_latency": (["{tmp}/sunet_predict", "{onnx}", "{photo}", "--repeat", "1", "--rounds", "1"], None),
 }
 """A real call of each entry point that gets past its imports in a core install, and what it must say (one
 `error:` line with this text, exit 2) or None: it runs (exit 0). By full name, or by the module's own name
 (benchmarks move into subpackages)."""
 
-NEEDS = re.compile(r'^error: python -m (?P<module>\S+) needs (?P<package>\w+) \(the \[(?P<extra>\w+)\] extra\), '
-                   r'which is not installed: pip install "sunet-deploy\[(?P=extra)\]"$')
+NEEDS = re.compile(r'^error: python -m (?P<module>\S+) needs (?P<packages>\w+(, \w+)*), not installed here: '
+                   r'pip install "sunet-deploy\[(?P<extras>\w+(,\w+)*)\]"$')
 
 
 def says_what_to_install(module: str, result: subprocess.CompletedProcess) -> None:
+    """One line: the packages missing here that the module needs, and the extras that install them all."""
     lines = result.stderr.splitlines()
     assert result.returncode == 2 and len(lines) == 1, f"{module}: {result.returncode}\n{result.stderr[-3000:]}"
     said = NEEDS.match(lines[0])
     assert said and said["module"] == module, lines[0]
-    extras = project()["optional-dependencies"][said["extra"]]
-    assert said["package"] in extra_only_modules() and said["package"] in packages_distributions()
-    assert {requirement_name(d) for d in packages_distributions()[said["package"]]} & \
-        {requirement_name(r) for r in extras}, f"{said['package']} is not in the [{said['extra']}] extra"
+    packages, extras = said["packages"].split(", "), said["extras"].split(",")
+    assert set(packages) <= extra_only_modules(), packages
+    named = {requirement_name(r) for extra in extras for r in project()["optional-dependencies"][extra]}
+    for package in packages:
+        assert {requirement_name(d) for d in packages_distributions()[package]} & named, f"{package} not in {extras}"
 
 
 def test_every_entry_point_says_what_to_install(core_env, artifacts, tmp_path):
@@ -193,6 +195,6 @@ def test_every_entry_point_says_what_to_install(core_env, artifacts, tmp_path):
 
 def test_the_hook_knows_every_package():
     """say_missing_extras acts on the packages cli.PACKAGES names: every top-level package the project installs."""
-    installed = {name.rstrip("*") for name in tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"][
-        "packages"]["find"]["include"]}
+    found = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    installed = {name.rstrip("*") for name in found["include"]}
     assert set(PACKAGES) == installed

@@ -146,7 +146,7 @@ class FakeTriton(http.server.BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers["Content-Length"]))
         request = json.loads(body[: int(self.headers[INFER_HEADER])])
         if self.mode == "html 502":
-            self.answer(502, "text/html", b"<html><head><title>502 Bad Gateway</title></head>\n<body>nginx</body></html>")
+            self.answer(502, "text/html", b"<html><head><title>502 Bad Gateway</title></head>\n<body></body></html>")
             return
         batch, _, height, width = request["inputs"][0]["shape"]
         classes = int(json.loads(self.config)["output"][0]["dims"][0])
