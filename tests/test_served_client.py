@@ -138,6 +138,7 @@ class FakeTriton(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     config: bytes
     mode: str
+    done: threading.Event
 
     def do_GET(self) -> None:
         self.answer(200, "application/json", self.config)
@@ -145,6 +146,10 @@ class FakeTriton(http.server.BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
         request = json.loads(body[: int(self.headers[INFER_HEADER])])
+        if self.mode == "no answer":
+            self.done.wait(60)
+            self.close_connection = True
+            return
         if self.mode == "html 502":
             self.answer(502, "text/html", b"<html><head><title>502 Bad Gateway</title></head>\n<body></body></html>")
             return
@@ -173,11 +178,11 @@ class FakeTriton(http.server.BaseHTTPRequestHandler):
         pass
 
 
-@pytest.mark.parametrize("mode", ["html 502", "short body", "wrong size"])
+@pytest.mark.parametrize("mode", ["html 502", "short body", "wrong size", "no answer"])
 def test_garbage_answers_skip_each_image(mode, server, images, tmp_path):
     with urllib.request.urlopen(f"http://127.0.0.1:{server.http}/v2/models/sunet/config", timeout=10) as answer:
         config = answer.read()
-    handler = type("Fake", (FakeTriton,), {"config": config, "mode": mode})
+    handler = type("Fake", (FakeTriton,), {"config": config, "mode": mode, "done": threading.Event()})
     fake = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=fake.serve_forever, daemon=True)
     thread.start()
@@ -187,10 +192,11 @@ def test_garbage_answers_skip_each_image(mode, server, images, tmp_path):
         (folder / path.name).write_bytes(path.read_bytes())
     try:
         started = time.monotonic()
-        # a server that goes away mid-answer is waited for: 2 s here
+        # an answer is waited for, and a server that goes away mid-answer is waited for: 2 s here
         run = predict(f"triton://127.0.0.1:{fake.server_port}/sunet", folder, tmp_path / "out", "--server-timeout", "2")
         out, err = run.communicate(timeout=90)
     finally:
+        handler.done.set()
         fake.shutdown()
         fake.server_close()
     assert run.returncode == 1, err
