@@ -211,7 +211,8 @@ def test_garbage_answers_skip_each_image(mode, server, images, tmp_path):
 
 def test_predict_survives_a_server_restart(server, images, tmp_path):
     """Predict over HTTP and over gRPC at once; both paused after 5 images while the server stops, resumed
-    against nothing, the server started again 3 s later on the same ports (--verbose): all 20 written."""
+    against nothing, the server started again 3 s later on the same ports (--verbose): all 20 written.
+    (About 40 s on 2 busy cores, most of it the second start of the server.)"""
     outs = {protocol: tmp_path / protocol for protocol in ("http", "grpc")}
     runs = {p: predict(server.uri(p), images, out, "--server-timeout", "120") for p, out in outs.items()}
     try:
