@@ -27,9 +27,9 @@ from runtimes.stats import latency_summary
 from sunet_deploy.cli import EXIT_STATUS_HELP, parse_size
 from sunet_deploy.models import ModelSpec, build_model
 
-from .env import environment, format_environment
-from .flops import spec_gflops
-from .report import write_json
+from .harness.env import environment, format_environment
+from .harness.flops import spec_gflops
+from .harness.report import write_json
 
 MODELS = ("sunet64", "sunet7_128")
 STRIDES = (8, 16, 32)

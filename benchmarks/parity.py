@@ -53,10 +53,10 @@ from sunet_deploy.preprocess import Normalization, output_to_mask
 from sunet_deploy.protocol import PAPER, TILE_AUTO, Protocol, add_protocol_flags, window_stride
 from sunet_deploy.tiling import InferModel, segment
 
-from .artifacts import failure_reason, open_variant
-from .env import environment, format_environment
-from .report import nothing_measured, skipped_md, write_json
-from .variants import reference_name, split_available, variants_for, with_threads
+from .harness.artifacts import failure_reason, open_variant
+from .harness.env import environment, format_environment
+from .harness.report import nothing_measured, skipped_md, write_json
+from .harness.variants import reference_name, split_available, variants_for, with_threads
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,10 @@ import torch
 from torch import nn
 
 from benchmarks import latency, parity
-from benchmarks.flops import count_flops, model_table
-from benchmarks.measure import Samples, time_iterations
+from benchmarks.harness.flops import count_flops, model_table
+from benchmarks.harness.measure import Samples, time_iterations
 from benchmarks.parity import ParityStats, Tolerance, judge, run_parity, tolerances
-from benchmarks.variants import VARIANTS, Variant, variants_for
+from benchmarks.harness.variants import VARIANTS, Variant, variants_for
 from runtimes.base import Runtime, TensorInfo, Timing
 from runtimes.options import PyTorchOptions
 from sunet_deploy.artifact import ArtifactInfo, read_checkpoint_info
@@ -348,7 +348,7 @@ def test_freezing_without_binary_folding_keeps_transposed_conv_bn_exact():
 
 
 def test_floor_is_flops_over_the_rate_of_the_precision():
-    from benchmarks.floor import floor_ms, merge_best
+    from benchmarks.harness.floor import floor_ms, merge_best
 
     rates = merge_best([{"fp32_gflops": 80.0, "fp16_gflops": 900.0}, {"fp32_gflops": 100.0, "fp16_gflops": 700.0}])
     assert rates == {"fp32_gflops": 100.0, "fp16_gflops": 900.0}
@@ -358,7 +358,7 @@ def test_floor_is_flops_over_the_rate_of_the_precision():
 
 
 def test_cpu_matmul_rate_is_flops_over_the_best_repetition(monkeypatch):
-    import benchmarks.floor as floor
+    import benchmarks.harness.floor as floor
 
     # A clock that makes the three timed products take 3, 1 and 2 ms: the rate is 2 x 64^3 FLOPs
     # over the best, 1 ms, i.e. 0.524288 GFLOP/s, counted by hand.
@@ -409,7 +409,7 @@ def test_int8_row_opens_the_int8_export(tmp_path):
 
 
 def test_letterbox_cost_report(tmp_path, tiny_checkpoint):
-    from benchmarks import letterbox
+    from benchmarks.studies import letterbox
 
     out = tmp_path / "report"
     assert letterbox.main([str(tiny_checkpoint), "--size", "32x32", "24x40", "--limit", "2",
@@ -426,7 +426,7 @@ def test_benchmarked_aoti_package_is_compiled_as_python_m_export_aoti_compiles_i
     stopped at its door, so this takes a second."""
     from torch._inductor.fx_passes import freezing_patterns
 
-    from benchmarks.artifacts import artifact_for
+    from benchmarks.harness.artifacts import artifact_for
     from export.aoti import main as export_main
 
     class Stop(Exception):

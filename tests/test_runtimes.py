@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.artifacts import artifact_for
-from benchmarks.variants import REFERENCE, VARIANTS
+from benchmarks.harness.artifacts import artifact_for
+from benchmarks.harness.variants import REFERENCE, VARIANTS
 from factory import several_class_checkpoint, shared_folder
 from export.calibration import dataset_images
 from runtimes import ArtifactError, open_runtime

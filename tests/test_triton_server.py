@@ -29,7 +29,7 @@ from PIL import Image
 from benchmarks.parity import main as parity
 from factory import several_class_checkpoint
 from photos import write_photos
-from benchmarks.serve import main as serve_benchmark
+from benchmarks.serving.serve import main as serve_benchmark
 from export.onnx import export_onnx
 from export.triton import export_repository_model, validate_config
 from runtimes import open_runtime

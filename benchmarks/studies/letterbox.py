@@ -28,8 +28,8 @@ from sunet_deploy.formats import OnnxRecipe
 from sunet_deploy.metrics import ConfusionMatrix
 from sunet_deploy.protocol import artifact_protocol
 
-from .env import environment, format_environment
-from .report import save_report
+from ..harness.env import environment, format_environment
+from ..harness.report import save_report
 
 
 def masks_of(model: Path, dataset, limit: int, tiled: bool = False) -> list:
@@ -81,7 +81,7 @@ def markdown(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.letterbox", description=__doc__, epilog=EXIT_STATUS_HELP,
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.studies.letterbox", description=__doc__, epilog=EXIT_STATUS_HELP,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", type=Path, help="a trained checkpoint that records its validation set")
     parser.add_argument("--size", type=parse_size, nargs="+", required=True, metavar="HxW", help="fixed sizes to try")

@@ -84,7 +84,7 @@ def compare(binary: Path, model: Path, image_path: Path, threads: int, repeat: i
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.cpp_latency", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.studies.cpp_latency", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("sunet_predict", type=Path, help="sunet_predict built with the ONNX Runtime backend")
     parser.add_argument("model", type=Path, help="ONNX model from python -m export.onnx")

@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from importlib.util import find_spec
 from pathlib import Path
 
-from .variants import VARIANTS, Variant, reference_name, variants_for
+from ..harness.variants import VARIANTS, Variant, reference_name, variants_for
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 GPU_TEST_MARKERS = "gpu or tensorrt"
 
 
@@ -140,7 +140,7 @@ def latency_result(ctx: Context, step: str) -> dict:
 
 
 def traffic_command(ctx: Context) -> list[str]:
-    return ["-m", "benchmarks.traffic", "--model", ctx.plan.model, "--batch", *ctx.plan.batches, "--size",
+    return ["-m", "benchmarks.studies.traffic", "--model", ctx.plan.model, "--batch", *ctx.plan.batches, "--size",
             ctx.plan.size, "--bandwidth-from", str(ctx.out / "latency" / "latency.json"), "--output",
             str(ctx.out / "bandwidth-floor.json")]  # fmt: skip
 

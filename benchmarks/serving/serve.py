@@ -44,8 +44,8 @@ from sunet_deploy.cli import EXIT_FAILED, EXIT_OK, EXIT_STATUS_HELP, EXIT_USAGE,
 
 from . import perf_analyzer  # noqa: E402
 from .served import output_bytes, payload, served_model  # noqa: E402
-from .env import environment, format_environment  # noqa: E402
-from .report import write_json  # noqa: E402
+from ..harness.env import environment, format_environment  # noqa: E402
+from ..harness.report import write_json  # noqa: E402
 
 
 @contextmanager
@@ -224,7 +224,7 @@ def plot(rows: list[dict], path: Path) -> Path:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.serve", description=__doc__, epilog=EXIT_STATUS_HELP,
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.serving.serve", description=__doc__, epilog=EXIT_STATUS_HELP,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("uri", help="triton://HOST:PORT/MODEL (HTTP) or triton+grpc://HOST:PORT/MODEL (gRPC); with "
                                     "--search the model's folder in a repository (REPOSITORY/MODEL)")

@@ -32,8 +32,8 @@ from export.triton import THREADS_KEY, validate_config
 from runtimes.serve import PROJECT
 
 from . import perf_analyzer
-from .env import environment, format_environment
-from .report import write_json
+from ..harness.env import environment, format_environment
+from ..harness.report import write_json
 from .served import payload, served_model
 
 READY_TIMEOUT = 180

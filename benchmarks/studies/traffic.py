@@ -66,7 +66,7 @@ def describe(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.traffic", description=__doc__, epilog=EXIT_STATUS_HELP,
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.studies.traffic", description=__doc__, epilog=EXIT_STATUS_HELP,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("--model", default="sunet64", help="architecture (default sunet64)")
     parser.add_argument("--output-stride", type=int, default=16)

@@ -1,0 +1,1 @@
+"""One-off studies, each behind one committed report."""
