@@ -4,7 +4,7 @@
     python -m benchmarks.gpu_report --budget 480        # the same, by hand
     python -m benchmarks.gpu_report --rehearsal         # the same steps, tiny sizes, on this machine (CPU)
 
-Steps, in order of value (benchmarks.gpu_steps): latency of the CUDA rows (SUNet-64 OS16 512x512,
+Steps, in order of value (benchmarks.gpu.steps): latency of the CUDA rows (SUNet-64 OS16 512x512,
 batch 1 and 8, PyTorch FP32 eager the reference), the memory-bandwidth floor, a short AMP training
 run (images/s, and the checkpoint parity needs), parity against PyTorch FP32, the tests marked gpu
 or tensorrt, then the compile-heavy rows (TensorRT, AOTInductor, max-autotune). Each step runs as a

@@ -8,7 +8,7 @@ Each row warms up for --warmup seconds, then times at least --duration seconds A
 iterations. With --rounds R the timed part is split into R rounds that visit every runtime in turn,
 so a load that comes and goes on a shared machine hits every row alike. Speed-ups are the PyTorch
 eager FP32 row's median latency over each row's, for the same model, batch and size, in this run.
-Every round also times the machine's matrix-multiply rate (benchmarks.floor); each row's "x floor"
+Every round also times the machine's matrix-multiply rate (benchmarks.harness.floor); each row's "x floor"
 is its median latency over the model's FLOPs at the best of those rates.
 """
 

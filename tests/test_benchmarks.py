@@ -13,8 +13,8 @@ from torch import nn
 from benchmarks import latency, parity
 from benchmarks.harness.flops import count_flops, model_table
 from benchmarks.harness.measure import Samples, time_iterations
-from benchmarks.parity import ParityStats, Tolerance, judge, run_parity, tolerances
 from benchmarks.harness.variants import VARIANTS, Variant, variants_for
+from benchmarks.parity import ParityStats, Tolerance, judge, run_parity, tolerances
 from runtimes.base import Runtime, TensorInfo, Timing
 from runtimes.options import PyTorchOptions
 from sunet_deploy.artifact import ArtifactInfo, read_checkpoint_info

@@ -1,6 +1,6 @@
 """Every runtime available here runs the same images; masks are checked against PyTorch FP32.
 
-Each benchmark variant is a row, its artifact built by benchmarks.artifacts from the variant's recipe
+Each benchmark variant is a row, its artifact built by benchmarks.harness.artifacts from the variant's recipe
 (shared by the rows of one recipe): ONNX, INT8 and AOTInductor rows run on this CPU; engine rows
 need TensorRT and a GPU.
 """
@@ -57,7 +57,7 @@ def images(checkpoint):
 
 @pytest.fixture(scope="module")
 def artifacts(tmp_path_factory, checkpoint):
-    """artifact(variant): its file, built once per recipe for all workers (benchmarks.artifacts names
+    """artifact(variant): its file, built once per recipe for all workers (benchmarks.harness.artifacts names
     it by the checkpoint and the recipe); INT8 calibrated on 4 images, to stay quick."""
     def artifact(variant) -> Path:
         recipe = variant.recipe

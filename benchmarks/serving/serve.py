@@ -1,7 +1,7 @@
-"""`python -m benchmarks.serve URI`: throughput and latency of a served model under concurrent clients.
+"""`python -m benchmarks.serving.serve URI`: throughput and latency of a served model under concurrent clients.
 
-    python -m benchmarks.serve triton://127.0.0.1:8000/sunet                  # HTTP, tensor model
-    python -m benchmarks.serve triton+grpc://127.0.0.1:8001/sunet_image --concurrency 1 4
+    python -m benchmarks.serving.serve triton://127.0.0.1:8000/sunet                  # HTTP, tensor model
+    python -m benchmarks.serving.serve triton+grpc://127.0.0.1:8001/sunet_image --concurrency 1 4
 
 For each concurrency level, that many client threads (each with its own connection) send one image
 per request, back to back: all warm up for --warmup seconds, then every request of the next
@@ -16,7 +16,7 @@ NVIDIA's perf_analyzer (installed by make serve-venv) measures the same model at
 image size, protocol and transport right after our client, and its throughput and percentiles go
 beside ours in the report; where it is not installed the report says so. --shared-memory system
 sends both clients' tensors through Triton's system shared memory (a server on this host).
---search tries serving configurations with perf_analyzer instead (benchmarks.serve_search).
+--search tries serving configurations with perf_analyzer instead (benchmarks.serving.serve_search).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""`python -m benchmarks.serve_transports URI`: one client's latency per transport, interleaved with perf_analyzer.
+"""`python -m benchmarks.serving.serve_transports URI`: one client's latency per transport, interleaved with perf_analyzer.
 
-    python -m benchmarks.serve_transports triton://127.0.0.1:8000/sunet --rounds 5 --requests 8
+    python -m benchmarks.serving.serve_transports triton://127.0.0.1:8000/sunet --rounds 5 --requests 8
 
 A tensor model over HTTP, one request at a time (concurrency 1), in rounds: each round sends
 --requests requests through each of our transports in turn and runs perf_analyzer for about as

@@ -1,4 +1,4 @@
-"""`python -m benchmarks.letterbox CHECKPOINT --size 96x160 256x256`: what letterboxing costs.
+"""`python -m benchmarks.studies.letterbox CHECKPOINT --size 96x160 256x256`: what letterboxing costs.
 
 A fixed-size artifact (a `--static` ONNX model, an AOTInductor package, an engine whose profile
 excludes the image) gets every image letterboxed by `runtimes.predict`: scaled with its aspect
@@ -8,6 +8,10 @@ the original size, with --letterbox; by default it runs windows of the artifact'
 This measures both: each size's static ONNX export against the dynamic one (the image at its own
 size) on the checkpoint's validation set, as mIoU against the labels and as pixel agreement with
 the dynamic model's masks. Writes letterbox.md and .json.
+
+A study, not maintained: it reproduces docs/bench/protocol/letterbox.md (read by docs/inference.md
+and docs/export.md). It runs the checkpoint's recorded validation set (no dataset flags) and each
+artifact's own windows (sunet_deploy.protocol.artifact_protocol, no protocol flags).
 """
 
 from __future__ import annotations

@@ -1,6 +1,11 @@
-"""`python -m benchmarks.protocol CHECKPOINT`: the inference protocol on large images, measured.
+"""`python -m benchmarks.studies.protocol CHECKPOINT`: the inference protocol on large images, measured.
 
-    python -m benchmarks.protocol runs/demo/best.safetensors --output docs/bench/protocol
+    python -m benchmarks.studies.protocol runs/demo/best.safetensors --output docs/bench/protocol
+
+A study, not maintained: it reproduces the committed reports under docs/bench/protocol/ (scene.md,
+rss.md, speed.md, read by docs/inference.md). Its protocols are fixed here (TILE and the speed
+settings), not taken from the protocol flags, and its images are the checkpoint's recorded
+synthetic validation set, not the dataset flags.
 
 Three parts (--parts), one report (protocol.md and protocol.json):
 
