@@ -22,7 +22,8 @@ from sunet_deploy.metadata import ModelMetadata
 from sunet_deploy.models import ModelSpec, build_model
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCS = [ROOT / "README.md", ROOT / "Makefile", ROOT / "runtimes" / "cpp" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+DOCS = [ROOT / "README.md", ROOT / "Makefile", ROOT / "runtimes" / "cpp" / "README.md",
+        *sorted((ROOT / "docs").glob("*.md"))]
 COMMAND = re.compile(r"python3? -m (benchmarks(?:\.\w+)+)")
 REFERENCE = re.compile(r"(?<![\w/.-])benchmarks(?:\.[A-Za-z_]\w*)+")
 
@@ -51,7 +52,8 @@ def resolves(reference: str) -> bool:
         source = base.with_suffix(".py") if base.with_suffix(".py").is_file() else base / "__init__.py"
         if source.is_file():
             rest = parts[cut:]
-            return not rest or re.search(rf"^(def|class) {rest[0]}\b|^{rest[0]}\s*[:=]", source.read_text(), re.M) is not None
+            defined = rf"^(def|class) {rest[0]}\b|^{rest[0]}\s*[:=]" if rest else ""
+            return not rest or re.search(defined, source.read_text(), re.M) is not None
     return False
 
 

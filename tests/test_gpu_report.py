@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from benchmarks import gpu_report
-from benchmarks.harness.budget import Budget, run_with_timeout
 from benchmarks.gpu.steps import REHEARSAL, STEPS, Context, Step
+from benchmarks.harness.budget import Budget, run_with_timeout
 from benchmarks.studies.traffic import min_traffic_bytes
 
 ROOT = Path(__file__).resolve().parents[1]

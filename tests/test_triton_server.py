@@ -258,8 +258,9 @@ def check_benchmark(uri: str, output: Path) -> None:
 
 
 def check_transports(uri: str, grpc: int, output: Path) -> None:
-    """benchmarks.serving.serve_transports, one tiny round: every transport and perf_analyzer measured."""
-    assert transports_benchmark([uri, "--grpc-port", str(grpc), "--size", "64x64", "--rounds", "1", "--requests", "2",
+    """benchmarks.serving.serve_transports, one round: every transport and perf_analyzer measured
+    (12 requests: perf_analyzer's windows are a third of our time per transport, and need several requests)."""
+    assert transports_benchmark([uri, "--grpc-port", str(grpc), "--size", "64x64", "--rounds", "1", "--requests", "12",
                                  "--output", str(output)]) == 0  # fmt: skip
     rows = json.loads((output / "transports.json").read_text())["rows"]
     assert [r["transport"] for r in rows] == ["tritonclient HTTP (before)", "HttpTensors", "system shared memory (HTTP)",

@@ -1,1 +1,1 @@
-"""The steps and tables of `python -m benchmarks.gpu_report` (its own helpers)."""
+"""`python -m benchmarks.gpu_report`'s own helpers: its steps and plans (steps) and its tables (tables)."""

@@ -1,1 +1,3 @@
-"""The benchmark harness: timing, memory, environment, reports, compute floor, FLOPs, the runtime rows (variants) and their artifacts, time budgets. A library: no command here."""
+"""The benchmarks' library, no command: timing and memory (measure), the machine (env), Markdown/JSON
+reports (report), the compute floor (floor), FLOPs (flops), the runtime rows (variants) and the
+artifacts built for them (artifacts), and time budgets for child processes (budget)."""
