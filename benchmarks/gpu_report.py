@@ -4,7 +4,7 @@
     python -m benchmarks.gpu_report --budget 480        # the same, by hand
     python -m benchmarks.gpu_report --rehearsal         # the same steps, tiny sizes, on this machine (CPU)
 
-Steps, in order of value (benchmarks.gpu_steps): latency of the CUDA rows (SUNet-64 OS16 512x512,
+Steps, in order of value (benchmarks.gpu.steps): latency of the CUDA rows (SUNet-64 OS16 512x512,
 batch 1 and 8, PyTorch FP32 eager the reference), the memory-bandwidth floor, a short AMP training
 run (images/s, and the checkpoint parity needs), parity against PyTorch FP32, the tests marked gpu
 or tensorrt, then the compile-heavy rows (TensorRT, AOTInductor, max-autotune). Each step runs as a
@@ -35,11 +35,11 @@ import torch
 from sunet_deploy.cli import EXIT_FAILED, EXIT_OK, EXIT_STATUS_HELP, EXIT_USAGE
 from sunet_deploy.fileio import atomic_write_bytes
 
-from .budget import Budget, last_line, run_with_timeout
-from .env import environment
-from .gpu_steps import GPU, REHEARSAL, ROOT, STEPS, Context, Plan, Step
-from .gpu_tables import markdown, summary_text
-from .report import write_json
+from .harness.budget import Budget, last_line, run_with_timeout
+from .harness.env import environment
+from .gpu.steps import GPU, REHEARSAL, ROOT, STEPS, Context, Plan, Step
+from .gpu.tables import markdown, summary_text
+from .harness.report import write_json
 
 RESERVE_S = 3.0  # kept back from every step's timeout for the report's last write
 MIN_STEP_S = 5.0  # a step is not started with less time than this

@@ -8,7 +8,7 @@ Each row warms up for --warmup seconds, then times at least --duration seconds A
 iterations. With --rounds R the timed part is split into R rounds that visit every runtime in turn,
 so a load that comes and goes on a shared machine hits every row alike. Speed-ups are the PyTorch
 eager FP32 row's median latency over each row's, for the same model, batch and size, in this run.
-Every round also times the machine's matrix-multiply rate (benchmarks.floor); each row's "x floor"
+Every round also times the machine's matrix-multiply rate (benchmarks.harness.floor); each row's "x floor"
 is its median latency over the model's FLOPs at the best of those rates.
 """
 
@@ -29,12 +29,12 @@ from sunet_deploy.artifact import read_checkpoint_info
 from sunet_deploy.cli import EXIT_STATUS_HELP, parse_size
 from sunet_deploy.models import ModelSpec
 
-from .artifacts import failure_reason, open_variant, random_checkpoint
-from .flops import model_table, spec_gflops
-from .floor import floor_ms, measure_rates, merge_best
-from .measure import DeviceMemory, Samples, host_memory, time_iterations, warm_up
-from .report import nothing_measured, write_reports
-from .variants import Variant, reference_name, split_available, variants_for
+from .harness.artifacts import failure_reason, open_variant, random_checkpoint
+from .harness.flops import model_table, spec_gflops
+from .harness.floor import floor_ms, measure_rates, merge_best
+from .harness.measure import DeviceMemory, Samples, host_memory, time_iterations, warm_up
+from .harness.report import nothing_measured, write_reports
+from .harness.variants import Variant, reference_name, split_available, variants_for
 
 PRESETS = {
     "cpu": {

@@ -2,7 +2,7 @@
 
 The SUNet paper says a model at output stride 16 trains and infers 2x faster than at OS8, and at
 OS32 4x faster. For each model and output stride this measures, in PyTorch eager FP32 with random
-weights: the forward FLOPs (benchmarks.flops), the inference latency of one image (--size, batch 1,
+weights: the forward FLOPs (benchmarks.harness.flops), the inference latency of one image (--size, batch 1,
 no autograd), and the training step time (forward, cross-entropy, backward, SGD step) on a small
 batch (--train-batch at --train-size). Output strides are interleaved round by round, as the
 latency benchmark interleaves its rows, so a load that comes and goes hits all of them alike.
@@ -27,9 +27,9 @@ from runtimes.stats import latency_summary
 from sunet_deploy.cli import EXIT_STATUS_HELP, parse_size
 from sunet_deploy.models import ModelSpec, build_model
 
-from .env import environment, format_environment
-from .flops import spec_gflops
-from .report import write_json
+from .harness.env import environment, format_environment
+from .harness.flops import spec_gflops
+from .harness.report import write_json
 
 MODELS = ("sunet64", "sunet7_128")
 STRIDES = (8, 16, 32)

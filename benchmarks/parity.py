@@ -30,6 +30,7 @@ agreement >= 99.9 %; FP16/BF16: |delta mIoU| <= 0.3 points), 2 when nothing coul
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
 import sys
@@ -52,20 +53,13 @@ from sunet_deploy.metrics import ConfusionMatrix
 from sunet_deploy.preprocess import Normalization, output_to_mask
 from sunet_deploy.protocol import PAPER, TILE_AUTO, Protocol, add_protocol_flags, window_stride
 from sunet_deploy.tiling import InferModel, segment
+from sunet_deploy.tolerance import PARITY as TOLERANCES
+from sunet_deploy.tolerance import Tolerance
 
-from .artifacts import failure_reason, open_variant
-from .env import environment, format_environment
-from .report import nothing_measured, skipped_md, write_json
-from .variants import reference_name, split_available, variants_for, with_threads
-
-
-@dataclass(frozen=True)
-class Tolerance:
-    max_delta_miou: float  # mIoU points (percent)
-    min_agreement: float | None = None  # percent of pixels labelled as PyTorch FP32 labels them
-
-
-TOLERANCES = {"fp32": Tolerance(0.05, 99.9), "fp16": Tolerance(0.3), "bf16": Tolerance(0.3), "int8": Tolerance(1.0)}
+from .harness.artifacts import failure_reason, open_variant
+from .harness.env import environment, format_environment
+from .harness.report import nothing_measured, skipped_md, write_json
+from .harness.variants import reference_name, split_available, variants_for, with_threads
 
 
 @dataclass
@@ -107,7 +101,8 @@ def judge(stats: ParityStats, reference: ParityStats, tolerance: Tolerance, clas
         "miou": 100 * scores.miou, "delta_miou": delta, "class_iou_delta": class_deltas,
         "agreement": agreement, "max_abs_logit_error": stats.max_abs_logit if stats.logit_count else None,
         "mean_abs_logit_error": stats.sum_abs_logit / stats.logit_count if stats.logit_count else None,
-        "tolerance": vars(tolerance), "passed": not failures, "failures": failures,
+        "tolerance": {"max_delta_miou": tolerance.max_delta_miou, "min_agreement": tolerance.min_agreement},
+        "passed": not failures, "failures": failures,
     }  # fmt: skip
 
 
@@ -236,7 +231,7 @@ def tolerances(overrides: list[str]) -> dict[str, Tolerance]:
         precision, _, value = item.partition("=")
         if precision not in result:
             raise ValueError(f"unknown precision {precision!r} in {item!r}; known: {', '.join(result)}")
-        result[precision] = Tolerance(float(value), result[precision].min_agreement)
+        result[precision] = dataclasses.replace(result[precision], max_delta_miou=float(value))
     return result
 
 

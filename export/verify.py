@@ -6,7 +6,8 @@ FP16) and the share of pixels whose label (argmax over classes) agrees; over all
 agreement (which the tolerance gates) and, per class of the reference, the share of its pixels
 the export labels the same. The allowed
 logit error scales with the size of the logits: atol + rtol * max|PyTorch logit|. INT8 has no
-logit bound (its logits move by design); its gate is the agreement.
+logit bound (its logits move by design); its gate is the agreement. The thresholds are
+sunet_deploy.tolerance.VERIFY (agreement in percent there; printed here as a share, as the agreements are).
 """
 
 from __future__ import annotations
@@ -20,36 +21,22 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-
-@dataclass(frozen=True)
-class Tolerance:
-    atol: float | None  # None: no bound on the logit error
-    rtol: float | None
-    min_agreement: float
-
-    def allowed_error(self, reference: np.ndarray) -> float | None:
-        if self.atol is None:
-            return None
-        return self.atol + self.rtol * float(np.abs(reference).max())
-
-    def describe(self) -> str:
-        logits = "no logit-error bound" if self.atol is None else \
-            f"max |logit error| <= {self.atol:g} + {self.rtol:g} * max|logit|"
-        return f"{logits}, pixel-label agreement >= {self.min_agreement:g}"
+from sunet_deploy.tolerance import VERIFY as TOLERANCES
+from sunet_deploy.tolerance import Tolerance
 
 
-TOLERANCES = {
-    "fp32": Tolerance(atol=1e-3, rtol=1e-3, min_agreement=0.999),
-    "fp16": Tolerance(atol=2e-2, rtol=2e-2, min_agreement=0.99),
-    "int8": Tolerance(atol=None, rtol=None, min_agreement=0.95),
-}
+def describe(tolerance: Tolerance) -> str:
+    """The thresholds as the report prints them (agreement as a share of pixels, as the agreements)."""
+    logits = "no logit-error bound" if tolerance.atol is None else \
+        f"max |logit error| <= {tolerance.atol:g} + {tolerance.rtol:g} * max|logit|"
+    return f"{logits}, pixel-label agreement >= {tolerance.min_agreement / 100:g}"
 
 
-def agreement_failure(where: str, agreement: float, tolerance: Tolerance) -> str | None:
-    if agreement >= tolerance.min_agreement:
+def agreement_failure(where: str, agreed: int, pixels: int, tolerance: Tolerance) -> str | None:
+    if tolerance.agreement_ok(agreed, pixels):
         return None
-    return (f"{where}: pixel-label agreement {agreement:.5f} is below {tolerance.min_agreement:g} "
-            f"by {tolerance.min_agreement - agreement:.5f}")
+    agreement, least = agreed / pixels, tolerance.min_agreement / 100
+    return f"{where}: pixel-label agreement {agreement:.5f} is below {least:g} by {least - agreement:.5f}"
 
 
 @dataclass(frozen=True)
@@ -80,7 +67,8 @@ class BatchResult:
 
     def failures(self, tolerance: Tolerance) -> list[str]:
         """This batch judged on its own: logit error and agreement."""
-        return [p for p in (self.logit_failure(), agreement_failure(self.label, self.agreement, tolerance)) if p]
+        agreement = agreement_failure(self.label, sum(self.class_agreed), sum(self.class_pixels), tolerance)
+        return [p for p in (self.logit_failure(), agreement) if p]
 
     def describe(self) -> str:
         if self.max_abs_error is None:
@@ -103,7 +91,9 @@ class Verification:
     def failures(self) -> list[str]:
         """The logit error of each batch, and the agreement over every pixel of every batch."""
         logits = [r.logit_failure() for r in self.results]
-        return [f for f in (*logits, agreement_failure("all images", self.agreement, self.tolerance)) if f]
+        agreed = sum(sum(r.class_agreed) for r in self.results)
+        pixels = sum(sum(r.class_pixels) for r in self.results)
+        return [f for f in (*logits, agreement_failure("all images", agreed, pixels, self.tolerance)) if f]
 
     @property
     def passed(self) -> bool:
@@ -128,7 +118,7 @@ class Verification:
 
     def report(self) -> str:
         verdict = "passed" if self.passed else "FAILED"
-        lines = [f"export ({self.precision}) vs PyTorch FP32: {verdict}; thresholds: {self.tolerance.describe()} "
+        lines = [f"export ({self.precision}) vs PyTorch FP32: {verdict}; thresholds: {describe(self.tolerance)} "
                  "(over all images)"]
         lines += [f"  {r.describe()}" for r in self.results]
         lines.append(f"  agreement over all images: {self.agreement:.5f}")
@@ -180,4 +170,5 @@ def compare(out: np.ndarray, reference: np.ndarray, tolerance: Tolerance) -> Bat
     if out.ndim == 3:
         return result
     error = float(np.abs(out.astype(np.float64) - reference).max())
-    return dataclasses.replace(result, max_abs_error=error, allowed_error=tolerance.allowed_error(reference))
+    allowed = tolerance.allowed_error(float(np.abs(reference).max()))
+    return dataclasses.replace(result, max_abs_error=error, allowed_error=allowed)

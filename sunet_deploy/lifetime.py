@@ -1,7 +1,7 @@
 """A child process that dies with its parent, however the parent dies (SIGKILL included).
 
 Used as (part of) a subprocess `preexec_fn`: the served Triton server (runtimes.serve) and the GPU
-report's steps (benchmarks.budget). Linux only (prctl PR_SET_PDEATHSIG); elsewhere a no-op.
+report's steps (benchmarks.harness.budget). Linux only (prctl PR_SET_PDEATHSIG); elsewhere a no-op.
 """
 
 from __future__ import annotations

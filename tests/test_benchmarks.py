@@ -11,10 +11,10 @@ import torch
 from torch import nn
 
 from benchmarks import latency, parity
-from benchmarks.flops import count_flops, model_table
-from benchmarks.measure import Samples, time_iterations
+from benchmarks.harness.flops import count_flops, model_table
+from benchmarks.harness.measure import Samples, time_iterations
+from benchmarks.harness.variants import VARIANTS, Variant, variants_for
 from benchmarks.parity import ParityStats, Tolerance, judge, run_parity, tolerances
-from benchmarks.variants import VARIANTS, Variant, variants_for
 from runtimes.base import Runtime, TensorInfo, Timing
 from runtimes.options import PyTorchOptions
 from sunet_deploy.artifact import ArtifactInfo, read_checkpoint_info
@@ -134,14 +134,14 @@ def test_parity_judgement_on_crafted_masks():
     reference = _stats(target, target, target)
     wrong = target.copy()
     wrong[0, 0] = 1  # one of 8 pixels differs: class 0 IoU 1 -> 1/2, class 1 IoU 1 -> 2/3
-    result = judge(_stats(wrong, target, target), reference, Tolerance(0.05, 99.9), ["a", "b", "c"])
+    result = judge(_stats(wrong, target, target), reference, Tolerance(min_agreement=99.9, max_delta_miou=0.05), ["a", "b", "c"])
     assert result["agreement"] == pytest.approx(100 * 7 / 8)
     assert result["class_iou_delta"] == pytest.approx({"a": -50.0, "b": -100 / 3, "c": 0.0})
     assert result["delta_miou"] == pytest.approx((-50 - 100 / 3) / 3)
     assert not result["passed"] and len(result["failures"]) == 2
-    same = judge(_stats(target, target, target), reference, Tolerance(0.05, 99.9), ["a", "b", "c"])
+    same = judge(_stats(target, target, target), reference, Tolerance(min_agreement=99.9, max_delta_miou=0.05), ["a", "b", "c"])
     assert same["passed"] and same["delta_miou"] == 0 and same["agreement"] == 100
-    assert judge(_stats(wrong, target, target), reference, Tolerance(30.0), ["a", "b", "c"])["passed"]
+    assert judge(_stats(wrong, target, target), reference, Tolerance(max_delta_miou=30.0), ["a", "b", "c"])["passed"]
 
 
 def test_logit_errors_and_fake_runtimes_through_run_parity(fake_file):
@@ -155,8 +155,8 @@ def test_logit_errors_and_fake_runtimes_through_run_parity(fake_file):
     stats = run_parity(runtimes, "ref", dataset, 3)
     assert stats["close"].max_abs_logit == pytest.approx(1e-4, rel=1e-3)
     assert stats["close"].sum_abs_logit / stats["close"].logit_count == pytest.approx(1e-4 / 3, rel=1e-3)
-    assert judge(stats["close"], stats["ref"], Tolerance(0.05, 99.9), ["a", "b", "c"])["passed"]
-    off = judge(stats["off"], stats["ref"], Tolerance(0.05, 99.9), ["a", "b", "c"])
+    assert judge(stats["close"], stats["ref"], Tolerance(min_agreement=99.9, max_delta_miou=0.05), ["a", "b", "c"])["passed"]
+    off = judge(stats["off"], stats["ref"], Tolerance(min_agreement=99.9, max_delta_miou=0.05), ["a", "b", "c"])
     assert not off["passed"] and off["agreement"] < 99.9 and off["delta_miou"] < 0
 
 
@@ -268,11 +268,39 @@ def test_parity_of_given_artifacts_by_their_own_precision(tmp_path, tiny_checkpo
 
 
 def test_tolerance_overrides():
-    assert tolerances(["fp16=0.2"])["fp16"] == Tolerance(0.2)
-    assert tolerances([])["fp32"] == Tolerance(0.05, 99.9)
-    assert tolerances([])["int8"] == Tolerance(1.0)
+    assert tolerances(["fp16=0.2"])["fp16"] == Tolerance(max_delta_miou=0.2)
+    assert tolerances([])["fp32"] == Tolerance(min_agreement=99.9, max_delta_miou=0.05)
+    assert tolerances([])["int8"] == Tolerance(max_delta_miou=1.0)
     with pytest.raises(ValueError, match="unknown precision"):
         tolerances(["fp8=1"])
+
+
+
+def test_one_tolerance_type_in_percent_for_export_verification_and_parity():
+    """export.verify and benchmarks.parity judge with sunet_deploy.tolerance.Tolerance, agreement in percent:
+    1998 of 2000 pixels alike is 99.9 % and passes both FP32 gates, 1997 fails both, each printed as before."""
+    from export.verify import TOLERANCES as VERIFY
+    from export.verify import compare, describe
+
+    assert type(VERIFY["fp32"]) is type(parity.TOLERANCES["fp32"]) is Tolerance
+    assert VERIFY["fp32"].min_agreement == parity.TOLERANCES["fp32"].min_agreement == 99.9
+    assert describe(VERIFY["fp32"]) == "max |logit error| <= 0.001 + 0.001 * max|logit|, pixel-label agreement >= 0.999"
+    reference = np.zeros((1, 2, 40, 50), np.float32)
+    reference[:, 0] = 1.0  # every pixel class 0
+    target = np.zeros((1, 40, 50), np.int64)
+    for wrong, passes in ((2, True), (3, False)):
+        labels = target.copy()
+        labels.flat[:wrong] = 1
+        failures = compare(labels, reference, VERIFY["fp32"]).failures(VERIFY["fp32"])
+        assert failures == ([] if passes else [f"1x3x40x50: pixel-label agreement {1 - wrong / 2000:.5f} is below "
+                                               f"0.999 by {0.999 - (1 - wrong / 2000):.5f}"])  # fmt: skip
+        stats = ParityStats(ConfusionMatrix(2), agree=2000 - wrong, pixels=2000)
+        stats.confusion.update(target[0], target[0])
+        reference_stats = ParityStats(ConfusionMatrix(2), agree=2000, pixels=2000)
+        reference_stats.confusion.update(target[0], target[0])
+        record = judge(stats, reference_stats, parity.TOLERANCES["fp32"], ["a", "b"])
+        assert record["passed"] is passes
+        assert record["failures"] == ([] if passes else [f"agreement {100 * (2000 - wrong) / 2000:.3f} % < 99.9 %"])
 
 
 # ---------------------------------------------------------------- reports
@@ -348,7 +376,7 @@ def test_freezing_without_binary_folding_keeps_transposed_conv_bn_exact():
 
 
 def test_floor_is_flops_over_the_rate_of_the_precision():
-    from benchmarks.floor import floor_ms, merge_best
+    from benchmarks.harness.floor import floor_ms, merge_best
 
     rates = merge_best([{"fp32_gflops": 80.0, "fp16_gflops": 900.0}, {"fp32_gflops": 100.0, "fp16_gflops": 700.0}])
     assert rates == {"fp32_gflops": 100.0, "fp16_gflops": 900.0}
@@ -358,7 +386,7 @@ def test_floor_is_flops_over_the_rate_of_the_precision():
 
 
 def test_cpu_matmul_rate_is_flops_over_the_best_repetition(monkeypatch):
-    import benchmarks.floor as floor
+    import benchmarks.harness.floor as floor
 
     # A clock that makes the three timed products take 3, 1 and 2 ms: the rate is 2 x 64^3 FLOPs
     # over the best, 1 ms, i.e. 0.524288 GFLOP/s, counted by hand.
@@ -409,7 +437,7 @@ def test_int8_row_opens_the_int8_export(tmp_path):
 
 
 def test_letterbox_cost_report(tmp_path, tiny_checkpoint):
-    from benchmarks import letterbox
+    from benchmarks.studies import letterbox
 
     out = tmp_path / "report"
     assert letterbox.main([str(tiny_checkpoint), "--size", "32x32", "24x40", "--limit", "2",
@@ -426,7 +454,7 @@ def test_benchmarked_aoti_package_is_compiled_as_python_m_export_aoti_compiles_i
     stopped at its door, so this takes a second."""
     from torch._inductor.fx_passes import freezing_patterns
 
-    from benchmarks.artifacts import artifact_for
+    from benchmarks.harness.artifacts import artifact_for
     from export.aoti import main as export_main
 
     class Stop(Exception):

@@ -209,7 +209,7 @@ def test_usage_errors(ort_cpp, arguments):
 
 def test_latency_comparison_script(ort_cpp):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    command = [sys.executable, "-m", "benchmarks.cpp_latency", str(ort_cpp / "build/sunet_predict"),
+    command = [sys.executable, "-m", "benchmarks.studies.cpp_latency", str(ort_cpp / "build/sunet_predict"),
                str(ort_cpp / "model.onnx"), str(ort_cpp / "photos/coins.png"), "--repeat", "2", "--rounds", "1"]
     done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
     assert done.returncode == 0, done.stderr

@@ -134,7 +134,7 @@ def test_a_refused_recipe_is_a_usage_error(capsys):
 
 def test_the_cache_key_is_the_source_and_the_recipe(tmp_path):
     """A changed INT8 setting is a new artifact, not a stale file reused."""
-    from benchmarks.artifacts import cached_path
+    from benchmarks.harness.artifacts import cached_path
 
     source = tmp_path / "model.safetensors"
     source.write_bytes(b"weights")

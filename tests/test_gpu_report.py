@@ -15,9 +15,9 @@ import torch
 from torch import nn
 
 from benchmarks import gpu_report
-from benchmarks.budget import Budget, run_with_timeout
-from benchmarks.gpu_steps import REHEARSAL, STEPS, Context, Step
-from benchmarks.traffic import min_traffic_bytes
+from benchmarks.gpu.steps import REHEARSAL, STEPS, Context, Step
+from benchmarks.harness.budget import Budget, run_with_timeout
+from benchmarks.studies.traffic import min_traffic_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
 BLOCKER = Path(__file__).parent / "without_optional"  # its sitecustomize makes the packages unimportable

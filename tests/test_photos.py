@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks.variants import VARIANTS
+from benchmarks.harness.variants import VARIANTS
 from factory import shared_folder
 from photos import upright_chelsea, write_photos
 from runtimes import open_runtime

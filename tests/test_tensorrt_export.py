@@ -369,8 +369,8 @@ def test_benchmark_tensorrt_int8_row_is_int8_plus_fp16(tmp_path, monkeypatch, on
     import dataclasses
 
     import export.onnx
-    from benchmarks.artifacts import artifact_for
-    from benchmarks.variants import VARIANTS
+    from benchmarks.harness.artifacts import artifact_for
+    from benchmarks.harness.variants import VARIANTS
 
     real_export = export.onnx.export_onnx  # calibrated on 4 images instead of 32, for time
     monkeypatch.setattr(export.onnx, "export_onnx", lambda checkpoint, path, recipe, **kwargs: real_export(

@@ -180,8 +180,8 @@ def test_shared_memory_is_a_triton_option_and_a_predict_flag():
 
 
 def test_serve_report_says_when_perf_analyzer_is_missing(tmp_path, monkeypatch):
-    from benchmarks import perf_analyzer
-    from benchmarks.serve import perf_analyzer_section
+    from benchmarks.serving import perf_analyzer
+    from benchmarks.serving.serve import perf_analyzer_section
     from runtimes.serve import perf_analyzer as installed
 
     monkeypatch.setattr(perf_analyzer, "perf_analyzer", lambda: installed(tmp_path / "no-venv"))

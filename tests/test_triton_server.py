@@ -29,7 +29,8 @@ from PIL import Image
 from benchmarks.parity import main as parity
 from factory import several_class_checkpoint
 from photos import write_photos
-from benchmarks.serve import main as serve_benchmark
+from benchmarks.serving.serve import main as serve_benchmark
+from benchmarks.serving.serve_transports import main as transports_benchmark
 from export.onnx import export_onnx
 from export.triton import export_repository_model, validate_config
 from runtimes import open_runtime
@@ -256,6 +257,17 @@ def check_benchmark(uri: str, output: Path) -> None:
     assert "NVIDIA perf_analyzer on the same levels" in (output / "serve.md").read_text()
 
 
+def check_transports(uri: str, grpc: int, output: Path) -> None:
+    """benchmarks.serving.serve_transports, one round: every transport and perf_analyzer measured
+    (12 requests: perf_analyzer's windows are a third of our time per transport, and need several requests)."""
+    assert transports_benchmark([uri, "--grpc-port", str(grpc), "--size", "64x64", "--rounds", "1", "--requests", "12",
+                                 "--output", str(output)]) == 0  # fmt: skip
+    rows = json.loads((output / "transports.json").read_text())["rows"]
+    assert [r["transport"] for r in rows] == ["tritonclient HTTP (before)", "HttpTensors", "system shared memory (HTTP)",
+                                              "gRPC", "perf_analyzer", "perf_analyzer, shared memory"]  # fmt: skip
+    assert all(r["median"] > 0 for r in rows) and "| gRPC |" in (output / "transports.md").read_text()
+
+
 def test_served_models(serve_python, repository, images, local_masks, photos, local_predictions, tmp_path):
     with served(serve_python, repository, tmp_path / "server.log") as (launcher, http, grpc):
         processes = family(launcher)
@@ -270,6 +282,7 @@ def test_served_models(serve_python, repository, images, local_masks, photos, lo
         check_static_image_model(f"triton://127.0.0.1:{http}/sunet_static", repository, images)
         check_benchmark(f"triton+grpc://127.0.0.1:{grpc}/sunet_image", tmp_path / "bench-image")
         check_benchmark(f"triton://127.0.0.1:{http}/sunet", tmp_path / "bench-tensor")
+        check_transports(f"triton://127.0.0.1:{http}/sunet", grpc, tmp_path / "transports")
         launcher.send_signal(signal.SIGINT)
         assert launcher.wait(30) == 0
         assert_gone(processes, timeout=5)
@@ -371,7 +384,7 @@ def test_cuda_shared_memory(serve_python, repository, images, local_masks, tmp_p
 
 
 def test_search_writes_the_best_config(serve_python, repository, tmp_path):
-    """benchmarks.serve --search serves each configuration, measures it with perf_analyzer and writes the best
+    """benchmarks.serving.serve --search serves each configuration, measures it with perf_analyzer and writes the best
     into the model's config.pbtxt, the earlier one kept."""
     model = tmp_path / "repository" / "sunet"
     shutil.copytree(repository / "sunet", model)
@@ -385,4 +398,4 @@ def test_search_writes_the_best_config(serve_python, repository, tmp_path):
     best = min(report["results"], key=lambda r: r["levels"][0]["p50"])
     config = validate_config((model / "config.pbtxt").read_text())
     assert (config.instance_group[0].count, config.max_batch_size) == (best["instances"], 2)
-    assert (model / "config.pbtxt").read_text().startswith("# benchmarks.serve --search, goal latency")
+    assert (model / "config.pbtxt").read_text().startswith("# benchmarks.serving.serve --search, goal latency")

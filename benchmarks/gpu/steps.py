@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from importlib.util import find_spec
 from pathlib import Path
 
-from .variants import VARIANTS, Variant, reference_name, variants_for
+from ..harness.variants import VARIANTS, Variant, reference_name, variants_for
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 GPU_TEST_MARKERS = "gpu or tensorrt"
 
 
@@ -100,7 +100,7 @@ def latency_group(variant: Variant) -> str:
 
 
 def latency_groups() -> dict[str, list[str]]:
-    """The CUDA rows of benchmarks.variants (the reference aside) by the step that measures them."""
+    """The CUDA rows of benchmarks.harness.variants (the reference aside) by the step that measures them."""
     groups: dict[str, list[str]] = {}
     for name, variant in VARIANTS.items():
         if variant.device == "cuda" and name != reference_name("cuda"):
@@ -140,7 +140,7 @@ def latency_result(ctx: Context, step: str) -> dict:
 
 
 def traffic_command(ctx: Context) -> list[str]:
-    return ["-m", "benchmarks.traffic", "--model", ctx.plan.model, "--batch", *ctx.plan.batches, "--size",
+    return ["-m", "benchmarks.studies.traffic", "--model", ctx.plan.model, "--batch", *ctx.plan.batches, "--size",
             ctx.plan.size, "--bandwidth-from", str(ctx.out / "latency" / "latency.json"), "--output",
             str(ctx.out / "bandwidth-floor.json")]  # fmt: skip
 
@@ -237,7 +237,7 @@ def _tests_step(name: str, about: str, share: float) -> Step:
 
 STEPS = [
     _latency_step("latency", "benchmarks.latency: PyTorch FP16, channels_last, CUDA graphs, ONNX Runtime CUDA", 0.3),
-    Step("bandwidth-floor", "benchmarks.traffic: least bytes moved over the measured bandwidth", 0.08,
+    Step("bandwidth-floor", "benchmarks.studies.traffic: least bytes moved over the measured bandwidth", 0.08,
          traffic_command, lambda ctx: json.loads((ctx.out / "bandwidth-floor.json").read_text()), latency_missing),
     Step("amp-training", "python -m train with AMP on synthetic data (images/s; the checkpoint parity needs)", 0.25,
          train_command, train_result),

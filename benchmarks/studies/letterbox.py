@@ -1,4 +1,4 @@
-"""`python -m benchmarks.letterbox CHECKPOINT --size 96x160 256x256`: what letterboxing costs.
+"""`python -m benchmarks.studies.letterbox CHECKPOINT --size 96x160 256x256`: what letterboxing costs.
 
 A fixed-size artifact (a `--static` ONNX model, an AOTInductor package, an engine whose profile
 excludes the image) gets every image letterboxed by `runtimes.predict`: scaled with its aspect
@@ -8,6 +8,10 @@ the original size, with --letterbox; by default it runs windows of the artifact'
 This measures both: each size's static ONNX export against the dynamic one (the image at its own
 size) on the checkpoint's validation set, as mIoU against the labels and as pixel agreement with
 the dynamic model's masks. Writes letterbox.md and .json.
+
+A study, not maintained: it reproduces docs/bench/protocol/letterbox.md (read by docs/inference.md
+and docs/export.md). It runs the checkpoint's recorded validation set (no dataset flags) and each
+artifact's own windows (sunet_deploy.protocol.artifact_protocol, no protocol flags).
 """
 
 from __future__ import annotations
@@ -28,8 +32,8 @@ from sunet_deploy.formats import OnnxRecipe
 from sunet_deploy.metrics import ConfusionMatrix
 from sunet_deploy.protocol import artifact_protocol
 
-from .env import environment, format_environment
-from .report import save_report
+from ..harness.env import environment, format_environment
+from ..harness.report import save_report
 
 
 def masks_of(model: Path, dataset, limit: int, tiled: bool = False) -> list:
@@ -81,7 +85,7 @@ def markdown(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.letterbox", description=__doc__, epilog=EXIT_STATUS_HELP,
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.studies.letterbox", description=__doc__, epilog=EXIT_STATUS_HELP,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", type=Path, help="a trained checkpoint that records its validation set")
     parser.add_argument("--size", type=parse_size, nargs="+", required=True, metavar="HxW", help="fixed sizes to try")

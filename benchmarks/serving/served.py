@@ -1,5 +1,5 @@
 """What a benchmark needs to know of a served model (its configuration, as the server reports it) and what
-it sends to it (one request's payload): shared by benchmarks.serve, serve_search and serve_transports."""
+it sends to it (one request's payload): shared by benchmarks.serving.serve, serve_search and serve_transports."""
 
 from __future__ import annotations
 

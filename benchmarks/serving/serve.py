@@ -1,7 +1,7 @@
-"""`python -m benchmarks.serve URI`: throughput and latency of a served model under concurrent clients.
+"""`python -m benchmarks.serving.serve URI`: throughput and latency of a served model under concurrent clients.
 
-    python -m benchmarks.serve triton://127.0.0.1:8000/sunet                  # HTTP, tensor model
-    python -m benchmarks.serve triton+grpc://127.0.0.1:8001/sunet_image --concurrency 1 4
+    python -m benchmarks.serving.serve triton://127.0.0.1:8000/sunet                  # HTTP, tensor model
+    python -m benchmarks.serving.serve triton+grpc://127.0.0.1:8001/sunet_image --concurrency 1 4
 
 For each concurrency level, that many client threads (each with its own connection) send one image
 per request, back to back: all warm up for --warmup seconds, then every request of the next
@@ -16,7 +16,7 @@ NVIDIA's perf_analyzer (installed by make serve-venv) measures the same model at
 image size, protocol and transport right after our client, and its throughput and percentiles go
 beside ours in the report; where it is not installed the report says so. --shared-memory system
 sends both clients' tensors through Triton's system shared memory (a server on this host).
---search tries serving configurations with perf_analyzer instead (benchmarks.serve_search).
+--search tries serving configurations with perf_analyzer instead (benchmarks.serving.serve_search).
 """
 
 from __future__ import annotations
@@ -44,8 +44,8 @@ from sunet_deploy.cli import EXIT_FAILED, EXIT_OK, EXIT_STATUS_HELP, EXIT_USAGE,
 
 from . import perf_analyzer  # noqa: E402
 from .served import output_bytes, payload, served_model  # noqa: E402
-from .env import environment, format_environment  # noqa: E402
-from .report import write_json  # noqa: E402
+from ..harness.env import environment, format_environment  # noqa: E402
+from ..harness.report import write_json  # noqa: E402
 
 
 @contextmanager
@@ -224,7 +224,7 @@ def plot(rows: list[dict], path: Path) -> Path:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.serve", description=__doc__, epilog=EXIT_STATUS_HELP,
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.serving.serve", description=__doc__, epilog=EXIT_STATUS_HELP,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("uri", help="triton://HOST:PORT/MODEL (HTTP) or triton+grpc://HOST:PORT/MODEL (gRPC); with "
                                     "--search the model's folder in a repository (REPOSITORY/MODEL)")

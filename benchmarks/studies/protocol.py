@@ -1,6 +1,11 @@
-"""`python -m benchmarks.protocol CHECKPOINT`: the inference protocol on large images, measured.
+"""`python -m benchmarks.studies.protocol CHECKPOINT`: the inference protocol on large images, measured.
 
-    python -m benchmarks.protocol runs/demo/best.safetensors --output docs/bench/protocol
+    python -m benchmarks.studies.protocol runs/demo/best.safetensors --output docs/bench/protocol
+
+A study, not maintained: it reproduces the committed reports under docs/bench/protocol/ (scene.md,
+rss.md, speed.md, read by docs/inference.md). Its protocols are fixed here (TILE and the speed
+settings), not taken from the protocol flags, and its images are the checkpoint's recorded
+synthetic validation set, not the dataset flags.
 
 Three parts (--parts), one report (protocol.md and protocol.json):
 
@@ -39,8 +44,8 @@ from sunet_deploy.metrics import ConfusionMatrix
 from sunet_deploy.preprocess import read_label_png, save_palette_png
 from sunet_deploy.protocol import Protocol
 
-from .env import environment, format_environment
-from .report import save_report
+from ..harness.env import environment, format_environment
+from ..harness.report import save_report
 
 TILE = Protocol(window=(512, 512), stride=(384, 384), batch=4)
 """`--tile 512 --tile-overlap 128` with predict's default batch."""
@@ -142,7 +147,7 @@ def rss_part(args: argparse.Namespace, model: Path) -> dict:
     rows = []
     for mode, sides in (("whole", args.whole_sizes), ("tiled", args.tiled_sizes)):
         for side in sides:
-            code = f"from benchmarks.protocol import rss_child; rss_child({str(model)!r}, {mode!r}, {side})"
+            code = f"from benchmarks.studies.protocol import rss_child; rss_child({str(model)!r}, {mode!r}, {side})"
             result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
             if result.returncode != 0:
                 rows.append({"mode": mode, "side": side, "error": (result.stderr.strip().splitlines() or ["?"])[-1]})
@@ -242,7 +247,7 @@ def markdown(result: dict) -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.protocol", description=__doc__, epilog=EXIT_STATUS_HELP,
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.studies.protocol", description=__doc__, epilog=EXIT_STATUS_HELP,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", type=Path, help="a trained checkpoint that records a synthetic validation set")
     parser.add_argument("--parts", nargs="+", choices=("scene", "rss", "speed"), default=["scene", "rss", "speed"])

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from .env import format_environment
-from .variants import reference_name
+from ..harness.env import format_environment
+from ..harness.variants import reference_name
 
 TABLE_COLUMNS = ("row", "batch", "median ms", "speedup", "x floor", "peak memory")
 

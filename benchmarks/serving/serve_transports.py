@@ -1,6 +1,6 @@
-"""`python -m benchmarks.serve_transports URI`: one client's latency per transport, interleaved with perf_analyzer.
+"""`python -m benchmarks.serving.serve_transports URI`: one client's latency per transport, interleaved with perf_analyzer.
 
-    python -m benchmarks.serve_transports triton://127.0.0.1:8000/sunet --rounds 5 --requests 8
+    python -m benchmarks.serving.serve_transports triton://127.0.0.1:8000/sunet --rounds 5 --requests 8
 
 A tensor model over HTTP, one request at a time (concurrency 1), in rounds: each round sends
 --requests requests through each of our transports in turn and runs perf_analyzer for about as
@@ -28,8 +28,8 @@ from runtimes.triton import ServedModel, server_statistics
 from sunet_deploy.cli import EXIT_OK, EXIT_STATUS_HELP, EXIT_USAGE, parse_size
 
 from . import perf_analyzer
-from .env import environment, format_environment
-from .report import write_json
+from ..harness.env import environment, format_environment
+from ..harness.report import write_json
 from .serve import pa_outside_server_ms
 from .served import output_bytes, payload, served_model
 
@@ -112,7 +112,7 @@ def table(rows: list[dict]) -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.serve_transports", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.serving.serve_transports", description=__doc__,
                                      epilog=EXIT_STATUS_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("uri", help="triton://HOST:PORT/MODEL of a tensor model (HTTP)")
     parser.add_argument("--grpc-port", type=int, default=8001, help="the server's gRPC port (default 8001)")

@@ -1,7 +1,7 @@
-"""`python -m benchmarks.traffic`: the least bytes one inference moves, and the memory-bandwidth floor.
+"""`python -m benchmarks.studies.traffic`: the least bytes one inference moves, and the memory-bandwidth floor.
 
-    python -m benchmarks.traffic --model sunet64 --batch 1 8 --size 512x512
-    python -m benchmarks.traffic --model sunet64 --batch 1 8 --bandwidth-from docs/bench/gpu/latency/latency.json
+    python -m benchmarks.studies.traffic --model sunet64 --batch 1 8 --size 512x512
+    python -m benchmarks.studies.traffic --model sunet64 --batch 1 8 --bandwidth-from docs/bench/gpu/latency/latency.json
 
 A lower bound on the bytes: every weight read once and every convolution's input and output
 activations read or written once (every other layer fused perfectly), at 2 bytes a value (FP16).
@@ -9,6 +9,9 @@ Those bytes over the device's memory bandwidth are a latency no runtime can beat
 --bandwidth GB/s, or the device-to-device copy rate a CUDA `benchmarks.latency` run measured
 (its latency.json); without one only the bytes are reported. The model is built on PyTorch's meta
 device: nothing is allocated and no GPU is needed.
+
+Maintained, unlike the other studies: gpu_report's bandwidth-floor step runs it. It reads no
+images, so it takes no dataset or protocol flags.
 """
 
 from __future__ import annotations
@@ -66,7 +69,7 @@ def describe(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.traffic", description=__doc__, epilog=EXIT_STATUS_HELP,
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.studies.traffic", description=__doc__, epilog=EXIT_STATUS_HELP,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("--model", default="sunet64", help="architecture (default sunet64)")
     parser.add_argument("--output-stride", type=int, default=16)

@@ -1,4 +1,4 @@
-"""NVIDIA's perf_analyzer on a served model: the load generator of record beside benchmarks.serve's client.
+"""NVIDIA's perf_analyzer on a served model: the load generator of record beside benchmarks.serving.serve's client.
 
 The binary comes from the serving environment (runtimes.serve.perf_analyzer: tritonclient 2.41.0's
 perf_analyzer, installed by make serve-venv). One call measures one concurrency level in

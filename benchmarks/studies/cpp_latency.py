@@ -1,7 +1,7 @@
 """Latency of the C++ ONNX Runtime backend beside the Python ONNX Runtime adapter (runtimes.ort, CPU
 provider): same model, image and thread count, in one run.
 
-    python -m benchmarks.cpp_latency build/cpp/sunet_predict model.onnx image.png --threads 1 2
+    python -m benchmarks.studies.cpp_latency build/cpp/sunet_predict model.onnx image.png --threads 1 2
 
 Both sides time image -> mask after one untimed run in a warm session: C++ `sunet::segment`
 (normalise, Run, argmax) through `sunet_predict --repeat`, Python `Predictor.mask` (to_tensor_input,
@@ -10,6 +10,9 @@ machine hits both. Two numbers per side, each the median over the rounds: the wa
 per image, and the CPU time per image (process CPU time over the timed runs; the C++ side's is
 that of `--repeat N` less that of `--repeat 0`, which loads the model and runs once). CPU time is
 the steadier on a shared machine; it also counts ONNX Runtime's spinning worker threads.
+
+A study, not maintained: it reproduces the C++-against-Python table in docs/cpp.md. One model and
+one image, so no dataset or protocol flags.
 """
 
 from __future__ import annotations
@@ -84,7 +87,7 @@ def compare(binary: Path, model: Path, image_path: Path, threads: int, repeat: i
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.cpp_latency", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.studies.cpp_latency", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("sunet_predict", type=Path, help="sunet_predict built with the ONNX Runtime backend")
     parser.add_argument("model", type=Path, help="ONNX model from python -m export.onnx")

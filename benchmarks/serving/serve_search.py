@@ -1,4 +1,4 @@
-"""`python -m benchmarks.serve --search REPOSITORY/MODEL`: a quick search of serving configurations.
+"""`python -m benchmarks.serving.serve --search REPOSITORY/MODEL`: a quick search of serving configurations.
 
 In the manner of Triton Model Analyzer's brute search, in our terms: every combination of
 instance counts, largest batch and dynamic-batcher queue delay is served in turn (a copy of the
@@ -32,8 +32,8 @@ from export.triton import THREADS_KEY, validate_config
 from runtimes.serve import PROJECT
 
 from . import perf_analyzer
-from .env import environment, format_environment
-from .report import write_json
+from ..harness.env import environment, format_environment
+from ..harness.report import write_json
 from .served import payload, served_model
 
 READY_TIMEOUT = 180
@@ -140,7 +140,7 @@ def keep_previous(path: Path) -> Path:
 
 def write_best(model_dir: Path, config, best: dict, goal: str, output: Path) -> Path:
     candidate = Candidate(best["instances"], best["max_batch"], best["queue_delay_us"])
-    lines = [f"# benchmarks.serve --search, goal {goal}: instances {candidate.instances}, max batch "
+    lines = [f"# benchmarks.serving.serve --search, goal {goal}: instances {candidate.instances}, max batch "
              f"{candidate.max_batch}, queue delay {candidate.queue_delay_us} us, chosen from the measurements in "
              f"{output / 'search.md'}"]
     lines += [f"# {level['clients']} clients: {level['throughput_ips']:.2f} images/s, p50 {level['p50']:.1f} ms"
