@@ -2,8 +2,8 @@
 
 The graph takes float32 NCHW images (normalised as the metadata says) with dynamic batch, height
 and width, or fixed height and width with `--static HxW`; it outputs float32 logits (N, C, H, W),
-or with `--argmax` int64 labels (N, H, W), which moves C times less data off the device. `--fp16`
-stores an FP16 graph with FP32 inputs and outputs, as TensorRT 11's strongly typed networks need.
+or with `--argmax` uint8 labels (N, H, W; int64 beyond 256 classes), which moves 4C times less data
+off the device. `--fp16` stores an FP16 graph with FP32 inputs and outputs, as TensorRT 11's strongly typed networks need.
 `--int8` stores an explicitly quantized graph (Q/DQ nodes, symmetric INT8, per-channel weights,
 FP32 inputs and outputs; the unquantized parts FP16 for TensorRT, see --int8-float) calibrated on
 images of the checkpoint's dataset (export.quantize).
@@ -115,7 +115,7 @@ def export_onnx(
     meta = info.metadata
     progress(f"exporting {ckpt.meta.arch} (OS{ckpt.meta.output_stride}) with the TorchScript exporter, opset {opset}, "
              + ("dynamic batch/height/width" if static is None else "static {}x{}".format(*static)))
-    proto = trace_to_onnx(LabelsHead(model) if argmax else model, static, opset, meta.output)
+    proto = trace_to_onnx(LabelsHead(model, meta.num_classes) if argmax else model, static, opset, meta.output)
     proto = transform(proto, recipe.simplify, fp16, progress)
     source = image_source(meta, images)[1]
     drawn = dataset_images(meta, images, verify_images + (int8.images if int8 else 0), seed)
