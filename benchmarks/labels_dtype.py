@@ -6,7 +6,7 @@ it now, and `sunet_int64` exported the way it was before labels became uint8 (th
 as the output, `OLD_LABELS_HEAD`). `measure` then runs, under `python -m runtimes.serve REPO -- ...`,
 interleaved rounds on both models (the order alternates every round): our client (runtimes.triton over
 HTTP, `--requests` images one after another) and NVIDIA's perf_analyzer (benchmarks.perf_analyzer, one
-time window), and writes JSON and markdown: bytes per image on the wire (the HTTP answer's body,
+time windows), and writes JSON and markdown: bytes per image on the wire (the HTTP answer's body,
 counted), medians per round, and the int64 / uint8 ratio of each round with its spread.
 
     python -m benchmarks.labels_dtype prepare runs/bench/labels
@@ -35,6 +35,9 @@ from .report import write_json
 from .served import served_model
 
 MODELS = ("sunet_int64", "sunet_uint8")
+SPLIT = ("client_send", "network", "server_queue", "server_compute_input", "server_compute_infer",
+         "server_compute_output", "client_recv", "p50")
+"""perf_analyzer's split of a request's latency (benchmarks.perf_analyzer), where the output's size shows."""
 SIZE = (512, 512)
 
 
@@ -95,7 +98,8 @@ def answer_bytes(url: str, model: str, batch: np.ndarray, output: str) -> dict:
     host, _, port = url.rpartition(":")
     connection = http.client.HTTPConnection(host, int(port), timeout=300)
     try:
-        connection.request("POST", f"/v2/models/{model}/infer", body, {"Inference-Header-Content-Length": str(json_size)})
+        headers = {"Inference-Header-Content-Length": str(json_size)}
+        connection.request("POST", f"/v2/models/{model}/infer", body, headers)
         response = connection.getresponse()
         answer = response.read()
     finally:
@@ -124,16 +128,16 @@ def measure(url: str, rounds: int, requests: int, window_s: float) -> dict:
     batch = np.random.default_rng(0).standard_normal((1, 3, *SIZE), dtype=np.float32)
     uris = {name: f"triton://{url}/{name}" for name in MODELS}
     models = {name: served_model(uri) for name, uri in uris.items()}
-    result = {"environment": environment(), "size": list(SIZE), "models": models, "perf_analyzer": perf_analyzer.status(),
-              "bytes": {n: answer_bytes(url, n, batch, models[n]["output"]) for n in MODELS},
-              "rounds": []}  # fmt: skip
+    result = {"environment": environment(), "size": list(SIZE), "models": models,
+              "perf_analyzer": perf_analyzer.status(),
+              "bytes": {n: answer_bytes(url, n, batch, models[n]["output"]) for n in MODELS}, "rounds": []}
     for r in range(rounds):
         row = {}
         for name in MODELS if r % 2 == 0 else MODELS[::-1]:
             ours = our_client(uris[name], batch, requests)
             pa = None
             if result["perf_analyzer"]["status"] == "run":
-                pa = perf_analyzer.measure(uris[name], models[name], batch, 1, window_s, 1)
+                pa = perf_analyzer.measure(uris[name], models[name], batch, 1, window_s, perf_analyzer.WINDOWS)
             row[name] = {"ours_ms": ours, "ours_median_ms": statistics.median(ours), "perf_analyzer": pa}
             print(f"round {r + 1}/{rounds} {name}: ours median {row[name]['ours_median_ms']:.1f} ms"
                   + (f", perf_analyzer p50 {pa['p50']:.1f} ms" if pa else ""), flush=True)
@@ -146,8 +150,8 @@ def summarize(result: dict) -> dict:
     rounds = result["rounds"]
     ratios = {"ours": [r["sunet_int64"]["ours_median_ms"] / r["sunet_uint8"]["ours_median_ms"] for r in rounds]}
     if all(r[m]["perf_analyzer"] for r in rounds for m in MODELS):
-        ratios["perf_analyzer"] = [r["sunet_int64"]["perf_analyzer"]["p50"] / r["sunet_uint8"]["perf_analyzer"]["p50"]
-                                   for r in rounds]
+        ratios["perf_analyzer"] = [r["sunet_int64"]["perf_analyzer"]["p50"]
+                                   / r["sunet_uint8"]["perf_analyzer"]["p50"] for r in rounds]
     result["ratio_int64_over_uint8"] = {k: spread(v) for k, v in ratios.items()}
     result["median_ms"] = {m: {"ours": spread([r[m]["ours_median_ms"] for r in rounds])} for m in MODELS}
     for m in MODELS:
@@ -161,7 +165,8 @@ def markdown(result: dict) -> str:
     lines = [f"# uint8 vs int64 labels through Triton: SUNet-64 OS16, {result['size'][0]}x{result['size'][1]}, "
              "batch 1", "", "| model | labels output | request body bytes | answer body bytes |", "|---|---|---|---|"]
     for m in MODELS:
-        lines.append(f"| {m} | {result['models'][m]['output_type']} | {b[m]['request_bytes']} | {b[m]['answer_bytes']} |")
+        output_type = result["models"][m]["output_type"]
+        lines.append(f"| {m} | {output_type} | {b[m]['request_bytes']} | {b[m]['answer_bytes']} |")
     lines += ["", "| per round (median of the round) | int64 ms | uint8 ms | int64 / uint8 |", "|---|---|---|---|"]
     for i, r in enumerate(result["rounds"], 1):
         a, u = r["sunet_int64"], r["sunet_uint8"]
@@ -171,6 +176,13 @@ def markdown(result: dict) -> str:
             pa, pu = a["perf_analyzer"]["p50"], u["perf_analyzer"]["p50"]
             lines.append(f"| {i}: perf_analyzer p50 | {pa:.1f} | {pu:.1f} | {pa / pu:.3f} |")
     lines.append("")
+    if all(r[m]["perf_analyzer"] for r in result["rounds"] for m in MODELS):
+        lines += ["perf_analyzer's split, median over the rounds (ms):", "",
+                  "| model | " + " | ".join(SPLIT) + " |", "|---|" + "---|" * len(SPLIT)]
+        for m in MODELS:
+            values = [statistics.median(r[m]["perf_analyzer"][k] for r in result["rounds"]) for k in SPLIT]
+            lines.append(f"| {m} | " + " | ".join(f"{v:.1f}" for v in values) + " |")
+        lines.append("")
     for k, s in result["ratio_int64_over_uint8"].items():
         lines.append(f"- int64 / uint8, {k}: median {s['median']:.3f} over {len(s['values'])} rounds "
                      f"(min {s['min']:.3f}, max {s['max']:.3f})")
@@ -188,7 +200,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     run.add_argument("--url", default="127.0.0.1:8000", help="the server's HTTP address")
     run.add_argument("--rounds", type=int, default=5)
     run.add_argument("--requests", type=int, default=10, help="timed requests of our client per model and round")
-    run.add_argument("--window", type=float, default=10.0, help="perf_analyzer's time window (s) per model and round")
+    run.add_argument("--window", type=float, default=10.0,
+                     help="each of perf_analyzer's 3 time windows (s), per model and round")
     run.add_argument("-o", "--output", type=Path, required=True, help="report path without suffix (.json, .md)")
     return parser.parse_args(argv)
 

@@ -75,7 +75,8 @@ def check_io(model, static, argmax):
         before = producers[last.input[0]]
         to = onnx.helper.get_attribute_value
         assert (last.op_type, to(last.attribute[0])) == ("Cast", onnx.TensorProto.UINT8)
-        assert before.op_type == "Cast" and to(before.attribute[0]) in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16)
+        floats = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16)
+        assert before.op_type == "Cast" and to(before.attribute[0]) in floats
     dims = [d.dim_value or d.dim_param for d in inp.type.tensor_type.shape.dim]
     assert dims == (["batch", 3, *static] if static else ["batch", 3, "height", "width"])
     assert len(out.type.tensor_type.shape.dim) == (3 if argmax else 4)
@@ -109,7 +110,8 @@ def test_int64_labels_exported_before_still_read(tmp_path, checkpoints):
     _, ckpt = load_model(checkpoints[16])
     images = dataset_images(ckpt.meta, count=2, seed=1)
     masks, outputs = {}, {}
-    for name, path, options in (("old", old, None), ("new", new, None), ("pytorch", checkpoints[16], PyTorchOptions(argmax=True))):
+    runs = (("old", old, None), ("new", new, None), ("pytorch", checkpoints[16], PyTorchOptions(argmax=True)))
+    for name, path, options in runs:
         with open_runtime(path, options) as runtime:
             outputs[name] = (runtime.outputs()[0].dtype, runtime.infer(letterbox(images[0], ckpt.meta, (64, 64))).dtype)
             masks[name] = [Predictor(runtime).mask(image) for image in images]

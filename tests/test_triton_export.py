@@ -81,7 +81,8 @@ def test_labels_models_serve_their_own_labels_type(artifacts, tmp_path, backend)
     models = {"uint8": artifacts.onnx(checkpoint, OnnxRecipe(argmax=True)),
               "int64": export_int64_labels(checkpoint, tmp_path / "old.onnx")}
     for dtype, model in models.items():
-        options = TritonRecipe(name=f"labels_{dtype}", backend=backend, **({"io": "tensor"} if backend == "python" else {}))
+        io = {"io": "tensor"} if backend == "python" else {}
+        options = TritonRecipe(name=f"labels_{dtype}", backend=backend, **io)
         config = read_config(export_repository_model(model, tmp_path / "repo", options))
         (output,) = config.output
         assert (output.name, list(output.dims)) == ("labels", [-1, -1])
