@@ -3,9 +3,9 @@
 Two steps. `prepare WORKDIR` writes a model repository with the same `--argmax` SUNet-64 model twice,
 on Triton's python backend (tensor interface): `sunet_uint8` as `python -m export.onnx --argmax` exports
 it now, and `sunet_int64` exported the way it was before labels became uint8 (the argmax's int64 indices
-as the output, `OLD_LABELS_HEAD`). `measure` then runs, under `python -m runtimes.serve REPO -- ...`,
+as the output, `export_int64_labels`). `measure` then runs, under `python -m runtimes.serve REPO -- ...`,
 interleaved rounds on both models (the order alternates every round): our client (runtimes.triton over
-HTTP, `--requests` images one after another) and NVIDIA's perf_analyzer (benchmarks.perf_analyzer, one
+HTTP, `--requests` images one after another) and NVIDIA's perf_analyzer (benchmarks.perf_analyzer, three
 time windows), and writes JSON and markdown: bytes per image on the wire (the HTTP answer's body,
 counted), medians per round, and the int64 / uint8 ratio of each round with its spread.
 
@@ -41,30 +41,14 @@ SPLIT = ("client_send", "network", "server_queue", "server_compute_input", "serv
 SIZE = (512, 512)
 
 
-class OLD_LABELS_HEAD:  # noqa: N801 - stands in for the class export.onnx used
-    """export.heads.LabelsHead as it was before labels became uint8: the argmax's int64 indices."""
-
-    def __new__(cls, model, num_classes: int):
-        import torch
-
-        class Int64Labels(torch.nn.Module):
-            def __init__(self) -> None:
-                super().__init__()
-                self.model = model
-
-            def forward(self, x):
-                return self.model(x).argmax(1)
-
-        return Int64Labels()
-
-
 def export_int64_labels(checkpoint: Path, path: Path) -> Path:
-    """An --argmax ONNX model with int64 labels, made the way export.onnx made it before (a test of old
-    artifacts uses it too)."""
+    """An --argmax ONNX model with int64 labels, made the way export.onnx made it before labels became uint8:
+    the graph ends at the argmax's int64 indices (export.heads.cast_labels left out). Tests of old artifacts
+    use it too."""
     from export.onnx import export_onnx
     from sunet_deploy.formats import OnnxRecipe
 
-    with mock.patch("export.onnx.LabelsHead", OLD_LABELS_HEAD):
+    with mock.patch("export.onnx.cast_labels", lambda proto, dtype: proto):
         export_onnx(checkpoint, path, OnnxRecipe(argmax=True))
     return path
 

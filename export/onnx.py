@@ -39,11 +39,11 @@ from torch import nn
 from export.calibration import add_image_flags, choice_from_args, dataset_images, image_source, model_inputs, \
     verification_batches
 from export.common import check_writable, to_float16
-from export.heads import LabelsHead
+from export.heads import LabelsHead, cast_labels
 from export.opcheck import check_graph, format_report
 from export.quantize import Sensitivity, agreement_on, int8_quantizer, ort_disabled_optimizers, sensitivity_search
 from export.verify import Verification, onnx_runner, reference_outputs, verify
-from sunet_deploy.artifact import ORT_DISABLED_OPTIMIZERS_KEY, set_onnx_info
+from sunet_deploy.artifact import ORT_DISABLED_OPTIMIZERS_KEY, labels_dtype, set_onnx_info
 from sunet_deploy.checkpoint import CheckpointError, load_model
 from sunet_deploy.cli import EXIT_FAILED, EXIT_OK, EXIT_STATUS_HELP, EXIT_USAGE
 from sunet_deploy.data import DatasetError
@@ -115,7 +115,7 @@ def export_onnx(
     meta = info.metadata
     progress(f"exporting {ckpt.meta.arch} (OS{ckpt.meta.output_stride}) with the TorchScript exporter, opset {opset}, "
              + ("dynamic batch/height/width" if static is None else "static {}x{}".format(*static)))
-    proto = trace_to_onnx(LabelsHead(model, meta.num_classes) if argmax else model, static, opset, meta.output)
+    proto = trace_to_onnx(LabelsHead(model) if argmax else model, static, opset, meta.output)
     proto = transform(proto, recipe.simplify, fp16, progress)
     source = image_source(meta, images)[1]
     drawn = dataset_images(meta, images, verify_images + (int8.images if int8 else 0), seed)
@@ -125,6 +125,8 @@ def export_onnx(
         progress(f"calibrating INT8 ranges ({method}) on {len(drawn) - verify_images} images of "
                  f"{source}")
         proto, sensitivity = quantize(proto, model, model_inputs(drawn[verify_images:], meta, static), int8, progress)
+    if argmax:
+        proto = cast_labels(proto, labels_dtype(meta.num_classes))
     set_onnx_info(proto, info)
     disabled = ort_disabled_optimizers(int8) if int8 else ()
     if disabled:

@@ -9,13 +9,13 @@ import pytest
 import torch
 
 from export.calibration import dataset_images, letterbox
-from export.heads import LabelsHead
-from export.onnx import ExportError, export_onnx, main
+from export.heads import LabelsHead, cast_labels
+from export.onnx import ExportError, export_onnx, main, trace_to_onnx
 from export.opcheck import Issue
 from export.verify import TOLERANCES, compare
 from factory import bad_case_paths, several_class_checkpoint
 from sunet_deploy.checkpoint import load_model
-from sunet_deploy.artifact import ARTIFACT_KEY, read_onnx_info
+from sunet_deploy.artifact import ARTIFACT_KEY, labels_dtype, read_onnx_info
 from sunet_deploy.formats import OnnxRecipe
 
 STATIC = (72, 104)
@@ -69,32 +69,46 @@ def check_io(model, static, argmax):
     (inp,), (out,) = model.graph.input, model.graph.output
     assert inp.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     assert out.type.tensor_type.elem_type == (onnx.TensorProto.UINT8 if argmax else onnx.TensorProto.FLOAT)
-    if argmax:  # to UINT8 from a float type only, the one conversion TensorRT has (export.heads.LabelsHead)
-        producers = {o: node for node in model.graph.node for o in node.output}
-        last = producers[out.name]
-        before = producers[last.input[0]]
-        to = onnx.helper.get_attribute_value
-        assert (last.op_type, to(last.attribute[0])) == ("Cast", onnx.TensorProto.UINT8)
-        floats = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16)
-        assert before.op_type == "Cast" and to(before.attribute[0]) in floats
+    if argmax:
+        assert_uint8_labels_through_float(model)
     dims = [d.dim_value or d.dim_param for d in inp.type.tensor_type.shape.dim]
     assert dims == (["batch", 3, *static] if static else ["batch", 3, "height", "width"])
     assert len(out.type.tensor_type.shape.dim) == (3 if argmax else 4)
 
 
+def assert_uint8_labels_through_float(model: onnx.ModelProto) -> None:
+    """ArgMax -> Cast to FLOAT -> Cast to UINT8 at the end: TensorRT converts to UINT8 from a float type only
+    (export.heads.cast_labels)."""
+    (out,) = model.graph.output
+    assert out.type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    producers = {o: node for node in model.graph.node for o in node.output}
+    last = producers[out.name]
+    before = producers[last.input[0]]
+    to = onnx.helper.get_attribute_value
+    assert (last.op_type, to(last.attribute[0])) == ("Cast", onnx.TensorProto.UINT8)
+    assert (before.op_type, to(before.attribute[0])) == ("Cast", onnx.TensorProto.FLOAT)
+    assert producers[before.input[0]].op_type == "ArgMax"
+
+
 def test_labels_are_uint8_up_to_256_classes():
     """One byte per pixel holds the indices of up to 256 classes; a model with more keeps int64 labels."""
+    assert (labels_dtype(256), labels_dtype(257)) == ("uint8", "int64")
     x = torch.randn(2, 3, 4, 5)
-    for classes, dtype in ((2, torch.uint8), (256, torch.uint8), (257, torch.int64)):
-        torch.manual_seed(classes)
-        conv = torch.nn.Conv2d(3, classes, 1)
-        with torch.no_grad():
-            conv.bias.copy_(torch.linspace(0, 9, classes))  # the last classes win: indices up to classes - 1
-            labels = LabelsHead(conv, classes)(x)
-            expected = conv(x).argmax(1)
-        assert labels.dtype == dtype and labels.shape == (2, 4, 5)
-        assert int(expected.max()) > 200 or classes == 2
-        torch.testing.assert_close(labels.long(), expected)
+    conv = torch.nn.Conv2d(3, 256, 1)
+    with torch.no_grad():
+        conv.bias.copy_(torch.linspace(0, 9, 256))  # the last classes win: indices above 200
+        expected = conv(x).argmax(1)
+        labels = LabelsHead(conv, "uint8")(x)  # what export.aoti compiles
+    assert int(expected.max()) > 200 and labels.dtype == torch.uint8
+    torch.testing.assert_close(labels.long(), expected)
+    proto = trace_to_onnx(LabelsHead(conv), None, 17, "labels")  # what export.onnx traces, then casts
+    assert cast_labels(proto, "int64") is proto
+    uint8 = cast_labels(onnx.ModelProto.FromString(proto.SerializeToString()), "uint8")
+    onnx.checker.check_model(uint8, full_check=True)
+    session = ort.InferenceSession(uint8.SerializeToString(), providers=["CPUExecutionProvider"])
+    out = session.run(None, {"input": x.numpy()})[0]
+    assert out.dtype == np.uint8
+    np.testing.assert_array_equal(out, expected.numpy())
 
 
 def test_int64_labels_exported_before_still_read(tmp_path, checkpoints):
