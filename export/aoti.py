@@ -102,7 +102,8 @@ def export_aoti(
     model, ckpt = load_model(checkpoint)
     info = ckpt.artifact_info("aoti", output_kind, "fp32", (batch, 3, *size))
     meta = info.metadata
-    wrapped = (LabelsHead(model, labels_dtype(meta.num_classes)) if output_kind == "labels" else model).to(device).eval()
+    head = LabelsHead(model, labels_dtype(meta.num_classes)) if output_kind == "labels" else model
+    wrapped = head.to(device).eval()
     # AOTInductor writes the package in place; compile to a temporary name, then rename.
     fd, tmp = tempfile.mkstemp(dir=output.parent, prefix=f".{output.stem}.", suffix=".pt2")
     os.close(fd)

@@ -3,7 +3,8 @@
 The graph takes float32 NCHW images (normalised as the metadata says) with dynamic batch, height
 and width, or fixed height and width with `--static HxW`; it outputs float32 logits (N, C, H, W),
 or with `--argmax` uint8 labels (N, H, W; int64 beyond 256 classes), which moves 4C times less data
-off the device. `--fp16` stores an FP16 graph with FP32 inputs and outputs, as TensorRT 11's strongly typed networks need.
+off the device. `--fp16` stores an FP16 graph with FP32 inputs and outputs, as TensorRT 11's strongly
+typed networks need.
 `--int8` stores an explicitly quantized graph (Q/DQ nodes, symmetric INT8, per-channel weights,
 FP32 inputs and outputs; the unquantized parts FP16 for TensorRT, see --int8-float) calibrated on
 images of the checkpoint's dataset (export.quantize).
