@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-import onnx
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    import onnx
 
 
 class LabelsHead(nn.Module):
@@ -21,7 +25,7 @@ class LabelsHead(nn.Module):
         return labels.to(torch.uint8) if self.uint8 else labels
 
 
-def cast_labels(proto: onnx.ModelProto, dtype: str) -> onnx.ModelProto:
+def cast_labels(proto: "onnx.ModelProto", dtype: str) -> "onnx.ModelProto":
     """The graph of an int64 labels output with that output cast to `dtype` ("uint8"; "int64" leaves it).
 
     Appended to the finished graph, after FP16 conversion, onnxslim and INT8 quantization, whose ONNX
@@ -31,6 +35,8 @@ def cast_labels(proto: onnx.ModelProto, dtype: str) -> onnx.ModelProto:
     """
     if dtype == "int64":
         return proto
+    import onnx  # the onnx extra; export.aoti imports this module without it
+
     (output,) = proto.graph.output
     if output.type.tensor_type.elem_type != onnx.TensorProto.INT64:
         found = onnx.TensorProto.DataType.Name(output.type.tensor_type.elem_type)
