@@ -35,7 +35,7 @@ from export.calibration import add_image_flags, choice_from_args, dataset_images
 from export.common import check_writable
 from export.heads import LabelsHead
 from export.verify import Verification, verify
-from sunet_deploy.artifact import ArtifactInfo, info_to_strings
+from sunet_deploy.artifact import ArtifactInfo, info_to_strings, labels_dtype
 from sunet_deploy.checkpoint import CheckpointError, load_model
 from sunet_deploy.cli import EXIT_FAILED, EXIT_OK, EXIT_STATUS_HELP, EXIT_USAGE
 from sunet_deploy.data.selection import DatasetChoice
@@ -102,7 +102,8 @@ def export_aoti(
     model, ckpt = load_model(checkpoint)
     info = ckpt.artifact_info("aoti", output_kind, "fp32", (batch, 3, *size))
     meta = info.metadata
-    wrapped = (LabelsHead(model) if output_kind == "labels" else model).to(device).eval()
+    head = LabelsHead(model, labels_dtype(meta.num_classes)) if output_kind == "labels" else model
+    wrapped = head.to(device).eval()
     # AOTInductor writes the package in place; compile to a temporary name, then rename.
     fd, tmp = tempfile.mkstemp(dir=output.parent, prefix=f".{output.stem}.", suffix=".pt2")
     os.close(fd)

@@ -2,8 +2,9 @@
 
 The graph takes float32 NCHW images (normalised as the metadata says) with dynamic batch, height
 and width, or fixed height and width with `--static HxW`; it outputs float32 logits (N, C, H, W),
-or with `--argmax` int64 labels (N, H, W), which moves C times less data off the device. `--fp16`
-stores an FP16 graph with FP32 inputs and outputs, as TensorRT 11's strongly typed networks need.
+or with `--argmax` uint8 labels (N, H, W; int64 beyond 256 classes), which moves 4C times less data
+off the device. `--fp16` stores an FP16 graph with FP32 inputs and outputs, as TensorRT 11's strongly
+typed networks need.
 `--int8` stores an explicitly quantized graph (Q/DQ nodes, symmetric INT8, per-channel weights,
 FP32 inputs and outputs; the unquantized parts FP16 for TensorRT, see --int8-float) calibrated on
 images of the checkpoint's dataset (export.quantize).
@@ -39,11 +40,11 @@ from torch import nn
 from export.calibration import add_image_flags, choice_from_args, dataset_images, image_source, model_inputs, \
     verification_batches
 from export.common import check_writable, to_float16
-from export.heads import LabelsHead
+from export.heads import LabelsHead, cast_labels
 from export.opcheck import check_graph, format_report
 from export.quantize import Sensitivity, agreement_on, int8_quantizer, ort_disabled_optimizers, sensitivity_search
 from export.verify import Verification, onnx_runner, reference_outputs, verify
-from sunet_deploy.artifact import ORT_DISABLED_OPTIMIZERS_KEY, set_onnx_info
+from sunet_deploy.artifact import ORT_DISABLED_OPTIMIZERS_KEY, labels_dtype, set_onnx_info
 from sunet_deploy.checkpoint import CheckpointError, load_model
 from sunet_deploy.cli import EXIT_FAILED, EXIT_OK, EXIT_STATUS_HELP, EXIT_USAGE
 from sunet_deploy.data import DatasetError
@@ -125,6 +126,8 @@ def export_onnx(
         progress(f"calibrating INT8 ranges ({method}) on {len(drawn) - verify_images} images of "
                  f"{source}")
         proto, sensitivity = quantize(proto, model, model_inputs(drawn[verify_images:], meta, static), int8, progress)
+    if argmax:
+        proto = cast_labels(proto, labels_dtype(meta.num_classes))
     set_onnx_info(proto, info)
     disabled = ort_disabled_optimizers(int8) if int8 else ()
     if disabled:

@@ -19,7 +19,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from sunet_deploy.artifact import ArtifactError, ArtifactInfo
+from sunet_deploy.artifact import ArtifactError, ArtifactInfo, labels_dtype
 from sunet_deploy.metadata import ModelMetadata
 
 from .options import RuntimeOptions
@@ -146,7 +146,7 @@ def image_input_info(name: str = "input") -> TensorInfo:
 
 def output_info(kind: str, num_classes: int) -> TensorInfo:
     if kind == "labels":
-        return TensorInfo("labels", ("batch", "height", "width"), "int64")
+        return TensorInfo("labels", ("batch", "height", "width"), labels_dtype(num_classes))
     return TensorInfo("logits", ("batch", num_classes, "height", "width"), "float32")
 
 

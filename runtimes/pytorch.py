@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sunet_deploy.artifact import derived_info, read_checkpoint_info
+from sunet_deploy.artifact import derived_info, labels_dtype, read_checkpoint_info
 from sunet_deploy.checkpoint import load_model
 from sunet_deploy.fileio import file_sha256
 
@@ -58,7 +58,9 @@ class PyTorchRuntime(Runtime):
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.module(x)
-        return out.argmax(1) if self.output_kind == "labels" else out.float()
+        if self.output_kind == "labels":  # the element type an --argmax export gives (export.heads)
+            return out.argmax(1).to(getattr(torch, labels_dtype(self.metadata.num_classes)))
+        return out.float()
 
     def _infer(self, batch: np.ndarray) -> tuple[np.ndarray, Timing]:
         if self.device.type != "cuda":

@@ -62,6 +62,17 @@ def dtype_name(kind: str, value) -> str:
     return next((name for name, spellings in TENSOR_TYPES.items() if spellings[column] == value), str(value))
 
 
+LABELS_UINT8_MAX_CLASSES = 256
+"""A labels output (a model with its argmax built in) is uint8, one byte per pixel, for up to this many classes
+(indices 0-255); a model with more classes keeps int64 labels. Artifacts exported before labels were uint8
+carry int64 labels, which every runtime still reads."""
+
+
+def labels_dtype(num_classes: int) -> str:
+    """The element type of a labels output for a model of `num_classes` classes."""
+    return "uint8" if num_classes <= LABELS_UINT8_MAX_CLASSES else "int64"
+
+
 def dtype_as(kind: str, name: str):
     """The spelling of element type `name` in `kind` ("onnx", "ort", "triton")."""
     return TENSOR_TYPES[name][_TYPE_COLUMNS[kind]]

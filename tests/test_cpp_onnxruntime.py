@@ -19,13 +19,15 @@ import numpy as np
 import onnx
 import pytest
 
+from benchmarks.labels_dtype import export_int64_labels
 from runtimes import open_runtime
 from runtimes.predict import Predictor
-from sunet_deploy.preprocess import read_image, read_label_png
+from sunet_deploy.artifact import ORT_DISABLED_OPTIMIZERS_KEY
+from sunet_deploy.preprocess import Normalization, read_image, read_label_png
 
 from factory import shared_folder
 from photos import write_photos
-from sunet_deploy.formats import OnnxRecipe
+from sunet_deploy.formats import Int8Recipe, OnnxRecipe
 
 ort = pytest.importorskip("onnxruntime", reason="the ONNX Runtime backend links the onnxruntime wheel's library")
 
@@ -66,13 +68,16 @@ def write_png_photos(folder: Path) -> None:
 
 @pytest.fixture(scope="module")
 def ort_cpp(tmp_path_factory, artifacts):
-    """Builds the project with LibTorch unfindable, once for all pytest-xdist workers, beside three
-    sunet_tiny ONNX models of the session's artifacts (dynamic logits, dynamic labels, static 64x96 logits)."""
+    """Builds the project with LibTorch unfindable, once for all pytest-xdist workers, beside sunet_tiny ONNX
+    models of the session's artifacts: dynamic logits, dynamic uint8 labels, static 64x96 logits, TensorRT's
+    INT8 graph (int8 activations, FP16 float parts) and int64 labels exported as before labels were uint8."""
     checkpoint = artifacts.checkpoint(fit="coffee")
     models = {"model.onnx": artifacts.onnx(checkpoint), "labels.onnx": artifacts.onnx(checkpoint, OnnxRecipe(argmax=True)),
-              "static.onnx": artifacts.onnx(checkpoint, OnnxRecipe(static=STATIC_SIZE))}
+              "static.onnx": artifacts.onnx(checkpoint, OnnxRecipe(static=STATIC_SIZE)),
+              "int8.onnx": artifacts.onnx(checkpoint, OnnxRecipe(int8=Int8Recipe(images=4)))}
     with shared_folder(tmp_path_factory, "cpp_onnxruntime") as shared:
         if not (shared / "configure.log").exists():
+            export_int64_labels(checkpoint, shared / "labels_int64.onnx")
             root = onnxruntime_root()
             write_png_photos(shared / "photos")
             generator = ["-G", "Ninja"] if shutil.which("ninja") else []
@@ -104,9 +109,10 @@ def test_builds_without_libtorch(ort_cpp):
     assert "backends in this build: onnxruntime\n" in run([str(ort_cpp / "build/sunet_predict"), "--help"])
 
 
-@pytest.mark.parametrize("model", ["model.onnx", "labels.onnx"])
+@pytest.mark.parametrize("model", ["model.onnx", "labels.onnx", "labels_int64.onnx", "int8.onnx"])
 def test_masks_equal_python_onnxruntime_on_photos(ort_cpp, tmp_path, model):
-    """Same library, same input floats, same graph optimisations: the masks must be identical."""
+    """Same library, same input floats, same graph optimisations: the masks must be identical (for the INT8
+    graph too, whose metadata names an optimizer both sides leave out)."""
     classes = set()
     photos = sorted((ort_cpp / "photos").glob("*.png"))
     assert len(photos) == 7
@@ -118,6 +124,47 @@ def test_masks_equal_python_onnxruntime_on_photos(ort_cpp, tmp_path, model):
         np.testing.assert_array_equal(mask, python_mask(ort_cpp / model, photo), err_msg=photo.name)
         classes |= set(np.unique(mask).tolist())
     assert len(classes) >= 3, "degenerate test: the model draws fewer than three classes on the photos"
+
+
+def test_labels_output_types(ort_cpp):
+    """What an --argmax export writes now (one byte per pixel), and what it wrote before (still read above)."""
+    def output_type(name: str) -> int:
+        return onnx.load(str(ort_cpp / name)).graph.output[0].type.tensor_type.elem_type
+
+    assert output_type("labels.onnx") == onnx.TensorProto.UINT8
+    assert output_type("labels_int64.onnx") == onnx.TensorProto.INT64
+
+
+def onnxruntime_session(model: Path, disabled: str | None):
+    """A CPU session, one thread; `disabled` goes in the config entry the C++ backend sets
+    (kOrtSessionOptionsDisableSpecifiedOptimizers in onnxruntime_session_options_config_keys.h)."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = THREADS
+    if disabled:
+        options.add_session_config_entry("optimization.disable_specified_optimizers", disabled)
+    return ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+
+
+def test_int8_graph_keeps_the_optimizers_its_metadata_disables_off(ort_cpp):
+    """The INT8 graph for TensorRT names an ONNX Runtime optimizer that changes its answer (export.quantize,
+    ORT_FP16_QDQ_DISABLED). The config entry the C++ backend sets from the metadata gives, in the same library,
+    logits identical to the Python adapter's (InferenceSession(disabled_optimizers=...)); without it the logits
+    and the masks differ, so the mask comparison above would catch a backend that ignored the metadata."""
+    model = ort_cpp / "int8.onnx"
+    disabled = {p.key: p.value for p in onnx.load(str(model)).metadata_props}[ORT_DISABLED_OPTIMIZERS_KEY]
+    assert disabled == "WeightBiasQuantization"
+    with_entry, without = onnxruntime_session(model, disabled), onnxruntime_session(model, None)
+    differing_pixels = 0
+    with open_runtime(model, threads=THREADS) as runtime:
+        normalize = Normalization.for_artifact(runtime.info)
+        for photo in sorted((ort_cpp / "photos").glob("*.png")):
+            batch, _ = normalize([read_image(photo)])
+            python = runtime.infer(batch)
+            np.testing.assert_array_equal(with_entry.run(None, {"input": batch})[0], python, err_msg=photo.name)
+            unrestricted = without.run(None, {"input": batch})[0]
+            assert not np.array_equal(unrestricted, python), photo.name
+            differing_pixels += int((unrestricted.argmax(1) != python.argmax(1)).sum())
+    assert differing_pixels > 0
 
 
 def test_fixed_size_model(ort_cpp, tmp_path):

@@ -9,12 +9,13 @@ import pytest
 import torch
 
 from export.calibration import dataset_images, letterbox
-from export.onnx import ExportError, export_onnx, main
+from export.heads import LabelsHead, cast_labels
+from export.onnx import ExportError, export_onnx, main, trace_to_onnx
 from export.opcheck import Issue
 from export.verify import TOLERANCES, compare
 from factory import bad_case_paths, several_class_checkpoint
 from sunet_deploy.checkpoint import load_model
-from sunet_deploy.artifact import ARTIFACT_KEY, read_onnx_info
+from sunet_deploy.artifact import ARTIFACT_KEY, labels_dtype, read_onnx_info
 from sunet_deploy.formats import OnnxRecipe
 
 STATIC = (72, 104)
@@ -67,10 +68,72 @@ def test_export_matches_pytorch(tmp_path, checkpoints, output_stride, static, ar
 def check_io(model, static, argmax):
     (inp,), (out,) = model.graph.input, model.graph.output
     assert inp.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
-    assert out.type.tensor_type.elem_type == (onnx.TensorProto.INT64 if argmax else onnx.TensorProto.FLOAT)
+    assert out.type.tensor_type.elem_type == (onnx.TensorProto.UINT8 if argmax else onnx.TensorProto.FLOAT)
+    if argmax:
+        assert_uint8_labels_through_float(model)
     dims = [d.dim_value or d.dim_param for d in inp.type.tensor_type.shape.dim]
     assert dims == (["batch", 3, *static] if static else ["batch", 3, "height", "width"])
     assert len(out.type.tensor_type.shape.dim) == (3 if argmax else 4)
+
+
+def assert_uint8_labels_through_float(model: onnx.ModelProto) -> None:
+    """ArgMax -> Cast to FLOAT -> Cast to UINT8 at the end: TensorRT converts to UINT8 from a float type only
+    (export.heads.cast_labels)."""
+    (out,) = model.graph.output
+    assert out.type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    producers = {o: node for node in model.graph.node for o in node.output}
+    last = producers[out.name]
+    before = producers[last.input[0]]
+    to = onnx.helper.get_attribute_value
+    assert (last.op_type, to(last.attribute[0])) == ("Cast", onnx.TensorProto.UINT8)
+    assert (before.op_type, to(before.attribute[0])) == ("Cast", onnx.TensorProto.FLOAT)
+    assert producers[before.input[0]].op_type == "ArgMax"
+
+
+def test_labels_are_uint8_up_to_256_classes():
+    """One byte per pixel holds the indices of up to 256 classes; a model with more keeps int64 labels."""
+    assert (labels_dtype(256), labels_dtype(257)) == ("uint8", "int64")
+    x = torch.randn(2, 3, 4, 5)
+    conv = torch.nn.Conv2d(3, 256, 1)
+    with torch.no_grad():
+        conv.bias.copy_(torch.linspace(0, 9, 256))  # the last classes win: indices above 200
+        expected = conv(x).argmax(1)
+        labels = LabelsHead(conv, "uint8")(x)  # what export.aoti compiles
+    assert int(expected.max()) > 200 and labels.dtype == torch.uint8
+    torch.testing.assert_close(labels.long(), expected)
+    proto = trace_to_onnx(LabelsHead(conv), None, 17, "labels")  # what export.onnx traces, then casts
+    assert cast_labels(proto, "int64") is proto
+    uint8 = cast_labels(onnx.ModelProto.FromString(proto.SerializeToString()), "uint8")
+    onnx.checker.check_model(uint8, full_check=True)
+    session = ort.InferenceSession(uint8.SerializeToString(), providers=["CPUExecutionProvider"])
+    out = session.run(None, {"input": x.numpy()})[0]
+    assert out.dtype == np.uint8
+    np.testing.assert_array_equal(out, expected.numpy())
+
+
+def test_int64_labels_exported_before_still_read(tmp_path, checkpoints):
+    """An --argmax model exported before labels were uint8 runs as before: the same masks as today's export,
+    through the ONNX Runtime adapter and predict's Predictor, and as the PyTorch runtime's labels."""
+    from benchmarks.labels_dtype import export_int64_labels
+    from runtimes import open_runtime
+    from runtimes.options import PyTorchOptions
+    from runtimes.predict import Predictor
+
+    old = export_int64_labels(checkpoints[16], tmp_path / "old.onnx")
+    new = export_onnx(checkpoints[16], tmp_path / "new.onnx", OnnxRecipe(argmax=True)).path
+    _, ckpt = load_model(checkpoints[16])
+    images = dataset_images(ckpt.meta, count=2, seed=1)
+    masks, outputs = {}, {}
+    runs = (("old", old, None), ("new", new, None), ("pytorch", checkpoints[16], PyTorchOptions(argmax=True)))
+    for name, path, options in runs:
+        with open_runtime(path, options) as runtime:
+            outputs[name] = (runtime.outputs()[0].dtype, runtime.infer(letterbox(images[0], ckpt.meta, (64, 64))).dtype)
+            masks[name] = [Predictor(runtime).mask(image) for image in images]
+    assert outputs == {"old": ("int64", np.int64), "new": ("uint8", np.uint8), "pytorch": ("uint8", np.uint8)}
+    assert len(np.unique(masks["new"][0])) >= 2
+    for old, new, eager in zip(masks["old"], masks["new"], masks["pytorch"]):
+        np.testing.assert_array_equal(old, new)  # the same graph up to the last Cast
+        assert (eager == new).mean() >= 0.999  # PyTorch's kernels round otherwise: near-ties may flip
 
 
 def resize_size_types(model):

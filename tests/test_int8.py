@@ -82,6 +82,17 @@ def assert_fp16_float_parts(model: onnx.ModelProto) -> None:
     assert io == [onnx.TensorProto.FLOAT] * len(io)
 
 
+def test_int8_labels_reach_uint8_through_float(tmp_path, checkpoint):
+    """--int8 --argmax: quantization's ONNX Runtime pre-processing folds Cast chains, so the uint8 cast is
+    appended after it; the graph still ends ArgMax -> FLOAT -> UINT8, which TensorRT converts."""
+    from test_export_onnx import assert_uint8_labels_through_float
+
+    path = tmp_path / "labels_int8.onnx"
+    result = export_onnx(checkpoint, path, OnnxRecipe(argmax=True, int8=Int8Recipe(images=4)))
+    assert result.verification.passed and result.tensorrt_checked
+    assert_uint8_labels_through_float(onnx.load(str(path)))
+
+
 def test_calibration_is_deterministic_for_a_seed(checkpoint):
     model, ckpt = load_model(checkpoint)
     proto = trace_to_onnx(model, None, 17, "logits")

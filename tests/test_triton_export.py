@@ -29,7 +29,7 @@ def onnx_model(artifacts):
     return artifacts.onnx()
 
 
-def engine(tmp_path, profile):
+def engine(tmp_path, profile, labels_dtype="uint8"):
     path = tmp_path / "model.engine"
     path.write_bytes(b"serialized engine")
     meta = make_meta(ModelSpec("sunet_tiny", num_classes=3))
@@ -39,7 +39,7 @@ def engine(tmp_path, profile):
         artifact=artifact, tensorrt_version="10.9.0", gpu=GpuInfo("NVIDIA H100 80GB HBM3", "9.0"),
         onnx_sha256="ab" * 32, engine_sha256=file_sha256(path),
         inputs=[{"name": "input", "shape": ["batch", 3, "height", "width"], "dtype": "float32"}],
-        outputs=[{"name": "labels", "shape": ["batch", "height", "width"], "dtype": "int64"}]))  # fmt: skip
+        outputs=[{"name": "labels", "shape": ["batch", "height", "width"], "dtype": labels_dtype}]))  # fmt: skip
     return path
 
 
@@ -71,6 +71,24 @@ def test_onnx_model(onnx_model, tmp_path):
     assert sorted(p.name for p in folder.parent.iterdir()) == ["sunet"]  # no staging folder left
 
 
+@pytest.mark.parametrize("backend", ["onnxruntime", "python"])
+def test_labels_models_serve_their_own_labels_type(artifacts, tmp_path, backend):
+    """An --argmax model's labels are TYPE_UINT8 now; one exported before (int64 labels) stays TYPE_INT64."""
+    from benchmarks.labels_dtype import export_int64_labels
+    from sunet_deploy.formats import OnnxRecipe
+
+    checkpoint = artifacts.checkpoint()
+    models = {"uint8": artifacts.onnx(checkpoint, OnnxRecipe(argmax=True)),
+              "int64": export_int64_labels(checkpoint, tmp_path / "old.onnx")}
+    for dtype, model in models.items():
+        io = {"io": "tensor"} if backend == "python" else {}
+        options = TritonRecipe(name=f"labels_{dtype}", backend=backend, **io)
+        config = read_config(export_repository_model(model, tmp_path / "repo", options))
+        (output,) = config.output
+        assert (output.name, list(output.dims)) == ("labels", [-1, -1])
+        assert output.data_type == {"uint8": model_config_pb2.TYPE_UINT8, "int64": model_config_pb2.TYPE_INT64}[dtype]
+
+
 @pytest.mark.parametrize("io", ["image", "tensor"])
 def test_python_backend_model(onnx_model, tmp_path, io):
     folder = export_repository_model(onnx_model, tmp_path, TritonRecipe(backend="python", io=io))
@@ -84,15 +102,16 @@ def test_python_backend_model(onnx_model, tmp_path, io):
     assert (folder / "1" / "model.onnx").is_file()
 
 
-@pytest.mark.parametrize("profile, dims", [
-    (((1, 3, 64, 64), (1, 3, 512, 512), (4, 3, 1024, 1024)), [3, -1, -1]),
-    (((1, 3, 512, 512), (2, 3, 512, 512), (4, 3, 512, 512)), [3, 512, 512]),
+@pytest.mark.parametrize("profile, dims, labels", [
+    (((1, 3, 64, 64), (1, 3, 512, 512), (4, 3, 1024, 1024)), [3, -1, -1], "uint8"),
+    (((1, 3, 512, 512), (2, 3, 512, 512), (4, 3, 512, 512)), [3, 512, 512], "int64"),  # an engine built before
 ])  # fmt: skip
-def test_engine_dims_from_its_profile(tmp_path, profile, dims):
-    folder = export_repository_model(engine(tmp_path, profile), tmp_path / "repo", TritonRecipe())
+def test_engine_dims_from_its_profile(tmp_path, profile, dims, labels):
+    folder = export_repository_model(engine(tmp_path, profile, labels), tmp_path / "repo", TritonRecipe())
     config = read_config(folder)
     assert (config.platform, config.max_batch_size, list(config.input[0].dims)) == ("tensorrt_plan", 4, dims)
-    assert list(config.output[0].dims) == [-1, -1] and config.output[0].data_type == model_config_pb2.TYPE_INT64
+    triton_type = {"uint8": model_config_pb2.TYPE_UINT8, "int64": model_config_pb2.TYPE_INT64}[labels]
+    assert list(config.output[0].dims) == [-1, -1] and config.output[0].data_type == triton_type
     assert config.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_GPU
     assert parameters(config)["sunet_deploy.tensorrt_version"] == "10.9.0"
     assert (folder / "1" / "model.plan").read_bytes() == b"serialized engine"

@@ -30,14 +30,22 @@ NUM_CLASSES = 4
 PROFILE = ((1, 3, 16, 16), (1, 3, 32, 32), (2, 3, 64, 64))
 
 
-def write_engine(path, tensorrt_version="10.9.0", gpu=GPU, data=None):
-    path.write_bytes(engine_bytes(profile=PROFILE) if data is None else data)
+def write_engine(path, tensorrt_version="10.9.0", gpu=GPU, data=None, labels=None):
+    """A fake engine and its sidecar: logits, or with `labels` ("UINT8", "INT64") an --argmax engine's labels."""
+    if data is None:
+        io = None if labels is None else [{"name": "input", "mode": "INPUT", "dtype": "FLOAT", "rank": 4},
+                                          {"name": "labels", "mode": "OUTPUT", "dtype": labels, "rank": 3}]
+        data = engine_bytes(io, profile=PROFILE)
+    path.write_bytes(data)
     meta = ModelMetadata(model={"arch": "sunet_tiny", "num_classes": NUM_CLASSES},
-                         classes=[f"c{i}" for i in range(NUM_CLASSES)], palette=[[i, i, i] for i in range(NUM_CLASSES)])
+                         classes=[f"c{i}" for i in range(NUM_CLASSES)], palette=[[i, i, i] for i in range(NUM_CLASSES)],
+                         output="logits" if labels is None else "labels")
     tensor = {"name": "input", "shape": ["batch", 3, "height", "width"], "dtype": "float32"}
     artifact = ArtifactInfo(meta, "tensorrt", "fp16", PROFILE[2], PROFILE)
-    sidecar = EngineSidecar(artifact, tensorrt_version, gpu, "0" * 64, file_sha256(path), [tensor],
-                            [{"name": "logits", "shape": ["batch", NUM_CLASSES, "height", "width"], "dtype": "float32"}])
+    output = {"name": "logits", "shape": ["batch", NUM_CLASSES, "height", "width"], "dtype": "float32"}
+    if labels:
+        output = {"name": "labels", "shape": ["batch", "height", "width"], "dtype": labels.lower()}
+    sidecar = EngineSidecar(artifact, tensorrt_version, gpu, "0" * 64, file_sha256(path), [tensor], [output])
     write_engine_sidecar(path, sidecar)
     return path
 
@@ -86,6 +94,17 @@ def test_engine_runs_through_the_contract(tmp_path, gpu):
     if gpu.driver:
         assert gpu.driver.live_allocations == 0, "deactivate frees the device buffers"
         assert gpu.driver.retained == {0: 0} and gpu.driver._stack() == [], "and releases the primary context"
+
+
+@pytest.mark.parametrize("labels", ["UINT8", "INT64"])  # an --argmax engine now, and one built before
+def test_labels_engine_returns_its_own_type(tmp_path, monkeypatch, labels):
+    gpu = FakeGpu(monkeypatch, "pycuda")
+    x = batch()
+    with gpu.open(write_engine(tmp_path / "model.engine", labels=labels)) as runtime:
+        out = runtime.infer(x)
+        assert runtime.outputs()[0].dtype == labels.lower()
+    assert out.dtype == np.dtype(labels.lower())
+    np.testing.assert_array_equal(out, fake_logits(x, NUM_CLASSES).argmax(axis=1))
 
 
 def test_primary_context_is_released_from_the_thread_that_closes(tmp_path, monkeypatch):

@@ -4,6 +4,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <type_traits>
 
 #include "sunet/runtime.hpp"
 
@@ -22,7 +23,9 @@ template <typename Index>
 Mask labels_to_mask(const Index* labels, int height, int width) {
   Mask mask{height, width, std::vector<std::uint8_t>(static_cast<std::size_t>(height) * width)};
   for (std::size_t i = 0; i < mask.labels.size(); ++i) {
-    if (labels[i] < 0 || labels[i] > 255) throw Error("the model returned class index " + std::to_string(labels[i]));
+    if constexpr (!std::is_same_v<Index, std::uint8_t>) {
+      if (labels[i] < 0 || labels[i] > 255) throw Error("the model returned class index " + std::to_string(labels[i]));
+    }
     mask.labels[i] = static_cast<std::uint8_t>(labels[i]);
   }
   return mask;

@@ -5,6 +5,7 @@
 // is an Error instead of a null API table.
 #define ORT_API_MANUAL_INIT
 #include <onnxruntime_cxx_api.h>
+#include <onnxruntime_session_options_config_keys.h>
 
 #include <algorithm>
 #include <array>
@@ -37,9 +38,20 @@ Ort::Env& environment() {
   return env;
 }
 
-Ort::SessionOptions session_options(const BackendOptions& options, const std::string& path) {
+// The metadata key whose value (comma-separated graph transformer names) ONNX Runtime must not run on
+// this graph: `python -m export.onnx --int8` writes it where an optimizer would change the graph's answer
+// (sunet_deploy/artifact.py ORT_DISABLED_OPTIMIZERS_KEY; the Python adapter runtimes/ort.py obeys it too).
+constexpr const char* kDisabledOptimizersKey = "sunet_deploy.ort_disabled_optimizers";
+
+Ort::SessionOptions session_options(const BackendOptions& options, const std::string& path,
+                                    const std::string& disabled_optimizers) {
   Ort::SessionOptions session;
   session.SetGraphOptimizationLevel(GraphOptimizationLevel::ORT_ENABLE_ALL);
+  // The C/C++ API's spelling of Python's InferenceSession(..., disabled_optimizers=[...]): the same
+  // comma-separated names (onnxruntime_session_options_config_keys.h).
+  if (!disabled_optimizers.empty()) {
+    session.AddConfigEntry(kOrtSessionOptionsDisableSpecifiedOptimizers, disabled_optimizers.c_str());
+  }
   if (options.threads > 0) session.SetIntraOpNumThreads(options.threads);
   if (options.cuda) {
     const auto providers = Ort::GetAvailableProviders();
@@ -62,14 +74,25 @@ std::map<std::string, std::string> custom_metadata(const Ort::Session& session) 
   return strings;
 }
 
+// The model's metadata, from a session that optimizes nothing (cheap, and the real session's options
+// depend on the metadata).
+std::map<std::string, std::string> probe_metadata(Ort::Env& env, const ORTCHAR_T* file) {
+  Ort::SessionOptions probe;
+  probe.SetGraphOptimizationLevel(GraphOptimizationLevel::ORT_DISABLE_ALL);
+  return custom_metadata(Ort::Session(env, file, probe));
+}
+
 class OnnxRuntimeBackend final : public Backend {
  public:
   OnnxRuntimeBackend(const std::string& path, const BackendOptions& options) {
     Ort::Env& env = environment();
     try {
       const std::filesystem::path file(path);  // ORTCHAR_T paths: char here, wchar_t on Windows
-      session_ = std::make_unique<Ort::Session>(env, file.c_str(), session_options(options, path));
-      info_ = info_from_strings(custom_metadata(*session_), path, "export.onnx");
+      const auto metadata = probe_metadata(env, file.c_str());
+      info_ = info_from_strings(metadata, path, "export.onnx");
+      const auto disabled = metadata.find(kDisabledOptimizersKey);
+      const std::string disabled_optimizers = disabled == metadata.end() ? "" : disabled->second;
+      session_ = std::make_unique<Ort::Session>(env, file.c_str(), session_options(options, path, disabled_optimizers));
       Ort::AllocatorWithDefaultOptions allocator;
       input_ = session_->GetInputNameAllocated(0, allocator).get();
       output_ = session_->GetOutputNameAllocated(0, allocator).get();
@@ -97,11 +120,15 @@ class OnnxRuntimeBackend final : public Backend {
     const auto type = outputs.at(0).GetTensorTypeAndShapeInfo();
     const std::vector<std::int64_t> dims = type.GetShape();
     if (info_.output == "labels") {
-      if (type.GetElementType() != ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64 ||
+      // uint8 since export.onnx --argmax writes one byte per pixel; int64 from models exported before.
+      const auto element = type.GetElementType();
+      if ((element != ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8 && element != ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64) ||
           dims != std::vector<std::int64_t>{1, height, width}) {
-        throw Error("the ONNX model's labels output is not int64 1 x H x W");
+        throw Error("the ONNX model's labels output is not uint8 or int64 1 x H x W");
       }
-      return labels_to_mask(outputs[0].GetTensorData<std::int64_t>(), height, width);
+      return element == ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8
+                 ? labels_to_mask(outputs[0].GetTensorData<std::uint8_t>(), height, width)
+                 : labels_to_mask(outputs[0].GetTensorData<std::int64_t>(), height, width);
     }
     if (type.GetElementType() != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT || dims.size() != 4 || dims[0] != 1 ||
         dims[2] != height || dims[3] != width) {

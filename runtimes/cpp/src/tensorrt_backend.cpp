@@ -90,6 +90,7 @@ std::size_t element_size(nvinfer1::DataType type) {
     case nvinfer1::DataType::kFLOAT: return 4;
     case nvinfer1::DataType::kINT32: return 4;
     case nvinfer1::DataType::kINT64: return 8;
+    case nvinfer1::DataType::kUINT8: return 1;
     default: throw Error("TensorRT engine output has an unsupported data type (expected float32 logits or int labels)");
   }
 }
@@ -101,11 +102,13 @@ std::string type_name(nvinfer1::DataType type) {
     case nvinfer1::DataType::kINT8: return "INT8";
     case nvinfer1::DataType::kINT32: return "INT32";
     case nvinfer1::DataType::kINT64: return "INT64";
+    case nvinfer1::DataType::kUINT8: return "UINT8";
     default: return "data type " + std::to_string(static_cast<int>(type));
   }
 }
 
-// This backend feeds FP32 images and reads FP32 logits or INT32/INT64 labels; an engine whose I/O is
+// This backend feeds FP32 images and reads FP32 logits or UINT8/INT32/INT64 labels (UINT8 from
+// export.onnx --argmax, INT64 from older exports); an engine whose I/O is
 // FP16 (a graph exported without FP32 inputs and outputs) is refused here, in one line, not misread.
 void check_io_types(const nvinfer1::ICudaEngine& engine, const std::string& input, const std::string& output,
                     const std::string& path) {
@@ -115,9 +118,10 @@ void check_io_types(const nvinfer1::ICudaEngine& engine, const std::string& inpu
                 "(python -m export.onnx keeps FP32 inputs and outputs, with --fp16 and --int8 too)");
   }
   const nvinfer1::DataType out = engine.getTensorDataType(output.c_str());
-  if (out != nvinfer1::DataType::kFLOAT && out != nvinfer1::DataType::kINT32 && out != nvinfer1::DataType::kINT64) {
+  if (out != nvinfer1::DataType::kFLOAT && out != nvinfer1::DataType::kUINT8 && out != nvinfer1::DataType::kINT32 &&
+      out != nvinfer1::DataType::kINT64) {
     throw Error(path + ": engine output '" + output + "' is " + type_name(out) +
-                "; this backend reads FP32 logits or INT32/INT64 labels");
+                "; this backend reads FP32 logits or UINT8/INT32/INT64 labels");
   }
 }
 
@@ -175,9 +179,11 @@ class TensorRTBackend final : public Backend {
       return argmax(reinterpret_cast<const float*>(host.data()), static_cast<int>(dims.d[1]), height, width);
     }
     if (count != static_cast<std::size_t>(height) * width) throw Error("TensorRT engine returned labels that are not 1 x H x W");
-    return type == nvinfer1::DataType::kINT64
-               ? labels_to_mask(reinterpret_cast<const std::int64_t*>(host.data()), height, width)
-               : labels_to_mask(reinterpret_cast<const std::int32_t*>(host.data()), height, width);
+    switch (type) {
+      case nvinfer1::DataType::kUINT8: return labels_to_mask(reinterpret_cast<const std::uint8_t*>(host.data()), height, width);
+      case nvinfer1::DataType::kINT64: return labels_to_mask(reinterpret_cast<const std::int64_t*>(host.data()), height, width);
+      default: return labels_to_mask(reinterpret_cast<const std::int32_t*>(host.data()), height, width);
+    }
   }
 
  private:
