@@ -12,6 +12,7 @@ committed reports. Every command (`--help` gives its flags):
     python -m benchmarks.gpu_report                         # everything a lent GPU should measure, in a budget
     python -m benchmarks.serving.serve URI                  # a served model under concurrent clients (+ --search)
     python -m benchmarks.serving.serve_transports URI       # one client's latency per transport
+    python -m benchmarks.serving.labels_dtype prepare DIR   # uint8 against int64 labels through the server
     python -m benchmarks.studies.traffic                    # least bytes an inference moves, bandwidth floor
     python -m benchmarks.studies.protocol CHECKPOINT        # the inference protocol on large images
     python -m benchmarks.studies.letterbox CHECKPOINT --size HxW   # letterbox or windows for a fixed size

@@ -19,7 +19,7 @@ import numpy as np
 import onnx
 import pytest
 
-from benchmarks.labels_dtype import export_int64_labels
+from benchmarks.serving.labels_dtype import export_int64_labels
 from runtimes import open_runtime
 from runtimes.predict import Predictor
 from sunet_deploy.artifact import ORT_DISABLED_OPTIMIZERS_KEY

@@ -114,7 +114,7 @@ def test_labels_are_uint8_up_to_256_classes():
 def test_int64_labels_exported_before_still_read(tmp_path, checkpoints):
     """An --argmax model exported before labels were uint8 runs as before: the same masks as today's export,
     through the ONNX Runtime adapter and predict's Predictor, and as the PyTorch runtime's labels."""
-    from benchmarks.labels_dtype import export_int64_labels
+    from benchmarks.serving.labels_dtype import export_int64_labels
     from runtimes import open_runtime
     from runtimes.options import PyTorchOptions
     from runtimes.predict import Predictor

@@ -74,7 +74,7 @@ def test_onnx_model(onnx_model, tmp_path):
 @pytest.mark.parametrize("backend", ["onnxruntime", "python"])
 def test_labels_models_serve_their_own_labels_type(artifacts, tmp_path, backend):
     """An --argmax model's labels are TYPE_UINT8 now; one exported before (int64 labels) stays TYPE_INT64."""
-    from benchmarks.labels_dtype import export_int64_labels
+    from benchmarks.serving.labels_dtype import export_int64_labels
     from sunet_deploy.formats import OnnxRecipe
 
     checkpoint = artifacts.checkpoint()

@@ -1,4 +1,4 @@
-"""`python -m benchmarks.labels_dtype`: what uint8 labels save over int64 through the Triton server.
+"""`python -m benchmarks.serving.labels_dtype`: what uint8 labels save over int64 through the Triton server.
 
 Two steps. `prepare WORKDIR` writes a model repository with the same `--argmax` SUNet-64 model twice,
 on Triton's python backend (tensor interface): `sunet_uint8` as `python -m export.onnx --argmax` exports
@@ -9,9 +9,9 @@ HTTP, `--requests` images one after another) and NVIDIA's perf_analyzer (benchma
 time windows), and writes JSON and markdown: bytes per image on the wire (the HTTP answer's body,
 counted), medians per round, and the int64 / uint8 ratio of each round with its spread.
 
-    python -m benchmarks.labels_dtype prepare runs/bench/labels
+    python -m benchmarks.serving.labels_dtype prepare runs/bench/labels
     .venv-serve/bin/python -m runtimes.serve runs/bench/labels/repository --metrics-port 0 -- \\
-        python -m benchmarks.labels_dtype measure --rounds 5 -o docs/bench/serve/labels-uint8
+        python -m benchmarks.serving.labels_dtype measure --rounds 5 -o docs/bench/serve/labels-uint8
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ import numpy as np
 from runtimes import open_runtime
 
 from . import perf_analyzer
-from .env import environment, format_environment
-from .report import write_json
+from ..harness.env import environment, format_environment
+from ..harness.report import write_json
 from .served import served_model
 
 MODELS = ("sunet_int64", "sunet_uint8")
@@ -175,7 +175,7 @@ def markdown(result: dict) -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.labels_dtype", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.serving.labels_dtype", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="step", required=True)
     prep = sub.add_parser("prepare", help="export the two models and write their repository")
