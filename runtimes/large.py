@@ -50,8 +50,12 @@ def read_whole(path: Path) -> tuple[np.ndarray, int]:
     try:
         return read_oriented_image(path)
     except Image.DecompressionBombError:
-        with Image.open(path) as probe:  # the header only: what is refused, not why Pillow thinks so
-            w, h = probe.size
+        limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # open() itself refuses it
+        try:
+            with Image.open(path) as probe:  # the header only
+                w, h = probe.size
+        finally:
+            Image.MAX_IMAGE_PIXELS = limit
         raise ImageError(path, f"{w}x{h} ({w * h / 1e6:.0f} Mpx) is over Pillow's decompression-bomb limit of "
                          f"{2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} Mpx: pass {HUGE_FLAG} to read it whole, or give "
                          "it as a tiled TIFF or zarr array to read it in parts (docs/inference.md)") from None  # fmt: skip
