@@ -13,7 +13,7 @@ from __future__ import annotations
 import shutil
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -33,9 +33,6 @@ from sunet_deploy.protocol import TILE_AUTO, Protocol, artifact_protocol
 from sunet_deploy.tiling import segment, stripe_starts, stripe_width
 
 from .inputs import Job
-
-if TYPE_CHECKING:
-    from .predict import Predictor
 
 HUGE_FLAG = "--allow-huge-images"
 
@@ -71,7 +68,7 @@ def finished(job: Job) -> bool:
     return zarr_complete(store) if store == job.mask_path else not store.exists()
 
 
-def large_protocol(predictor: "Predictor") -> Protocol:
+def large_protocol(predictor: Any) -> Protocol:
     """The predictor's protocol when it has windows, else windows of the artifact's size or training crop."""
     protocol = predictor.protocol
     if protocol is not None and protocol.window is not None:
@@ -79,7 +76,7 @@ def large_protocol(predictor: "Predictor") -> Protocol:
     return artifact_protocol(predictor.runtime.info, TILE_AUTO)
 
 
-def run_large(predictor: "Predictor", job: Job, resume: bool = False) -> dict:
+def run_large(predictor: Any, job: Job, resume: bool = False) -> dict:
     """Segment one large input into its mask store, then write the mask and the overview; returns
     what the summary records of it (size, stripes resumed, seconds, Mpx/s)."""
     if predictor.runtime.takes_images:

@@ -33,6 +33,7 @@ from .preprocess import overlay
 LAZY_SUFFIXES = (".tif", ".tiff", ".zarr")
 OVERVIEW_SIDE = 2048
 TIFF_TILE = 256
+CACHE_PIXELS = 1 << 24  # the largest chunk-aligned block a LazyImage keeps (48 MiB of RGB)
 EXTRA_HINT = "pip install 'sunet-deploy[large]' (tifffile, zarr, imagecodecs)"
 _DONE = "stripes_done"
 _JOB = "sunet_job"
@@ -89,9 +90,31 @@ class LazyImage:
         if channels not in (1, 3, 4) or array.dtype not in (np.uint8, np.uint16):
             raise LargeImageError(f"{path}: {channels} channels of {array.dtype}; expected 1, 3 or 4 of uint8/uint16")
         self.shape = (int(yx[0]), int(yx[1]), 3)
+        chunks = getattr(array, "chunks", None) or array.shape
+        self._chunk = tuple(chunks[1:3]) if axes[0] in "CS" else tuple(chunks[:2])
+        self._cached: tuple[int, int, np.ndarray] | None = None
 
     def __getitem__(self, key: tuple[slice, slice]) -> np.ndarray:
+        """Rows and columns; plain slices are served from the last chunk-aligned block read, which
+        the bands of a stripe (overlapping, going down) mostly fall in: each chunk decoded about once."""
         rows, cols = key
+        if rows.step not in (None, 1) or cols.step not in (None, 1):
+            return self._read(rows, cols)
+        (r0, r1, _), (c0, c1, _) = rows.indices(self.shape[0]), cols.indices(self.shape[1])
+        cached = self._cached
+        if cached is None or not (cached[0] <= r0 and r1 <= cached[0] + cached[2].shape[0]
+                                  and cached[1] <= c0 and c1 <= cached[1] + cached[2].shape[1]):  # fmt: skip
+            (ch, cw), (h, w) = self._chunk, self.shape[:2]
+            a, c = r0 // ch * ch, c0 // cw * cw
+            b, d = min(h, -(-r1 // ch) * ch), min(w, -(-c1 // cw) * cw)
+            if (b - a) * (d - c) > CACHE_PIXELS:  # chunks too large to keep: decode what is asked
+                return self._read(rows, cols)
+            block = self._read(slice(a, b), slice(c, d))
+            self._cached = cached = (a, c, block)
+        a, c, block = cached
+        return block[r0 - a : r1 - a, c0 - c : c1 - c]
+
+    def _read(self, rows: slice, cols: slice) -> np.ndarray:
         if self.axes == "YX":
             block = np.asarray(self.array[rows, cols])[:, :, None]
         elif self.axes == "YXS":

@@ -22,15 +22,19 @@ from .synthetic import DEFAULT_CLASSES, DEFAULT_SEED, SyntheticSegmentation
 
 
 class SyntheticMosaic:
-    """A (height, width) scene whose tile (i, j) is synthetic sample i * columns + j of size tile x tile."""
+    """A (height, width) scene whose tile (i, j) is synthetic sample i * columns + j of size tile x tile
+    (modulo `distinct`, when given: a scene of many tiles made from a few samples, kept in memory)."""
 
     def __init__(self, size: tuple[int, int], tile: int = 512, num_classes: int = DEFAULT_CLASSES,
-                 seed: int = DEFAULT_SEED) -> None:  # fmt: skip
+                 seed: int = DEFAULT_SEED, distinct: int | None = None) -> None:  # fmt: skip
         if tile % 16:
             raise ValueError(f"a TIFF tile is a multiple of 16 pixels, got {tile}")
         self.size, self.tile = (int(size[0]), int(size[1])), tile
         self.grid = (-(-self.size[0] // tile), -(-self.size[1] // tile))
-        self.samples = SyntheticSegmentation(self.grid[0] * self.grid[1], (tile, tile), num_classes, seed, "test")
+        count = min(distinct or self.grid[0] * self.grid[1], self.grid[0] * self.grid[1])
+        self.samples = SyntheticSegmentation(count, (tile, tile), num_classes, seed, "test")
+        self._kept: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._keep = distinct is not None
 
     @property
     def num_classes(self) -> int:
@@ -38,7 +42,12 @@ class SyntheticMosaic:
 
     def tile_sample(self, i: int, j: int) -> tuple[np.ndarray, np.ndarray]:
         """The whole sample of tile (i, j): it runs past the scene's edge on the last row and column."""
-        return self.samples[i * self.grid[1] + j]
+        index = (i * self.grid[1] + j) % len(self.samples)
+        if not self._keep:
+            return self.samples[index]
+        if index not in self._kept:
+            self._kept[index] = self.samples[index]
+        return self._kept[index]
 
     def region(self, r0: int, r1: int, c0: int, c1: int) -> tuple[np.ndarray, np.ndarray]:
         """Image (HxWx3 uint8) and label (HxW uint8) of rows [r0, r1) and columns [c0, c1)."""
@@ -79,8 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tile", type=int, default=512, help="tile (and synthetic sample) size (default 512)")
     parser.add_argument("--labels", type=Path, help="also write the labels as a tiled BigTIFF here")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    parser.add_argument("--distinct", type=int, help="this many distinct samples, repeated (fast for huge scenes)")
     args = parser.parse_args(argv)
-    mosaic = SyntheticMosaic(args.size, args.tile, seed=args.seed)
+    mosaic = SyntheticMosaic(args.size, args.tile, seed=args.seed, distinct=args.distinct)
     mosaic.write_tiff(args.output)
     if args.labels:
         mosaic.write_tiff(args.labels, labels=True)
