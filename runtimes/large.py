@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from tqdm import tqdm
 
 from sunet_deploy.bigimage import (
     LargeImageError,
+    LazyImage,
     MaskStore,
     job_record,
     open_lazy,
@@ -76,46 +78,87 @@ def large_protocol(predictor: Any) -> Protocol:
     return artifact_protocol(predictor.runtime.info, TILE_AUTO)
 
 
-def run_large(predictor: Any, job: Job, resume: bool = False) -> dict:
-    """Segment one large input into its mask store, then write the mask and the overview; returns
-    what the summary records of it (size, stripes resumed, seconds, Mpx/s)."""
+@dataclass
+class LargeRun:
+    """One large input being segmented: its lazy image, its mask store, and the stripes left to do."""
+
+    job: Job
+    image: LazyImage
+    store: MaskStore
+    protocol: Protocol
+    starts: list[int]
+    todo: list[int]
+    stripe: int
+    started: float
+
+    def stripe_pixels(self, c0: int) -> int:
+        return self.image.shape[0] * min(self.stripe, self.image.shape[1] - c0)
+
+
+def open_large(predictor: Any, job: Job, resume: bool = False) -> LargeRun:
+    """Open the input and create (or, resuming, reopen) its mask store; nothing is computed yet."""
     if predictor.runtime.takes_images:
         raise LargeImageError("a model served with --io image takes whole encoded images; serve it with --io tensor "
                               "to predict tiled TIFFs and zarr arrays")  # fmt: skip
     if predictor.engine.num_classes > 256:
         raise LargeImageError(f"{predictor.engine.num_classes} classes do not fit a palette mask (at most 256)")
     protocol = large_protocol(predictor)
-    mask_path, overview_path = job.outputs()
-    store_path = job.partial_store
-    start = time.perf_counter()
-    with open_lazy(job.source) as image:
+    started = time.perf_counter()
+    image = open_lazy(job.source)
+    try:
         height, width = image.shape[:2]
         stripe = stripe_width(width, protocol)
-        if not resume and store_path.exists():  # prepare() refused it unless --overwrite was given
-            shutil.rmtree(store_path)
-        job_path = str(predictor.runtime.path)
-        record = job_record((height, width), job_path, protocol.to_dict(), stripe)
+        if not resume and job.partial_store.exists():  # prepare() refused it unless --overwrite was given
+            shutil.rmtree(job.partial_store)
+        record = job_record((height, width), str(predictor.runtime.path), protocol.to_dict(), stripe)
         job.stem.parent.mkdir(parents=True, exist_ok=True)
-        store = MaskStore.open(store_path, (height, width), (protocol.window[0], stripe), record, resume)
-        starts = stripe_starts(width, protocol)
-        todo = store.todo(starts)
-        done_px = sum(height * min(stripe, width - c0) for c0 in starts if c0 not in todo)
-        with tqdm(total=height * width, initial=done_px, unit="px", unit_scale=True, desc=job.source.name,
-                  leave=False) as bar:  # fmt: skip
-            for c0 in todo:
-                segment(image, predictor.engine, protocol, out=store.array, stripes=[c0])
-                store.finish(c0)
-                bar.update(height * min(stripe, width - c0))
-        compute_s = time.perf_counter() - start
+        store = MaskStore.open(job.partial_store, (height, width), (protocol.window[0], stripe), record, resume)
+    except BaseException:
+        image.close()
+        raise
+    starts = stripe_starts(width, protocol)
+    return LargeRun(job, image, store, protocol, starts, store.todo(starts), stripe, started)
+
+
+def run_stripe(predictor: Any, run: LargeRun, c0: int) -> None:
+    """Segment the stripe at column c0 into the store and mark it done (a worker's unit of a large image)."""
+    segment(run.image, predictor.engine, run.protocol, out=run.store.array, stripes=[c0])
+    run.store.finish(c0)
+
+
+def finish_large(run: LargeRun, palette: np.ndarray, compute_s: float) -> dict:
+    """Write the mask (TIFF) and the overview from a store whose every stripe is done; returns what the
+    summary records of the input (size, stripes resumed, seconds, Mpx/s of the stripes computed)."""
+    job, store = run.job, run.store
+    mask_path, overview_path = job.outputs()
+    left = store.todo(run.starts)
+    if left:
+        raise LargeImageError(f"{job.source}: stripes at columns {left[:4]} were not computed")
+    with run.image:
         if mask_path.suffix == ".tif":
-            write_tiff_mask(store.array, mask_path, predictor.palette)
-        write_overview(image, store.array, predictor.palette, overview_path)
-        if store_path != mask_path:
-            shutil.rmtree(store_path)
-        else:
-            store.complete()
-    computed_px = height * width - done_px
-    return {"source": str(job.source), "size": [width, height], "stripes": len(starts),
-            "stripes_resumed": len(starts) - len(todo), "compute_s": round(compute_s, 3),
-            "total_s": round(time.perf_counter() - start, 3),
+            write_tiff_mask(store.array, mask_path, palette)
+        write_overview(run.image, store.array, palette, overview_path)
+    if job.partial_store != mask_path:
+        shutil.rmtree(job.partial_store)
+    else:
+        store.complete()
+    height, width = run.image.shape[:2]
+    computed_px = sum(run.stripe_pixels(c0) for c0 in run.todo)
+    return {"source": str(job.source), "size": [width, height], "stripes": len(run.starts),
+            "stripes_resumed": len(run.starts) - len(run.todo), "compute_s": round(compute_s, 3),
+            "total_s": round(time.perf_counter() - run.started, 3),
             "mpx_per_s": round(computed_px / 1e6 / compute_s, 3) if computed_px and compute_s > 0 else None}  # fmt: skip
+
+
+def run_large(predictor: Any, job: Job, resume: bool = False) -> dict:
+    """Segment one large input stripe by stripe into its mask store, then write the mask and the overview."""
+    run = open_large(predictor, job, resume)
+    height, width = run.image.shape[:2]
+    start = time.perf_counter()
+    done_px = height * width - sum(run.stripe_pixels(c0) for c0 in run.todo)
+    with tqdm(total=height * width, initial=done_px, unit="px", unit_scale=True, desc=job.source.name,
+              leave=False) as bar:  # fmt: skip
+        for c0 in run.todo:
+            run_stripe(predictor, run, c0)
+            bar.update(run.stripe_pixels(c0))
+    return finish_large(run, predictor.palette, time.perf_counter() - start)
