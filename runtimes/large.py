@@ -120,6 +120,14 @@ def open_large(predictor: Any, job: Job, resume: bool = False) -> LargeRun:
     return LargeRun(job, image, store, protocol, starts, store.todo(starts), stripe, started)
 
 
+def attach_large(predictor: Any, job: Job) -> LargeRun:
+    """A worker's hold on a large input whose store open_large made (on another machine, perhaps): to run stripes."""
+    protocol = large_protocol(predictor)
+    image = open_lazy(job.source)
+    store = MaskStore.attach(job.partial_store)
+    return LargeRun(job, image, store, protocol, [], [], stripe_width(image.shape[1], protocol), time.perf_counter())
+
+
 def run_stripe(predictor: Any, run: LargeRun, c0: int) -> None:
     """Segment the stripe at column c0 into the store and mark it done (a worker's unit of a large image)."""
     segment(run.image, predictor.engine, run.protocol, out=run.store.array, stripes=[c0])

@@ -54,6 +54,7 @@ from sunet_deploy.preprocess import (
 
 from . import ArtifactError, Runtime, RuntimeUnavailable, open_runtime, runtime_for
 from .inputs import InputError, Job, existing_outputs, plan_jobs
+from .cluster import require_ray, run_cluster
 from .large import HUGE_FLAG, allow_huge_images, finished, read_whole, run_large
 from .options import RuntimeOptions, add_flags, from_args, given_flags, options_class
 from .stats import latency_summary
@@ -192,6 +193,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     again.add_argument("--overwrite", action="store_true", help="replace outputs of an earlier run")
     again.add_argument("--resume", action="store_true", help="go on with an interrupted run: inputs whose outputs "
                        "are complete are not run again, a large image goes on from its last finished stripe")
+    parser.add_argument("--cluster", metavar="local|ADDRESS", help="run on Ray: 'local' starts a cluster of 2 workers "
+                        "for the run, ADDRESS (HOST:PORT) joins a running one (runtimes/cluster.py, docs/inference.md)")
     parser.add_argument(HUGE_FLAG, action="store_true", help="read images over Pillow's decompression-bomb limit "
                         "(179 Mpx) whole; a tiled TIFF or zarr array is read in parts without it (docs/inference.md)")
     add_protocol_flags(parser, letterbox=True)
@@ -266,13 +269,29 @@ def main(argv: list[str] | None = None) -> int:
     if args.allow_huge_images:
         allow_huge_images()
     try:
+        if args.cluster:
+            require_ray()
         jobs, runtime, protocol = prepare(args)
     except (InputError, ArtifactError, RuntimeUnavailable, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    summary = run_jobs(jobs, runtime, args.output, protocol, args.resume)
+    if args.cluster:
+        summary = predict_on_cluster(args, jobs, runtime, protocol)
+    else:
+        summary = run_jobs(jobs, runtime, args.output, protocol, args.resume)
     print(_describe(summary, args.output))
     return EXIT_FAILED if summary["skipped"] else EXIT_OK
+
+
+def predict_on_cluster(args: argparse.Namespace, jobs: list[Job], runtime: Runtime, protocol: Protocol | None) -> dict:
+    """run_jobs on Ray (runtimes.cluster); the summary is written as run_jobs writes it."""
+    summary: dict = {}
+    try:
+        summary, _ = run_cluster(args.cluster, jobs, runtime, protocol, args.resume, args.output, predictor_for, _summary)
+    finally:
+        summary = summary or _summary(jobs, runtime, None, [f"the cluster run stopped: {sys.exc_info()[1]}"])
+        (args.output / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
 
 
 def _describe(summary: dict, out_dir: Path) -> str:
@@ -293,6 +312,8 @@ def _describe(summary: dict, out_dir: Path) -> str:
     for large in summary["large_images"]:
         lines.append(f"{large['source']}: {large['size'][0]}x{large['size'][1]}, {large['mpx_per_s']} Mpx/s "
                      f"({large['stripes_resumed']} of {large['stripes']} stripes from an earlier run)")
+    for worker in (summary.get("cluster") or {}).get("workers", []):
+        lines.append(f"worker {worker['worker']}: {worker['units']} unit(s), {worker['mpx']} Mpx, {worker['mpx_per_s']} Mpx/s")
     if summary["letterboxed_images"]:
         lines.append(f"{summary['letterboxed_images']} image(s) letterboxed into the artifact's "
                      f"{summary['artifact']}; masks are at the original size")

@@ -187,6 +187,12 @@ class MaskStore:
         (path / _DONE).mkdir()
         return cls(path, array)
 
+    @classmethod
+    def attach(cls, path: str | os.PathLike) -> "MaskStore":
+        """An existing store, to write stripes into (another process made it)."""
+        _, zarr = _modules()
+        return cls(Path(path), zarr.open_array(str(path), mode="r+"))
+
     def todo(self, starts: list[int]) -> list[int]:
         return [c0 for c0 in starts if not (self.path / _DONE / str(c0)).exists()]
 
