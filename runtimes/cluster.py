@@ -168,14 +168,14 @@ def run_cluster(address: str, jobs: list[Job], runtime: Any, protocol: Any, resu
     import ray
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    cluster = LocalCluster() if address == "local" else None
     failures: list[str] = []
     predictor = make_predictor(runtime, protocol, resume)  # plans here; the workers infer
     workers: dict[str, list[float]] = defaultdict(lambda: [0, 0.0, 0])
+    units, larges = _plan(jobs, predictor, resume, failures)
+    cluster = LocalCluster() if address == "local" and units else None
     try:
-        if cluster is None:
+        if address != "local" and units:
             ray.init(address=address, log_to_driver=False, logging_level="ERROR")
-        units, larges = _plan(jobs, predictor, resume, failures)
         results = _run_units(units, jobs, runtime, protocol, make_predictor, workers)
         for index, run in larges.items():
             errors = [results[(index, c0)][0] for c0 in run.todo if results[(index, c0)][0]]
