@@ -166,3 +166,32 @@ def test_the_engine_reads_a_lazy_image_a_band_of_a_stripe_at_a_time_with_the_sam
     rows, cols = lazy.largest
     # a band of one stripe (at the smallest scale: 2 source pixels per view pixel), never the image
     assert rows <= 32 / 0.5 + 2 and cols <= 8 * 32 + 2 * 32 / 0.5 + 4, lazy.largest
+
+
+def test_ome_tiff_pyramids_planar_and_16_bit_tiffs_read_as_rgb_and_name_their_outputs(tmp_path):
+    import tifffile
+
+    from runtimes.inputs import plan_jobs
+    from sunet_deploy.bigimage import open_lazy
+
+    rgb = np.random.default_rng(0).integers(0, 256, (150, 260, 3), dtype=np.uint8)
+    with tifffile.TiffWriter(tmp_path / "slide.ome.tif", ome=True) as tif:  # full resolution + one level
+        tif.write(rgb, tile=(64, 64), subifds=1, photometric="rgb", compression="zlib", metadata={"axes": "YXS"})
+        tif.write(rgb[::2, ::2], tile=(64, 64), photometric="rgb", subfiletype=1, compression="zlib")
+    tifffile.imwrite(tmp_path / "planar.tif", np.moveaxis(rgb, -1, 0).copy(), ome=True, tile=(64, 64),
+                     photometric="minisblack", metadata={"axes": "CYX"})  # fmt: skip
+    gray16 = (np.arange(150 * 260).reshape(150, 260) * 7 % 65536).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "gray16.tif", gray16, tile=(64, 64))
+    for name in ("slide.ome.tif", "planar.tif"):
+        with open_lazy(tmp_path / name) as image:
+            assert image.shape == (150, 260, 3)
+            np.testing.assert_array_equal(image[10:90, 30:250], rgb[10:90, 30:250])
+    with open_lazy(tmp_path / "gray16.tif") as image:
+        block = image[5:9, 100:104]
+    expected = (gray16[5:9, 100:104].astype(np.float32) * (255.0 / 65535.0) + 0.5).astype(np.uint8)
+    np.testing.assert_array_equal(block, np.repeat(expected[:, :, None], 3, axis=2))
+    plain = tmp_path / "plain.tif"
+    tifffile.imwrite(plain, rgb)  # stripped, not BigTIFF: read whole as before, a PNG mask
+    jobs = {job.source.name: job for job in plan_jobs([tmp_path], tmp_path / "out")}
+    assert [p.name for p in jobs["slide.ome.tif"].outputs()] == ["slide_mask.tif", "slide_overview.png"]
+    assert not jobs["plain.tif"].large and jobs["plain.tif"].mask_path.name == "plain_mask.png"
