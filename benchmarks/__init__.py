@@ -17,6 +17,8 @@ committed reports. Every command (`--help` gives its flags):
     python -m benchmarks.studies.protocol CHECKPOINT        # the inference protocol on large images
     python -m benchmarks.studies.letterbox CHECKPOINT --size HxW   # letterbox or windows for a fixed size
     python -m benchmarks.studies.cpp_latency BINARY MODEL IMAGE    # the C++ backend beside the Python adapter
+    python -m benchmarks.studies.large_images MODEL         # images larger than memory: RSS per size, resume
+    python -m benchmarks.studies.cluster_predict MODEL      # a local Ray cluster against one process
 """
 
 from sunet_deploy.cli import say_missing_extras

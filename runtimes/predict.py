@@ -50,12 +50,13 @@ from sunet_deploy.preprocess import (
     Normalization,
     output_to_mask,
     overlay,
-    read_oriented_image,
     save_palette_png,
 )
 
 from . import ArtifactError, Runtime, RuntimeUnavailable, open_runtime, runtime_for
 from .inputs import InputError, Job, existing_outputs, plan_jobs
+from .cluster import require_ray, run_cluster
+from .large import HUGE_FLAG, allow_huge_images, finished, read_whole, run_large
 from .options import RuntimeOptions, add_flags, from_args, given_flags, options_class
 from .stats import latency_summary
 
@@ -79,9 +80,12 @@ def video_frames(path: Path) -> Iterator[np.ndarray]:
 class Predictor:
     """Image in, mask out, through any runtime, with the model's own pre/post-processing."""
 
-    def __init__(self, runtime: Runtime, protocol: Protocol | None = None) -> None:
+    def __init__(self, runtime: Runtime, protocol: Protocol | None = None, resume: bool = False) -> None:
         self.runtime = runtime
         self.protocol = protocol
+        self.resume = resume
+        self.resumed: list[str] = []  # inputs an earlier run finished (--resume)
+        self.large: list[dict] = []  # what runtimes.large.run_large reports of each large input
         meta = runtime.metadata
         self.normalize = Normalization.for_artifact(runtime.info)
         self.engine = InferModel.for_uint8(runtime.infer, runtime.output_kind, meta.num_classes, meta.mean, meta.std)
@@ -120,7 +124,7 @@ class Predictor:
                            "of the crop size (the summary counts every such input)", file=sys.stderr)  # fmt: skip
 
     def run_image(self, job: Job) -> None:
-        image, orientation = read_oriented_image(job.source)
+        image, orientation = read_whole(job.source)
         if orientation != 1:
             self.exif_rotated.append(str(job.source))
         self.check_size(image, job)
@@ -150,7 +154,12 @@ class Predictor:
                 writer.release()
 
     def run(self, job: Job) -> None:
-        (self.run_video if job.video else self.run_image)(job)
+        if self.resume and finished(job):
+            self.resumed.append(str(job.source))
+        elif job.large:
+            self.large.append(run_large(self, job, self.resume))
+        else:
+            (self.run_video if job.video else self.run_image)(job)
 
 
 class EncodedPredictor(Predictor):
@@ -170,8 +179,8 @@ class EncodedPredictor(Predictor):
         return mask
 
 
-def predictor_for(runtime: Runtime, protocol: Protocol | None = None) -> Predictor:
-    return EncodedPredictor(runtime) if runtime.takes_images else Predictor(runtime, protocol)
+def predictor_for(runtime: Runtime, protocol: Protocol | None = None, resume: bool = False) -> Predictor:
+    return EncodedPredictor(runtime, resume=resume) if runtime.takes_images else Predictor(runtime, protocol, resume)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -181,7 +190,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "served model: triton://HOST:PORT/MODEL (HTTP), triton+grpc://HOST:PORT/MODEL (gRPC)")
     parser.add_argument("inputs", nargs="+", help="image files, folders (searched recursively) or videos")
     parser.add_argument("-o", "--output", required=True, type=Path, help="folder for masks and overlays")
-    parser.add_argument("--overwrite", action="store_true", help="replace outputs of an earlier run")
+    again = parser.add_mutually_exclusive_group()
+    again.add_argument("--overwrite", action="store_true", help="replace outputs of an earlier run")
+    again.add_argument("--resume", action="store_true", help="go on with an interrupted run: inputs whose outputs "
+                       "are complete are not run again, a large image goes on from its last finished stripe")
+    parser.add_argument("--cluster", metavar="local|ADDRESS", help="run on Ray: 'local' starts a cluster of 2 workers "
+                        "for the run, ADDRESS (HOST:PORT) joins a running one (runtimes/cluster.py, docs/inference.md)")
+    parser.add_argument(HUGE_FLAG, action="store_true", help="read images over Pillow's decompression-bomb limit "
+                        "(179 Mpx) whole; a tiled TIFF or zarr array is read in parts without it (docs/inference.md)")
     add_protocol_flags(parser, letterbox=True)
     add_flags(parser)
     return parser.parse_args(argv)
@@ -201,7 +217,7 @@ def prepare(args: argparse.Namespace) -> tuple[list[Job], Runtime, Protocol | No
     """Plan every output, open the runtime and choose the protocol; raises before anything is written."""
     jobs = plan_jobs(args.inputs, args.output)
     earlier = existing_outputs(jobs) + ([args.output / SUMMARY] if (args.output / SUMMARY).exists() else [])
-    if earlier and not args.overwrite:
+    if earlier and not (args.overwrite or args.resume):
         raise InputError(f"{earlier[0]} exists ({len(earlier)} output(s) of an earlier run in {args.output}); "
                          "choose another -o folder, or pass --overwrite to replace them")
     runtime = open_runtime(args.model, runtime_options(args))
@@ -213,14 +229,15 @@ def prepare(args: argparse.Namespace) -> tuple[list[Job], Runtime, Protocol | No
     return jobs, runtime, protocol_from_args(args, runtime.info)
 
 
-def run_jobs(jobs: list[Job], runtime: Runtime, out_dir: Path, protocol: Protocol | None = None) -> dict:
+def run_jobs(jobs: list[Job], runtime: Runtime, out_dir: Path, protocol: Protocol | None = None,
+             resume: bool = False) -> dict:  # fmt: skip
     """Every job, each failure one 'skipped' line; returns the summary (always written)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     failures: list[str] = []
     predictor = None
     try:
         with runtime:
-            predictor = predictor_for(runtime, protocol)
+            predictor = predictor_for(runtime, protocol, resume)
             for job in progress(jobs, desc=f"predict ({runtime.name})", unit="file"):
                 try:
                     predictor.run(job)
@@ -244,19 +261,38 @@ def _summary(jobs: list[Job], runtime: Runtime, predictor: Predictor | None, fai
                      if predictor and predictor.protocol else None),
         "large_untiled_images": predictor.large_untiled if predictor else [],
         "latency_ms": latency_summary(latencies) if latencies else None,
+        "resumed": predictor.resumed if predictor else [], "large_images": predictor.large if predictor else [],
     }  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.allow_huge_images:
+        allow_huge_images()
     try:
+        if args.cluster:
+            require_ray()
         jobs, runtime, protocol = prepare(args)
     except (InputError, ArtifactError, RuntimeUnavailable, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    summary = run_jobs(jobs, runtime, args.output, protocol)
+    if args.cluster:
+        summary = predict_on_cluster(args, jobs, runtime, protocol)
+    else:
+        summary = run_jobs(jobs, runtime, args.output, protocol, args.resume)
     print(_describe(summary, args.output))
     return EXIT_FAILED if summary["skipped"] else EXIT_OK
+
+
+def predict_on_cluster(args: argparse.Namespace, jobs: list[Job], runtime: Runtime, protocol: Protocol | None) -> dict:
+    """run_jobs on Ray (runtimes.cluster); the summary is written as run_jobs writes it."""
+    summary: dict = {}
+    try:
+        summary, _ = run_cluster(args.cluster, jobs, runtime, protocol, args.resume, args.output, predictor_for, _summary)
+    finally:
+        summary = summary or _summary(jobs, runtime, None, [f"the cluster run stopped: {sys.exc_info()[1]}"])
+        (args.output / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
 
 
 def _describe(summary: dict, out_dir: Path) -> str:
@@ -272,6 +308,13 @@ def _describe(summary: dict, out_dir: Path) -> str:
     if summary["large_untiled_images"]:
         lines.append(f"{len(summary['large_untiled_images'])} input(s) much larger than the training crop ran whole "
                      "(--tile runs them in windows)")
+    if summary["resumed"]:
+        lines.append(f"{len(summary['resumed'])} input(s) finished by an earlier run, not run again (--resume)")
+    for large in summary["large_images"]:
+        lines.append(f"{large['source']}: {large['size'][0]}x{large['size'][1]}, {large['mpx_per_s']} Mpx/s "
+                     f"({large['stripes_resumed']} of {large['stripes']} stripes from an earlier run)")
+    for worker in (summary.get("cluster") or {}).get("workers", []):
+        lines.append(f"worker {worker['worker']}: {worker['units']} unit(s), {worker['mpx']} Mpx, {worker['mpx_per_s']} Mpx/s")
     if summary["letterboxed_images"]:
         lines.append(f"{summary['letterboxed_images']} image(s) letterboxed into the artifact's "
                      f"{summary['artifact']}; masks are at the original size")

@@ -15,21 +15,27 @@ stripe's rows pulls the rows it needs from every view, bilinearly resized back t
 that block of the mask. Every pixel sums the same windows in the same order whatever the stripe
 width, so results are bit-identical to a whole-width run; windows on a stripe border run once per
 stripe they meet. Memory is a few bands of one stripe's probabilities per view, whatever the
-image's height and width; only the image and the mask are whole. Resizing by explicit row and
+image's height and width. The image is read a band of a stripe at a time and the mask written a
+block at a time, so both may live on disk (sunet_deploy.bigimage). Resizing by explicit row and
 column indices (not cv2.resize on the whole image) is what lets a block of a resized image equal
 the same pixels of the whole resized image.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from .protocol import Protocol, window_starts
 
 Infer = Callable[[np.ndarray], np.ndarray]
+ImageSource = Any
+"""An HxWx3 uint8 image: a numpy array, or anything with `shape`, `ndim` and numpy slicing that
+returns arrays (sunet_deploy.bigimage's lazy TIFF/zarr images: only the rows and columns a band
+reads are decoded)."""
 
 
 @dataclass(frozen=True)
@@ -122,11 +128,13 @@ class _View:
     # ---- the image side: rows of the view, normalised, as the network's input
     def _input_rows(self, top: int, count: int) -> np.ndarray:
         h, hs = self.size[0], self.scaled[0]
-        image = self.image[:, self.image_cols[0] : self.image_cols[1]]
+        c0, c1 = self.image_cols
         if hs == h:
-            rows = image[top : top + count].astype(np.float32)
-        else:
-            rows = _lerp(image, 0, linear_coords(h, hs, top, top + count)).astype(np.float32, copy=False)
+            rows = np.asarray(self.image[top : top + count, c0:c1]).astype(np.float32)
+        else:  # only the source rows the resize reads: a lazy image decodes no more
+            coords = linear_coords(h, hs, top, top + count)
+            r0, r1 = int(coords[0].min()), int(coords[1].max()) + 1
+            rows = _lerp(np.asarray(self.image[r0:r1, c0:c1]), 0, coords, offset=r0).astype(np.float32, copy=False)
         if self.in_cols is not None:
             rows = _lerp(rows, 1, self.in_cols, offset=self.image_cols[0])
         x = ((rows - self.mean) * self.inv_std).transpose(2, 0, 1)
@@ -208,17 +216,25 @@ def stripe_width(image_width: int, protocol: Protocol, stripe_cols: int | None =
     return STRIPE_WINDOWS * protocol.window[1] if protocol.window else image_width
 
 
-def probability_bands(image: np.ndarray, model: InferModel, protocol: Protocol, band_rows: int | None = None,
-                      stripe_cols: int | None = None) -> Iterator[tuple[int, int, np.ndarray]]:  # fmt: skip
+def stripe_starts(image_width: int, protocol: Protocol, stripe_cols: int | None = None) -> list[int]:
+    """First image column of each stripe, in the order probability_bands computes them."""
+    return list(range(0, image_width, stripe_width(image_width, protocol, stripe_cols)))
+
+
+def probability_bands(image: ImageSource, model: InferModel, protocol: Protocol, band_rows: int | None = None,
+                      stripe_cols: int | None = None, stripes: Iterable[int] | None = None,
+                      ) -> Iterator[tuple[int, int, np.ndarray]]:  # fmt: skip
     """(first row, first column, probabilities (C, rows, columns)) of the image, averaged over every
-    view: block after block, down each stripe of columns, stripe after stripe."""
+    view: block after block, down each stripe of columns, stripe after stripe (only the stripes
+    starting at the columns `stripes`, when given: every block of a stripe is the same whichever
+    stripes run)."""
     if image.ndim != 3 or image.shape[2] != 3 or 0 in image.shape:
         raise ValueError(f"expected an HxWx3 image, got shape {image.shape}")
     height, width = image.shape[:2]
     step = band_rows or (protocol.window[0] if protocol.window else height)
     stripe = stripe_width(width, protocol, stripe_cols)
     flips = (False, True) if protocol.flip else (False,)
-    for c0 in range(0, width, stripe):
+    for c0 in range(0, width, stripe) if stripes is None else stripes:
         cols = (c0, min(width, c0 + stripe))
         views = [_View(image, s, f, protocol, model, cols) for s in protocol.scales for f in flips]
         for r0 in range(0, height, step):
@@ -231,12 +247,17 @@ def probability_bands(image: np.ndarray, model: InferModel, protocol: Protocol, 
             view.close()
 
 
-def segment(image: np.ndarray, model: InferModel, protocol: Protocol, band_rows: int | None = None,
-            stripe_cols: int | None = None) -> np.ndarray:  # fmt: skip
-    """The class index mask (H, W) of an image under the protocol, computed block by block."""
-    mask = np.empty(image.shape[:2], dtype=np.uint8 if model.num_classes <= 256 else np.int32)
-    for r0, c0, probs in probability_bands(image, model, protocol, band_rows, stripe_cols):
-        mask[r0 : r0 + probs.shape[1], c0 : c0 + probs.shape[2]] = probs.argmax(axis=0)
+def mask_dtype(num_classes: int) -> type:
+    return np.uint8 if num_classes <= 256 else np.int32
+
+
+def segment(image: ImageSource, model: InferModel, protocol: Protocol, band_rows: int | None = None,
+            stripe_cols: int | None = None, out=None, stripes: Iterable[int] | None = None) -> np.ndarray:  # fmt: skip
+    """The class index mask (H, W) of an image under the protocol, computed block by block, written
+    into `out` when given (any array with numpy slice assignment: a zarr array on disk)."""
+    mask = np.empty(image.shape[:2], dtype=mask_dtype(model.num_classes)) if out is None else out
+    for r0, c0, probs in probability_bands(image, model, protocol, band_rows, stripe_cols, stripes):
+        mask[r0 : r0 + probs.shape[1], c0 : c0 + probs.shape[2]] = probs.argmax(axis=0).astype(mask.dtype)
     return mask
 
 

@@ -1,0 +1,124 @@
+"""predict --cluster local on Ray: the single process's masks byte for byte, a killed worker retried with every
+input counted once, --resume, and no Ray process left behind, even when the driver is SIGKILLed.
+
+Slow: each run starts a Ray cluster (about 4 s on an idle machine, up to a minute on the shared 2 cores),
+in a child process marked by an environment variable so that the test can find every process it left."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import cv2
+import pytest
+
+pytest.importorskip("ray.data")
+pytest.importorskip("zarr")
+
+from runtimes.predict import main  # noqa: E402
+from sunet_deploy.data.mosaic import SyntheticMosaic  # noqa: E402
+
+pytestmark = pytest.mark.slow
+MARK = "SUNET_TEST_CLUSTER_MARK"
+
+
+@pytest.fixture(scope="module")
+def onnx(artifacts):
+    return str(artifacts.onnx())
+
+
+def images(folder: Path, count: int, large: bool = False) -> Path:
+    folder.mkdir(parents=True)
+    mosaic = SyntheticMosaic((64, 512), tile=64)
+    for k in range(count):
+        image, _ = mosaic.region(0, 48, 40 * (k % 10), 40 * (k % 10) + 72)
+        cv2.imwrite(str(folder / f"im{k:03d}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    if large:
+        mosaic.write_tiff(folder / "big.tif")  # 4 stripes of 8 16-pixel windows
+    return folder
+
+
+def marked(mark: str) -> list[tuple[int, str]]:
+    """(pid, command line) of every process whose environment has MARK=mark."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and f"{MARK}={mark}".encode() in (entry / "environ").read_bytes().split(b"\0"):
+                found.append((int(entry.name), (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()))
+        except OSError:
+            continue
+    return found
+
+
+def start(args: list[str], mark: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "runtimes.predict", *args], env={**os.environ, MARK: mark},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+
+
+def gone_within(mark: str, seconds: float) -> float | None:
+    """Seconds until no marked process is left (None: some still are after `seconds`)."""
+    begin = time.monotonic()
+    while time.monotonic() - begin < seconds:
+        if not marked(mark):
+            return time.monotonic() - begin
+        time.sleep(0.1)
+    return None
+
+
+def summary(out: Path) -> dict:
+    return json.loads((out / "predict_summary.json").read_text())
+
+
+def masks(out: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(out.glob("*_mask.*"))}
+
+
+def test_local_cluster_with_a_worker_killed_writes_the_single_process_masks_once_and_leaves_no_process(onnx, tmp_path):
+    folder = images(tmp_path / "in", 12, large=True)
+    flags = ["--tile", "16"]
+    assert main([onnx, str(folder), "-o", str(tmp_path / "single"), *flags]) == 0
+    out, mark = tmp_path / "cluster", uuid.uuid4().hex
+    proc = start([onnx, str(folder), "-o", str(out), *flags, "--cluster", "local"], mark)
+    victim, deadline = None, time.monotonic() + 300
+    while victim is None and proc.poll() is None and time.monotonic() < deadline:
+        workers = [pid for pid, cmd in marked(mark) if "PredictWorker" in cmd]
+        if workers and len(list(out.glob("*_mask.png"))) >= 2:
+            victim = workers[0]
+            os.kill(victim, signal.SIGKILL)  # Ray restarts the actor and retries its unit
+        time.sleep(0.05)
+    output, _ = proc.communicate(timeout=600)
+    assert victim is not None, "the run ended before a worker could be killed"
+    assert proc.returncode == 0, output[-3000:]
+    linger = gone_within(mark, 10)
+    assert linger is not None, f"left after the command ended: {marked(mark)}"
+    print(f"no process of the run left {linger:.1f} s after it ended")
+    single, cluster = masks(tmp_path / "single"), masks(out)
+    assert len(single) == 13 and "big_mask.tif" in single and cluster == single
+    result = summary(out)
+    assert (result["inputs"], result["written"], result["skipped"]) == (13, 13, [])
+    workers = result["cluster"]["workers"]
+    assert sum(w["units"] for w in workers) == 12 + 4 and all(w["mpx_per_s"] for w in workers)  # each unit once
+    assert "Mpx/s" in output and (out / "big_overview.png").exists()
+    assert main([onnx, str(folder), "-o", str(out), *flags, "--cluster", "local", "--resume"]) == 0
+    assert len(summary(out)["resumed"]) == 13 and summary(out)["cluster"]["workers"] == []  # nothing redone
+
+
+def test_a_driver_killed_with_sigkill_leaves_no_ray_process(onnx, tmp_path):
+    folder = images(tmp_path / "in", 40)
+    mark = uuid.uuid4().hex
+    proc = start([onnx, str(folder), "-o", str(tmp_path / "out"), "--tile", "16", "--cluster", "local"], mark)
+    deadline = time.monotonic() + 300
+    while not any("PredictWorker" in cmd for _, cmd in marked(mark)) and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()[0][-3000:]
+        time.sleep(0.1)
+    assert len([pid for pid, cmd in marked(mark) if "ray" in cmd]) >= 3  # gcs, raylet, workers...
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    linger = gone_within(mark, 15)
+    assert linger is not None, f"still running 15 s after the driver died: {marked(mark)}"
+    print(f"every Ray process of the killed driver ended {linger:.1f} s after it")
+    assert linger < 5
