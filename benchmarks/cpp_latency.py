@@ -28,7 +28,7 @@ import onnxruntime
 
 from runtimes import open_runtime
 from runtimes.predict import Predictor
-from sunet_deploy.preprocess import read_image
+from sunet_deploy.pipeline.images import read_image
 
 CPP_MEDIAN = re.compile(r"more runs: median ([0-9.]+) ms")
 

@@ -21,7 +21,8 @@ import pytest
 
 from runtimes import open_runtime
 from runtimes.predict import Predictor
-from sunet_deploy.preprocess import read_image, read_label_png
+from sunet_deploy.pipeline.images import read_image
+from sunet_deploy.pipeline.palettes import read_label_png
 
 from factory import shared_folder
 from photos import write_photos

@@ -23,7 +23,8 @@ from sunet_deploy.data.folder import IMAGE_SUFFIXES
 from sunet_deploy.data.spec import synthetic_spec
 from sunet_deploy.data.synthetic import DEFAULT_CLASSES
 from sunet_deploy.metadata import IMAGENET_MEAN, IMAGENET_STD
-from sunet_deploy.preprocess import ImageError, read_image, to_tensor_input
+from sunet_deploy.pipeline.images import ImageError, read_image
+from sunet_deploy.pipeline.normalize import to_tensor_input
 
 from .config import TrainConfig
 from .distributed import Context

@@ -15,7 +15,7 @@ import cv2
 from tqdm import tqdm
 
 from ..cli import EXIT_STATUS_HELP, parse_size
-from ..preprocess import save_palette_png
+from ..pipeline.palettes import save_palette_png
 from .synthetic import DEFAULT_CLASSES, DEFAULT_SEED, DEFAULT_SIZE, SyntheticSegmentation
 
 
