@@ -15,7 +15,7 @@ from sunet_deploy.pipeline import masks as masks_module
 from sunet_deploy.pipeline.geometry import Geometry, fit_geometry, resize_bilinear
 from sunet_deploy.pipeline.images import ImageError, read_image
 from sunet_deploy.pipeline.masks import class_indices, labels_to_mask, logits_to_mask, mask_dtype
-from sunet_deploy.pipeline.normalize import Normalization, to_tensor_input
+from sunet_deploy.pipeline.normalize import Normalization
 from sunet_deploy.pipeline.palettes import colorize, overlay, read_label_png, save_palette_png, voc_palette
 from sunet_deploy.protocol import Protocol
 from sunet_deploy.tiling import InferModel, segment
@@ -67,8 +67,8 @@ def test_read_image_errors_name_the_file(tmp_path):
 # ---------------------------------------------------------------- input tensor and masks
 
 
-def test_to_tensor_input_normalises_nchw(rgb):
-    x, (geometry,) = to_tensor_input(rgb, MEAN, STD)
+def test_normalization_gives_nchw(rgb):
+    x, (geometry,) = Normalization(MEAN, STD)(rgb)
     assert x.shape == (1, 3, 10, 14) and x.dtype == np.float32
     expected = (rgb[3, 5, 1] / 255 - MEAN[1]) / STD[1]
     assert x[0, 1, 3, 5] == pytest.approx(expected, abs=1e-5)
@@ -76,7 +76,7 @@ def test_to_tensor_input_normalises_nchw(rgb):
 
 
 def test_letterbox_pads_with_mean_and_masks_come_back_at_original_size(rgb):
-    x, (g,) = to_tensor_input([rgb], MEAN, STD, ((16, 16), (16, 16)))  # a 16x16 artifact: scaled to 11x16, padded
+    x, (g,) = Normalization(MEAN, STD, ((16, 16), (16, 16)))([rgb])  # a 16x16 artifact: scaled to 11x16, padded
     assert x.shape == (1, 3, 16, 16) and g == Geometry((10, 14), (11, 16), (16, 16))
     assert np.all(x[0, :, 11:, :] == 0)
     labels = np.random.default_rng(1).integers(0, 5, (16, 16))
@@ -92,7 +92,7 @@ def test_letterbox_pads_with_mean_and_masks_come_back_at_original_size(rgb):
 
 def test_letterbox_round_trip_of_a_batch():
     image = np.zeros((40, 60, 3), np.uint8)
-    x, geometries = to_tensor_input([image, image], MEAN, STD, ((20, 30), (20, 30)))
+    x, geometries = Normalization(MEAN, STD, ((20, 30), (20, 30)))([image, image])
     assert x.shape == (2, 3, 20, 30) and geometries[0] == fit_geometry((40, 60), (20, 30), (20, 30))
     labels = np.zeros((2, 20, 30), np.int64)
     labels[:, :, 15:] = 3  # right half is class 3
@@ -105,7 +105,7 @@ def test_letterbox_round_trip_of_a_batch():
 
 def test_batch_of_different_sizes_is_refused():
     with pytest.raises(ValueError, match="different sizes"):
-        to_tensor_input([np.zeros((8, 8, 3), np.uint8), np.zeros((8, 9, 3), np.uint8)], MEAN, STD)
+        Normalization(MEAN, STD)([np.zeros((8, 8, 3), np.uint8), np.zeros((8, 9, 3), np.uint8)])
 
 
 def test_mask_rule_takes_logits_and_labels_of_any_integer_type():

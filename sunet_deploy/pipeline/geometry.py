@@ -1,13 +1,10 @@
-"""Sizes and resizing: the letterbox into what an artifact accepts, and the resizes of the pipeline.
+"""The letterbox into what an artifact accepts, and the pipeline's resizes.
 
-`resize_bilinear` is the one bilinear resize of float data (probabilities, logits, a view's
-pixels): half-pixel centres as torch's `interpolate(align_corners=False)`, no antialiasing, and
-computed by explicit row and column indices, so that any block of rows or columns of a resize
-equals the same pixels of the whole resize (what lets `sunet_deploy.tiling` work band by band).
-Two resizes are not that one, on purpose: labels are resized by nearest neighbour, and a letterbox
-scales the uint8 image by OpenCV's bilinear (rounded to uint8), whose masks the letterbox's
-measurements and parity tables were made with (the float resize changes about 0.03 % of a
-letterboxed mask's pixels).
+`resize_bilinear` is the one bilinear resize of float data (logits, probabilities, a view's
+pixels): half-pixel centres as torch's `interpolate(align_corners=False)`, by explicit indices,
+so a block of a resize equals the same pixels of the whole one (`sunet_deploy.tiling` runs on it).
+Labels resize by nearest neighbour; a letterbox scales the uint8 image by OpenCV (rounded to
+uint8), as its measured masks were made (the float resize moves 0.03 % of their pixels).
 """
 
 from __future__ import annotations
@@ -48,11 +45,6 @@ def fit_geometry(size: tuple[int, int], low: tuple[int, int], high: tuple[int | 
     scale = min(max(1.0, low[0] / h, low[1] / w), high_h / h, high_w / w)
     resized = (int(min(high_h, max(1, round(h * scale)))), int(min(high_w, max(1, round(w * scale)))))
     return Geometry(size, resized, (max(resized[0], low[0]), max(resized[1], low[1])))
-
-
-def plan_geometry(size: tuple[int, int], bounds: Bounds | None = None) -> Geometry:
-    """The geometry of an image of `size`: itself, or letterboxed into `bounds` where they are given."""
-    return Geometry(size, size, size) if bounds is None else fit_geometry(size, *bounds)
 
 
 # ---------------------------------------------------------------- the bilinear resize

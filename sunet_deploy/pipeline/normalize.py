@@ -10,7 +10,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .geometry import Bounds, Geometry, plan_geometry, resize_pixels
+from .geometry import Bounds, Geometry, fit_geometry, resize_pixels
 from .images import check_rgb
 
 
@@ -52,7 +52,8 @@ class Normalization:
         planes, geometries = [], []
         for image in images:
             check_rgb(image)
-            geometry = plan_geometry(image.shape[:2], self.bounds)
+            size = image.shape[:2]
+            geometry = Geometry(size, size, size) if self.bounds is None else fit_geometry(size, *self.bounds)
             if geometry.resized != geometry.original:
                 image = resize_pixels(image, geometry.resized)
             pad_h, pad_w = geometry.padded[0] - geometry.resized[0], geometry.padded[1] - geometry.resized[1]
@@ -63,8 +64,3 @@ class Normalization:
             raise ValueError(f"images of one batch have different sizes: {sorted(sizes)}")
         return np.ascontiguousarray(np.stack(planes)), geometries
 
-
-def to_tensor_input(images: Sequence[np.ndarray] | np.ndarray, mean: Sequence[float], std: Sequence[float],
-                    bounds: Bounds | None = None) -> tuple[np.ndarray, list[Geometry]]:  # fmt: skip
-    """`Normalization(mean, std, bounds)(images)`: RGB uint8 image(s) -> (NCHW batch, geometries)."""
-    return Normalization(tuple(mean), tuple(std), bounds)(images)
