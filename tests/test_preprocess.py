@@ -10,6 +10,7 @@ from PIL import Image
 
 from sunet_deploy.data.cityscapes import CITYSCAPES_CLASSES, cityscapes_palette
 from sunet_deploy.data.voc import VOC_CLASSES
+from sunet_deploy.artifact import ArtifactInfo
 from sunet_deploy.metadata import ModelMetadata
 from sunet_deploy.pipeline import masks as masks_module
 from sunet_deploy.pipeline.geometry import Geometry, fit_geometry, resize_bilinear
@@ -158,8 +159,12 @@ def test_metadata_of_older_artifacts_with_a_resize_policy_still_loads():
     data["resize_policy"] = "none"
     meta = ModelMetadata.from_json(json.dumps(data))
     assert meta.classes == ["a"] and not hasattr(meta, "resize_policy")
-    rgb = np.zeros((10, 14, 3), np.uint8)
-    assert Normalization.from_metadata(meta)(rgb)[0].shape == (1, 3, 10, 14)
+    # every container stores the ArtifactInfo JSON: an older ONNX model's, as it was written
+    stored = {"format": "onnx", "input_shape": [None, 3, 64, 96], "metadata": data, "precision": "fp32", "profile": None}
+    info = ArtifactInfo.from_json(json.dumps(stored))
+    assert info.metadata == meta and "resize_policy" not in info.to_json()
+    x, (g,) = Normalization.for_artifact(info)(np.zeros((32, 96, 3), np.uint8))
+    assert x.shape == (1, 3, 64, 96) and g == Geometry((32, 96), (32, 96), (64, 96))
 
 
 # ---------------------------------------------------------------- palettes and label PNGs
