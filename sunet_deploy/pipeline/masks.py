@@ -58,9 +58,9 @@ def logits_to_mask(logits: np.ndarray, geometry: Geometry | Sequence[Geometry]) 
         if g.resized == g.original:
             masks.append(class_indices(scores, "logits"))
             continue
-        bands = range(0, g.original[0], BAND_ROWS)
-        masks.append(np.concatenate([class_indices(resize_bilinear(scores, g.original, (r, min(r + BAND_ROWS,
-                     g.original[0]))), "logits") for r in bands]))  # fmt: skip
+        h = g.original[0]
+        bands = [(r, min(r + BAND_ROWS, h)) for r in range(0, h, BAND_ROWS)]
+        masks.append(np.concatenate([class_indices(resize_bilinear(scores, g.original, rows), "logits") for rows in bands]))
     return masks[0] if single else np.stack(masks)
 
 
