@@ -50,7 +50,8 @@ from sunet_deploy.data.selection import DatasetChoice, add_dataset_flags, check_
 from sunet_deploy.fileio import file_sha256
 from sunet_deploy.metadata import ModelMetadata
 from sunet_deploy.metrics import ConfusionMatrix
-from sunet_deploy.preprocess import Normalization, output_to_mask
+from sunet_deploy.pipeline.masks import output_to_mask
+from sunet_deploy.pipeline.normalize import Normalization
 from sunet_deploy.protocol import PAPER, TILE_AUTO, Protocol, add_protocol_flags, window_stride
 from sunet_deploy.tiling import InferModel, segment
 from sunet_deploy.tolerance import PARITY as TOLERANCES

@@ -20,7 +20,7 @@ import numpy as np
 from sunet_deploy.data import DatasetSpec, recorded_spec
 from sunet_deploy.data.selection import DatasetChoice, add_dataset_flags, chosen_spec
 from sunet_deploy.metadata import ModelMetadata
-from sunet_deploy.preprocess import Normalization
+from sunet_deploy.pipeline.normalize import Normalization
 
 SYNTHETIC_POOL = 10_000
 """Synthetic images are drawn from this many when the checkpoint records no dataset: a handful
@@ -48,13 +48,13 @@ def dataset_images(meta: ModelMetadata, choice: DatasetChoice | None = None, cou
 def letterbox(image: np.ndarray, meta: ModelMetadata, size: tuple[int, int]) -> np.ndarray:
     """One image as a normalised 1x3xHxW input of `size`: scaled to fit, aspect kept, padded at the
     bottom and right with the mean colour, exactly as runtimes.predict letterboxes it."""
-    batch, _ = Normalization(tuple(meta.mean), tuple(meta.std), meta.resize_policy, (size, size))(image)
+    batch, _ = Normalization(tuple(meta.mean), tuple(meta.std), (size, size))(image)
     return batch
 
 
 def model_inputs(images: list[np.ndarray], meta: ModelMetadata, size: tuple[int, int] | None = None) -> list[np.ndarray]:
-    """One normalised 1x3xHxW batch per image: sized as the metadata's resize policy says (`size`
-    None, a dynamic model), or letterboxed into `size` (a fixed-size model)."""
+    """One normalised 1x3xHxW batch per image: at its own size (`size` None, a dynamic model), or
+    letterboxed into `size` (a fixed-size model)."""
     if size is not None:
         return [letterbox(image, meta, size) for image in images]
     normalize = Normalization.from_metadata(meta)

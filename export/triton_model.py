@@ -26,11 +26,14 @@ import triton_python_backend_utils as pb_utils
 
 from runtimes.options import OnnxRuntimeOptions
 from runtimes.ort import OnnxRuntimeRuntime
-from sunet_deploy.preprocess import ImageError, Normalization, output_to_mask, read_image, save_palette_png
+from sunet_deploy.pipeline.images import ImageError, read_image
+from sunet_deploy.pipeline.masks import output_to_mask
+from sunet_deploy.pipeline.normalize import Normalization
+from sunet_deploy.pipeline.palettes import save_palette_png
 
 
 def decode_image(data: bytes) -> np.ndarray:
-    """Encoded image bytes -> HxWx3 uint8 RGB through preprocess.read_image itself, which reads files:
+    """Encoded image bytes -> HxWx3 uint8 RGB through pipeline.images.read_image itself, which reads files:
     an in-memory file (memfd) gives the bytes a path without touching the disk."""
     fd = os.memfd_create("image")
     try:

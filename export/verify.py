@@ -21,6 +21,7 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
+from sunet_deploy.pipeline.masks import class_indices
 from sunet_deploy.tolerance import VERIFY as TOLERANCES
 from sunet_deploy.tolerance import Tolerance
 
@@ -157,8 +158,8 @@ def onnx_runner(onnx_bytes: bytes, disabled_optimizers: Sequence[str] = ()) -> C
 
 def compare(out: np.ndarray, reference: np.ndarray, tolerance: Tolerance) -> BatchResult:
     """Compare a runtime's output (logits N,C,H,W or labels N,H,W) with reference logits."""
-    ref_labels = reference.argmax(1)
-    labels = out if out.ndim == 3 else out.argmax(1)
+    ref_labels = class_indices(reference, "logits")
+    labels = class_indices(out, "labels" if out.ndim == 3 else "logits")
     if labels.shape != ref_labels.shape:
         raise ValueError(f"output shape {out.shape} does not match the reference {reference.shape}")
     same = labels == ref_labels

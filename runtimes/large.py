@@ -29,7 +29,7 @@ from sunet_deploy.bigimage import (
     write_tiff_mask,
     zarr_complete,
 )
-from sunet_deploy.preprocess import ImageError, read_oriented_image
+from sunet_deploy.pipeline.images import ImageError, read_oriented_image
 from sunet_deploy.progress import progress
 from sunet_deploy.protocol import TILE_AUTO, Protocol, artifact_protocol
 from sunet_deploy.tiling import segment, stripe_starts, stripe_width

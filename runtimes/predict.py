@@ -44,14 +44,11 @@ from sunet_deploy.protocol import (
     much_larger,
     protocol_from_args,
 )
+from sunet_deploy.pipeline.images import ImageError
+from sunet_deploy.pipeline.masks import output_to_mask
+from sunet_deploy.pipeline.normalize import Normalization
+from sunet_deploy.pipeline.palettes import overlay, save_palette_png
 from sunet_deploy.tiling import InferModel, segment
-from sunet_deploy.preprocess import (
-    ImageError,
-    Normalization,
-    output_to_mask,
-    overlay,
-    save_palette_png,
-)
 
 from . import ArtifactError, Runtime, RuntimeUnavailable, open_runtime, runtime_for
 from .inputs import InputError, Job, existing_outputs, plan_jobs

@@ -30,7 +30,8 @@ import numpy as np
 
 from sunet_deploy import formats
 from sunet_deploy.artifact import ARTIFACT_KEY, ArtifactError, dtype_name, info_from_strings
-from sunet_deploy.preprocess import encode_png, read_label_png
+from sunet_deploy.pipeline.images import encode_png
+from sunet_deploy.pipeline.palettes import read_label_png
 
 from .base import Runtime, RuntimeUnavailable, TensorInfo, Timing
 from .options import TritonOptions

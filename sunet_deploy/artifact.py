@@ -197,7 +197,6 @@ def info_to_strings(info: ArtifactInfo) -> dict[str, str]:
         "sunet_deploy.palette": " ".join(str(int(c)) for color in meta.palette for c in color),
         "sunet_deploy.classes": "\n".join(meta.classes),
         "sunet_deploy.input_color": meta.input_color,
-        "sunet_deploy.resize_policy": meta.resize_policy,
         "sunet_deploy.source_sha256": meta.source_sha256,
     }
 

@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 
 from .fileio import atomic_write_bytes
-from .preprocess import overlay
+from .pipeline.palettes import overlay
 
 LAZY_SUFFIXES = (".tif", ".tiff", ".zarr")
 OVERVIEW_SIDE = 2048

@@ -17,7 +17,8 @@ class ModelMetadata:
     """What a runtime needs to turn an image into a mask without any command-line flags.
 
     `model` is the architecture spec as a dict (arch, task, num_classes, output_stride, head,
-    overrides); mean/std are in 0-1 RGB units; `output` is "logits" or "labels".
+    overrides); mean/std are in 0-1 RGB units; `output` is "logits" or "labels". Keys this
+    version does not know (such as the `resize_policy` of older artifacts, always "none") are ignored.
     """
 
     model: dict
@@ -27,7 +28,6 @@ class ModelMetadata:
     std: tuple[float, float, float] = IMAGENET_STD
     input_layout: str = "NCHW"
     input_color: str = "RGB"
-    resize_policy: str = "none"
     output: str = "logits"
     source_sha256: str = ""
     training: dict = field(default_factory=dict)

@@ -1,6 +1,6 @@
 """The protocol's engine: views processed stripe by stripe, band by band, in bounded memory (numpy, torch-free).
 
-    model = InferModel(runtime.infer, runtime.output_kind, num_classes, mean, std)
+    model = InferModel(runtime.infer, runtime.output_kind, num_classes, Normalization(mean, std))
     mask = segment(image, model, Protocol(window=(512, 512), stride=(384, 384), batch=4))
 
 The image is cut into stripes of columns (STRIPE_WINDOWS windows wide by default). Within a stripe,
@@ -17,8 +17,9 @@ width, so results are bit-identical to a whole-width run; windows on a stripe bo
 stripe they meet. Memory is a few bands of one stripe's probabilities per view, whatever the
 image's height and width. The image is read a band of a stripe at a time and the mask written a
 block at a time, so both may live on disk (sunet_deploy.bigimage). Resizing by explicit row and
-column indices (not cv2.resize on the whole image) is what lets a block of a resized image equal
-the same pixels of the whole resized image.
+column indices (`pipeline.geometry`'s bilinear resize, not cv2.resize on the whole image) is what
+lets a block of a resized image equal the same pixels of the whole resized image. Normalisation,
+resize and the argmax are the image pipeline's (`sunet_deploy.pipeline`), the same as a whole-image run's.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ from typing import Any
 
 import numpy as np
 
+from .pipeline.geometry import lerp, linear_coords, resize_bilinear
+from .pipeline.masks import class_indices, mask_dtype
+from .pipeline.normalize import Normalization
 from .protocol import Protocol, window_starts
 
 Infer = Callable[[np.ndarray], np.ndarray]
@@ -41,39 +45,18 @@ reads are decoded)."""
 @dataclass(frozen=True)
 class InferModel:
     """What the engine needs of a runtime: `infer` (float32 NCHW batch -> logits or labels), the
-    kind of its output, the number of classes, and mean/std in the units of the images it gets
-    (pixel values 0-255 for uint8 images; 0 and 1 for images already normalised)."""
+    kind of its output, the number of classes, and the normalisation of the uint8 images it gets
+    (None: the images are already normalised, as an evaluation loader's)."""
 
     infer: Infer
     output_kind: str
     num_classes: int
-    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    normalization: Normalization | None = None
 
     @classmethod
     def for_uint8(cls, infer: Infer, output_kind: str, num_classes: int, mean, std) -> "InferModel":
         """Mean and std given in 0-1 RGB units (as model metadata records them), images uint8."""
-        return cls(infer, output_kind, num_classes, tuple(255.0 * float(m) for m in mean),
-                   tuple(255.0 * float(s) for s in std))  # fmt: skip
-
-
-def linear_coords(in_size: int, out_size: int, start: int, stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Source indices (i0, i1) and weights of i1 for output pixels [start, stop) of a bilinear resize
-    from in_size to out_size, as torch's align_corners=False (no antialiasing)."""
-    dst = np.arange(start, stop, dtype=np.float64)
-    src = np.maximum((dst + 0.5) * (in_size / out_size) - 0.5, 0.0)
-    i0 = np.minimum(np.floor(src).astype(np.int64), in_size - 1)
-    i1 = np.minimum(i0 + 1, in_size - 1)
-    return i0, i1, (src - i0).astype(np.float32)
-
-
-def _lerp(x: np.ndarray, axis: int, coords: tuple[np.ndarray, np.ndarray, np.ndarray], offset: int = 0) -> np.ndarray:
-    i0, i1, frac = coords
-    shape = [1] * x.ndim
-    shape[axis] = len(frac)
-    frac = frac.reshape(shape)
-    a, b = np.take(x, i0 - offset, axis=axis), np.take(x, i1 - offset, axis=axis)
-    return a + (b.astype(np.float32, copy=False) - a) * frac
+        return cls(infer, output_kind, num_classes, Normalization(tuple(mean), tuple(std)))
 
 
 def probabilities(out: np.ndarray, kind: str, num_classes: int) -> np.ndarray:
@@ -119,8 +102,6 @@ class _View:
         self.in_cols = linear_coords(w, ws, self.first_col, self.first_col + c1 - self.c0) if ws != w else None
         self.image_cols = (self.first_col, self.first_col + c1 - self.c0) if self.in_cols is None else \
             (int(self.in_cols[0].min()), int(self.in_cols[1].max()) + 1)  # fmt: skip
-        self.mean = np.asarray(model.mean, dtype=np.float32)
-        self.inv_std = 1.0 / np.asarray(model.std, dtype=np.float32)
         self._final = self._final_rows()
         self._buf = np.zeros((model.num_classes, 0, c1 - self.c0), dtype=np.float32)
         self._buf_start = 0
@@ -134,10 +115,11 @@ class _View:
         else:  # only the source rows the resize reads: a lazy image decodes no more
             coords = linear_coords(h, hs, top, top + count)
             r0, r1 = int(coords[0].min()), int(coords[1].max()) + 1
-            rows = _lerp(np.asarray(self.image[r0:r1, c0:c1]), 0, coords, offset=r0).astype(np.float32, copy=False)
+            rows = lerp(np.asarray(self.image[r0:r1, c0:c1]), 0, coords, offset=r0).astype(np.float32, copy=False)
         if self.in_cols is not None:
-            rows = _lerp(rows, 1, self.in_cols, offset=self.image_cols[0])
-        x = ((rows - self.mean) * self.inv_std).transpose(2, 0, 1)
+            rows = lerp(rows, 1, self.in_cols, offset=self.image_cols[0])
+        norm = self.model.normalization
+        x = (rows if norm is None else norm.pixels(rows)).transpose(2, 0, 1)
         return np.ascontiguousarray(x[:, :, ::-1] if self.flip else x)
 
     def _band(self, top: int) -> np.ndarray:
@@ -160,7 +142,7 @@ class _View:
             batch[i, :, :h, :w] = window
         probs = probabilities(self.model.infer(batch), self.model.output_kind, self.model.num_classes)
         if probs.shape[2:] != (ph, pw):  # a model whose output is not at its input's resolution
-            probs = _lerp(_lerp(probs, 2, linear_coords(probs.shape[2], ph, 0, ph)), 3, linear_coords(probs.shape[3], pw, 0, pw))
+            probs = resize_bilinear(probs, (ph, pw))
         return probs[:, :, :h, :w]
 
     def _final_rows(self) -> Iterator[np.ndarray]:
@@ -189,11 +171,11 @@ class _View:
         while self._buf_start + self._buf.shape[1] < stop:
             self._buf = np.concatenate([self._buf, next(self._final)], axis=1)
         self._buf, self._buf_start = self._buf[:, first - self._buf_start :], first
-        probs = self._buf[:, : r1 - r0] if coords is None else _lerp(self._buf, 1, coords, offset=first)
+        probs = self._buf[:, : r1 - r0] if coords is None else lerp(self._buf, 1, coords, offset=first)
         if self.out_cols is None:
             a, b = self.stripe[0] - self.first_col, self.stripe[1] - self.first_col
             return probs[:, :, a:b]
-        return _lerp(probs, 2, self.out_cols, offset=self.first_col)
+        return lerp(probs, 2, self.out_cols, offset=self.first_col)
 
     def close(self) -> None:
         """Free the buffers now: the stream refers back to the view, a cycle that only the garbage
@@ -247,17 +229,13 @@ def probability_bands(image: ImageSource, model: InferModel, protocol: Protocol,
             view.close()
 
 
-def mask_dtype(num_classes: int) -> type:
-    return np.uint8 if num_classes <= 256 else np.int32
-
-
 def segment(image: ImageSource, model: InferModel, protocol: Protocol, band_rows: int | None = None,
             stripe_cols: int | None = None, out=None, stripes: Iterable[int] | None = None) -> np.ndarray:  # fmt: skip
     """The class index mask (H, W) of an image under the protocol, computed block by block, written
     into `out` when given (any array with numpy slice assignment: a zarr array on disk)."""
     mask = np.empty(image.shape[:2], dtype=mask_dtype(model.num_classes)) if out is None else out
     for r0, c0, probs in probability_bands(image, model, protocol, band_rows, stripe_cols, stripes):
-        mask[r0 : r0 + probs.shape[1], c0 : c0 + probs.shape[2]] = probs.argmax(axis=0).astype(mask.dtype)
+        mask[r0 : r0 + probs.shape[1], c0 : c0 + probs.shape[2]] = class_indices(probs, "logits")
     return mask
 
 

@@ -85,7 +85,7 @@ def several_class_checkpoint(path, images: np.ndarray | list[np.ndarray] | None 
     head is spread over the features of `images` (HxWx3 uint8; default: 4 synthetic images), saved at `path`."""
     from export.calibration import dataset_images, model_inputs
     from sunet_deploy.checkpoint import save_checkpoint
-    from sunet_deploy.preprocess import voc_palette
+    from sunet_deploy.pipeline.palettes import voc_palette
 
     spec = ModelSpec(arch, num_classes=num_classes, output_stride=output_stride)
     torch.manual_seed(0)

@@ -23,7 +23,9 @@ from benchmarks.serving.labels_dtype import export_int64_labels
 from runtimes import open_runtime
 from runtimes.predict import Predictor
 from sunet_deploy.artifact import ORT_DISABLED_OPTIMIZERS_KEY
-from sunet_deploy.preprocess import Normalization, read_image, read_label_png
+from sunet_deploy.pipeline.images import read_image
+from sunet_deploy.pipeline.normalize import Normalization
+from sunet_deploy.pipeline.palettes import read_label_png
 
 from factory import shared_folder
 from photos import write_photos

@@ -20,7 +20,8 @@ from runtimes import open_runtime
 from runtimes.predict import Predictor
 from runtimes.pytorch import PyTorchRuntime
 from sunet_deploy.checkpoint import load_model
-from sunet_deploy.preprocess import read_image, read_label_png, voc_palette
+from sunet_deploy.pipeline.images import read_image
+from sunet_deploy.pipeline.palettes import read_label_png, voc_palette
 
 from factory import several_class_checkpoint, shared_folder
 

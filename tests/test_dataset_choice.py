@@ -17,7 +17,7 @@ from sunet_deploy.data.__main__ import write_synthetic_folder
 from sunet_deploy.data.base import Sample, SegmentationDataset, check_files_exist, require_dir
 from sunet_deploy.data.folder import read_class_names
 from sunet_deploy.data.selection import DATASET_FLAGS, RENAMED
-from sunet_deploy.preprocess import voc_palette
+from sunet_deploy.pipeline.palettes import voc_palette
 from train.__main__ import main as train_main
 from train.config import parse_config
 

@@ -20,7 +20,7 @@ from sunet_deploy.data import (
     validation_spec,
 )
 from sunet_deploy.metadata import ModelMetadata
-from sunet_deploy.preprocess import save_palette_png, voc_palette
+from sunet_deploy.pipeline.palettes import save_palette_png, voc_palette
 
 H, W = 6, 8
 

@@ -17,7 +17,7 @@ from factory import several_class_checkpoint
 from photos import write_photos
 from runtimes.predict import main as predict
 from sunet_deploy.cli import PACKAGES
-from sunet_deploy.preprocess import read_image
+from sunet_deploy.pipeline.images import read_image
 
 REPO = Path(__file__).resolve().parents[1]
 tomllib = pytest.importorskip("tomllib", reason="tomllib (Python 3.11+) reads pyproject.toml")

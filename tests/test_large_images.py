@@ -15,7 +15,7 @@ import runtimes.large  # noqa: E402
 from runtimes.predict import main  # noqa: E402
 from sunet_deploy.bigimage import LazyImage, read_mask  # noqa: E402
 from sunet_deploy.data.mosaic import SyntheticMosaic  # noqa: E402
-from sunet_deploy.preprocess import read_label_png  # noqa: E402
+from sunet_deploy.pipeline.palettes import read_label_png  # noqa: E402
 from sunet_deploy.protocol import Protocol  # noqa: E402
 from sunet_deploy.tiling import InferModel, segment  # noqa: E402
 
@@ -157,7 +157,7 @@ def test_the_engine_reads_a_lazy_image_a_band_of_a_stripe_at_a_time_with_the_sam
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (300, 1000, 3), dtype=np.uint8)
     weights = rng.normal(size=(3, 3)).astype(np.float32)
-    model = InferModel(lambda x: np.einsum("kc,nchw->nkhw", weights, x), "logits", 3, (128,) * 3, (64,) * 3)
+    model = InferModel.for_uint8(lambda x: np.einsum("kc,nchw->nkhw", weights, x), "logits", 3, (0.5,) * 3, (0.25,) * 3)
     protocol = Protocol((0.5, 1.25), 0, True, (32, 32), (24, 24))
     lazy = CountingImage(image)
     out = np.full(image.shape[:2], 255, np.uint8)

@@ -16,7 +16,8 @@ from photos import upright_chelsea, write_photos
 from runtimes import open_runtime
 from runtimes.options import AOTInductorOptions, OnnxRuntimeOptions, PyTorchOptions
 from runtimes.predict import Predictor
-from sunet_deploy.preprocess import Normalization, read_image
+from sunet_deploy.pipeline.images import read_image
+from sunet_deploy.pipeline.normalize import Normalization
 from sunet_deploy.formats import AotiRecipe, OnnxRecipe
 
 FIXED = (64, 96)

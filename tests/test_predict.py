@@ -12,7 +12,7 @@ from runtimes import open_runtime
 from runtimes.predict import Predictor, main
 from sunet_deploy.checkpoint import save_checkpoint
 from sunet_deploy.models import ModelSpec, build_model
-from sunet_deploy.preprocess import read_label_png
+from sunet_deploy.pipeline.palettes import read_label_png
 from sunet_deploy.formats import OnnxRecipe
 
 
@@ -40,7 +40,7 @@ def test_folder_of_images(tmp_path, checkpoint, image_folder, capsys):
     with open_runtime(checkpoint) as runtime:
         predictor = Predictor(runtime)
         for stem, rel in [("a", "a.png"), ("nested/b", "nested/b.jpg")]:
-            from sunet_deploy.preprocess import read_image
+            from sunet_deploy.pipeline.images import read_image
 
             expected = predictor.mask(read_image(image_folder / rel))
             assert np.array_equal(read_label_png(out / f"{stem}_mask.png"), expected)

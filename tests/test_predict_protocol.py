@@ -14,7 +14,8 @@ from runtimes.predict import Predictor, main
 from sunet_deploy.checkpoint import save_checkpoint
 from sunet_deploy.formats import OnnxRecipe
 from sunet_deploy.models import ModelSpec, build_model
-from sunet_deploy.preprocess import read_image, read_label_png
+from sunet_deploy.pipeline.images import read_image
+from sunet_deploy.pipeline.palettes import read_label_png
 from sunet_deploy.protocol import Protocol
 
 CROP = 16

@@ -1,3 +1,4 @@
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -7,24 +8,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sunet_deploy.preprocess import (
-    CITYSCAPES_CLASSES,
-    VOC_CLASSES,
-    Geometry,
-    ImageError,
-    Normalization,
-    SizePolicy,
-    cityscapes_palette,
-    colorize,
-    labels_to_mask,
-    logits_to_mask,
-    overlay,
-    read_image,
-    read_label_png,
-    save_palette_png,
-    to_tensor_input,
-    voc_palette,
-)
+from sunet_deploy.data.cityscapes import CITYSCAPES_CLASSES, cityscapes_palette
+from sunet_deploy.data.voc import VOC_CLASSES
+from sunet_deploy.artifact import ArtifactInfo
+from sunet_deploy.metadata import ModelMetadata
+from sunet_deploy.pipeline import masks as masks_module
+from sunet_deploy.pipeline.geometry import Geometry, fit_geometry, resize_bilinear
+from sunet_deploy.pipeline.images import ImageError, read_image
+from sunet_deploy.pipeline.masks import class_indices, labels_to_mask, logits_to_mask, mask_dtype
+from sunet_deploy.pipeline.normalize import Normalization
+from sunet_deploy.pipeline.palettes import colorize, overlay, read_label_png, save_palette_png, voc_palette
+from sunet_deploy.protocol import Protocol
+from sunet_deploy.tiling import InferModel, segment
 
 REPO = Path(__file__).resolve().parents[1]
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -73,44 +68,37 @@ def test_read_image_errors_name_the_file(tmp_path):
 # ---------------------------------------------------------------- input tensor and masks
 
 
-def test_to_tensor_input_normalises_nchw(rgb):
-    x, (geometry,) = to_tensor_input(rgb, MEAN, STD)
+def test_normalization_gives_nchw(rgb):
+    x, (geometry,) = Normalization(MEAN, STD)(rgb)
     assert x.shape == (1, 3, 10, 14) and x.dtype == np.float32
     expected = (rgb[3, 5, 1] / 255 - MEAN[1]) / STD[1]
     assert x[0, 1, 3, 5] == pytest.approx(expected, abs=1e-5)
     assert geometry == Geometry((10, 14), (10, 14), (10, 14))
 
 
-def test_size_policy_parse_and_errors():
-    assert SizePolicy.parse("none") == SizePolicy()
-    policy = SizePolicy.parse("resize_short:512,pad_to_multiple:32")
-    assert (policy.resize_short, policy.pad_multiple) == (512, 32)
-    assert str(policy) == "resize_short:512,pad_to_multiple:32" and str(SizePolicy()) == "none"
-    for bad in ("resize:5", "pad_to_multiple:0", "resize_short:x"):
-        with pytest.raises(ValueError, match="size policy"):
-            SizePolicy.parse(bad)
-
-
-def test_pad_policy_pads_with_mean_and_masks_come_back_at_original_size(rgb):
-    x, (g,) = to_tensor_input([rgb], MEAN, STD, "pad_to_multiple:8")
-    assert x.shape == (1, 3, 16, 16) and g.padded == (16, 16) and g.resized == (10, 14)
-    assert np.all(x[0, :, 10:, :] == 0) and np.all(x[0, :, :, 14:] == 0)
+def test_letterbox_pads_with_mean_and_masks_come_back_at_original_size(rgb):
+    x, (g,) = Normalization(MEAN, STD, ((16, 16), (16, 16)))([rgb])  # a 16x16 artifact: scaled to 11x16, padded
+    assert x.shape == (1, 3, 16, 16) and g == Geometry((10, 14), (11, 16), (16, 16))
+    assert np.all(x[0, :, 11:, :] == 0)
     labels = np.random.default_rng(1).integers(0, 5, (16, 16))
-    np.testing.assert_array_equal(labels_to_mask(labels, g), labels[:10, :14])
     logits = np.eye(5, dtype=np.float32)[labels].transpose(2, 0, 1)
     mask = logits_to_mask(logits, g)
-    assert mask.dtype == np.uint8
-    np.testing.assert_array_equal(mask, labels[:10, :14])
+    assert mask.dtype == np.uint8 and mask.shape == (10, 14)
+    expected = resize_bilinear(logits[:, :11, :16], (10, 14)).argmax(axis=0)
+    np.testing.assert_array_equal(mask, expected)
+    padded = Geometry((10, 14), (10, 14), (16, 16))  # padded only: labels and logits cropped alike
+    np.testing.assert_array_equal(labels_to_mask(labels, padded), labels[:10, :14])
+    np.testing.assert_array_equal(logits_to_mask(logits, padded), labels[:10, :14])
 
 
-def test_resize_policy_round_trip():
+def test_letterbox_round_trip_of_a_batch():
     image = np.zeros((40, 60, 3), np.uint8)
-    x, geometries = to_tensor_input([image, image], MEAN, STD, "resize_short:20")
-    assert x.shape == (2, 3, 20, 30) and geometries[0].original == (40, 60)
+    x, geometries = Normalization(MEAN, STD, ((20, 30), (20, 30)))([image, image])
+    assert x.shape == (2, 3, 20, 30) and geometries[0] == fit_geometry((40, 60), (20, 30), (20, 30))
     labels = np.zeros((2, 20, 30), np.int64)
     labels[:, :, 15:] = 3  # right half is class 3
     masks = labels_to_mask(labels, geometries)
-    assert masks.shape == (2, 40, 60)
+    assert masks.shape == (2, 40, 60) and masks.dtype == np.uint8
     assert np.all(masks[:, :, :30] == 0) and np.all(masks[:, :, 30:] == 3)
     logits = np.stack([labels == c for c in range(4)], axis=1).astype(np.float32)
     np.testing.assert_array_equal(logits_to_mask(logits, geometries), masks)
@@ -118,15 +106,65 @@ def test_resize_policy_round_trip():
 
 def test_batch_of_different_sizes_is_refused():
     with pytest.raises(ValueError, match="different sizes"):
-        to_tensor_input([np.zeros((8, 8, 3), np.uint8), np.zeros((8, 9, 3), np.uint8)], MEAN, STD)
+        Normalization(MEAN, STD)([np.zeros((8, 8, 3), np.uint8), np.zeros((8, 9, 3), np.uint8)])
 
 
-def test_normalization_from_metadata(rgb):
-    from sunet_deploy.metadata import ModelMetadata
+def test_mask_rule_takes_logits_and_labels_of_any_integer_type():
+    logits = np.random.default_rng(2).normal(size=(2, 5, 6, 7)).astype(np.float32)
+    labels = logits.argmax(1)  # int64, as an --argmax ONNX graph gives
+    for given in (labels, labels.astype(np.uint8), labels.astype(np.int32)):
+        got = class_indices(given, "labels")
+        assert got.dtype == np.uint8
+        np.testing.assert_array_equal(got, labels)
+    np.testing.assert_array_equal(class_indices(logits, "logits"), labels)
+    assert class_indices(logits, "logits").dtype == np.uint8
+    assert mask_dtype(256) == np.uint8 and mask_dtype(257) == np.int32
+    assert class_indices(np.array([[300]]), "labels").dtype == np.int32
+    wide = np.zeros((1, 300, 2, 2), np.float32)
+    wide[0, 299] = 1
+    assert class_indices(wide, "logits").dtype == np.int32 and class_indices(wide, "logits").max() == 299
+    with pytest.raises(ValueError, match="output kind"):
+        class_indices(labels, "probs")
 
-    meta = ModelMetadata(model={"arch": "x"}, classes=["a"], palette=[[0, 0, 0]], resize_policy="pad_to_multiple:4")
-    x, _ = Normalization.from_metadata(meta)(rgb)
-    assert x.shape == (1, 3, 12, 16)
+
+def test_a_band_of_the_resize_is_the_whole_resize(monkeypatch):
+    scores = np.random.default_rng(3).normal(size=(4, 9, 13)).astype(np.float32)
+    whole = resize_bilinear(scores, (37, 29))
+    np.testing.assert_array_equal(resize_bilinear(scores, (37, 29), (10, 23)), whole[:, 10:23])
+    g = Geometry((37, 29), (9, 13), (9, 13))
+    full = logits_to_mask(scores, g)
+    monkeypatch.setattr(masks_module, "BAND_ROWS", 5)
+    np.testing.assert_array_equal(logits_to_mask(scores, g), full)
+    np.testing.assert_array_equal(full, whole.argmax(axis=0))
+
+
+def test_windows_and_whole_images_are_normalised_alike():
+    """Tiling's normalisation is the whole image's, to the bit (the two once differed by a float32 rounding of 1/std)."""
+    image = np.random.default_rng(4).integers(0, 256, (12, 17, 3), dtype=np.uint8)
+    seen = []
+
+    def infer(batch):
+        seen.append(batch.copy())
+        return np.zeros((len(batch), 2, *batch.shape[2:]), np.float32)
+
+    segment(image, InferModel.for_uint8(infer, "logits", 2, MEAN, STD), Protocol())
+    whole, _ = Normalization(MEAN, STD)(image)
+    np.testing.assert_array_equal(seen[0], whole)
+
+
+def test_metadata_of_older_artifacts_with_a_resize_policy_still_loads():
+    old = ModelMetadata(model={"arch": "x"}, classes=["a"], palette=[[0, 0, 0]]).to_json()
+    assert "resize_policy" not in old
+    data = json.loads(old)
+    data["resize_policy"] = "none"
+    meta = ModelMetadata.from_json(json.dumps(data))
+    assert meta.classes == ["a"] and not hasattr(meta, "resize_policy")
+    # every container stores the ArtifactInfo JSON: an older ONNX model's, as it was written
+    stored = {"format": "onnx", "input_shape": [None, 3, 64, 96], "metadata": data, "precision": "fp32", "profile": None}
+    info = ArtifactInfo.from_json(json.dumps(stored))
+    assert info.metadata == meta and "resize_policy" not in info.to_json()
+    x, (g,) = Normalization.for_artifact(info)(np.zeros((32, 96, 3), np.uint8))
+    assert x.shape == (1, 3, 64, 96) and g == Geometry((32, 96), (32, 96), (64, 96))
 
 
 # ---------------------------------------------------------------- palettes and label PNGs
@@ -181,10 +219,11 @@ def test_colorize_and_overlay():
 # ---------------------------------------------------------------- torch-free import
 
 
-def test_preprocess_and_metrics_import_without_torch():
+def test_pipeline_tiling_and_metrics_import_without_torch():
     code = (
         "import sys; sys.modules['torch'] = None\n"
-        "import sunet_deploy.preprocess, sunet_deploy.metrics\n"
+        "import sunet_deploy.pipeline.normalize, sunet_deploy.pipeline.masks, sunet_deploy.pipeline.palettes\n"
+        "import sunet_deploy.tiling, sunet_deploy.metrics\n"
         "assert 'torch' not in {m.split('.')[0] for m, v in sys.modules.items() if v is not None}\n"
     )
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)

@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 
 from sunet_deploy.protocol import Protocol, ProtocolError, artifact_window, parse_tile, window_starts
-from sunet_deploy.tiling import InferModel, full_probabilities, linear_coords, probability_bands, segment
+from sunet_deploy.pipeline.geometry import linear_coords
+from sunet_deploy.tiling import InferModel, full_probabilities, probability_bands, segment
 
 
 def reference_probs(model, x: torch.Tensor, p: Protocol, num_classes: int) -> torch.Tensor:

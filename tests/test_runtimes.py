@@ -174,7 +174,7 @@ import sys
 sys.modules["torch"] = None  # any `import torch` now raises ImportError
 import numpy as np
 from runtimes import open_runtime
-import runtimes.trt, runtimes.options, sunet_deploy.artifact, sunet_deploy.preprocess, sunet_deploy.metrics, sunet_deploy.engine_env  # torch-free too
+import runtimes.trt, runtimes.options, sunet_deploy.artifact, sunet_deploy.pipeline.normalize, sunet_deploy.pipeline.masks, sunet_deploy.pipeline.palettes, sunet_deploy.tiling, sunet_deploy.metrics, sunet_deploy.engine_env  # torch-free too
 with open_runtime({str(artifacts(VARIANTS["onnxruntime-cpu"]))!r}) as rt:
     out = rt.infer(np.zeros((1, 3, 40, 56), np.float32))
 assert "torch" not in sys.modules or sys.modules["torch"] is None

@@ -40,7 +40,8 @@ from runtimes.predict import main as predict
 from runtimes.serve import PROJECT, create_serve_venv
 from sunet_deploy.data import SyntheticSegmentation
 from sunet_deploy.formats import OnnxRecipe, TritonRecipe
-from sunet_deploy.preprocess import read_image, read_label_png, voc_palette
+from sunet_deploy.pipeline.images import read_image
+from sunet_deploy.pipeline.palettes import read_label_png, voc_palette
 
 psutil = pytest.importorskip("psutil", reason="psutil is not installed (the [torch] extra)")
 pytest.importorskip("tritonclient.grpc", reason="tritonclient is not installed: pip install 'sunet-deploy[serve]'")

@@ -23,7 +23,8 @@ from sunet_deploy.data.folder import IMAGE_SUFFIXES
 from sunet_deploy.data.spec import synthetic_spec
 from sunet_deploy.data.synthetic import DEFAULT_CLASSES
 from sunet_deploy.metadata import IMAGENET_MEAN, IMAGENET_STD
-from sunet_deploy.preprocess import ImageError, read_image, to_tensor_input
+from sunet_deploy.pipeline.images import ImageError, read_image
+from sunet_deploy.pipeline.normalize import Normalization
 
 from .config import TrainConfig
 from .distributed import Context
@@ -33,7 +34,7 @@ from .processes import exit_with, interrupts_deferred
 
 def to_input(image: np.ndarray) -> torch.Tensor:
     """HxWx3 uint8 RGB -> 3xHxW float32, normalised exactly as the deployed runtimes do."""
-    batch, _ = to_tensor_input(image, IMAGENET_MEAN, IMAGENET_STD)
+    batch, _ = Normalization(IMAGENET_MEAN, IMAGENET_STD)(image)
     return torch.from_numpy(batch[0])
 
 

@@ -24,6 +24,7 @@ from sunet_deploy.data import DatasetError
 from sunet_deploy.data.selection import DatasetChoice, add_dataset_flags, check_classes, evaluation_spec
 from sunet_deploy.fileio import atomic_write_bytes
 from sunet_deploy.metrics import ConfusionMatrix, format_table
+from sunet_deploy.pipeline.masks import class_indices
 from sunet_deploy.protocol import DEFAULT_BATCH, PAPER, Protocol
 from sunet_deploy.tiling import InferModel, segment
 
@@ -59,8 +60,8 @@ def evaluate_segmentation(model: nn.Module, loader, num_classes: int, device: to
     for image, label in _progress(loader, progress, "eval"):
         image = image.to(device, non_blocking=True)
         if protocol is None:
-            with torch.autocast(device.type, enabled=amp):
-                masks = model(image).argmax(dim=1).cpu().numpy()
+            with torch.autocast(device.type, enabled=amp):  # argmax on the device, as an --argmax export's graph
+                masks = class_indices(model(image).argmax(dim=1).cpu().numpy(), "labels")
         else:
             masks = protocol_masks(model, image, protocol, num_classes, amp)
         cm.update(masks, label.numpy())

@@ -21,7 +21,7 @@ from sunet_deploy.formats import AotiRecipe, EngineRecipe, OnnxRecipe
 from sunet_deploy.metadata import ModelMetadata
 from sunet_deploy.models import ModelSpec, build_model
 from sunet_deploy.options import digest
-from sunet_deploy.preprocess import voc_palette
+from sunet_deploy.pipeline.palettes import voc_palette
 
 from .variants import Variant
 

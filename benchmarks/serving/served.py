@@ -8,7 +8,7 @@ import numpy as np
 from runtimes.triton import ServedModel
 from sunet_deploy.artifact import dtype_name
 from sunet_deploy.data import SyntheticSegmentation
-from sunet_deploy.preprocess import encode_png
+from sunet_deploy.pipeline.images import encode_png
 
 
 def served_model(uri: str) -> dict:

@@ -4,7 +4,7 @@ provider): same model, image and thread count, in one run.
     python -m benchmarks.studies.cpp_latency build/cpp/sunet_predict model.onnx image.png --threads 1 2
 
 Both sides time image -> mask after one untimed run in a warm session: C++ `sunet::segment`
-(normalise, Run, argmax) through `sunet_predict --repeat`, Python `Predictor.mask` (to_tensor_input,
+(normalise, Run, argmax) through `sunet_predict --repeat`, Python `Predictor.mask` (Normalization,
 InferenceSession.run, output_to_mask). Rounds alternate the two, so that a slower moment of the
 machine hits both. Two numbers per side, each the median over the rounds: the wall-clock median
 per image, and the CPU time per image (process CPU time over the timed runs; the C++ side's is
@@ -31,7 +31,7 @@ import onnxruntime
 
 from runtimes import open_runtime
 from runtimes.predict import Predictor
-from sunet_deploy.preprocess import read_image
+from sunet_deploy.pipeline.images import read_image
 
 CPP_MEDIAN = re.compile(r"more runs: median ([0-9.]+) ms")
 

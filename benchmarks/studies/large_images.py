@@ -34,7 +34,7 @@ from sunet_deploy.bigimage import open_lazy, read_mask
 from sunet_deploy.data.mosaic import SyntheticMosaic
 from sunet_deploy.lifetime import die_with_parent
 from sunet_deploy.metrics import ConfusionMatrix
-from sunet_deploy.preprocess import read_label_png
+from sunet_deploy.pipeline.palettes import read_label_png
 
 from ..harness.report import write_json
 

@@ -41,7 +41,7 @@ from sunet_deploy.cli import EXIT_OK, EXIT_STATUS_HELP, EXIT_USAGE, parse_size
 from sunet_deploy.data import SyntheticSegmentation, validation_spec
 from sunet_deploy.formats import AotiRecipe, OnnxRecipe
 from sunet_deploy.metrics import ConfusionMatrix
-from sunet_deploy.preprocess import read_label_png, save_palette_png
+from sunet_deploy.pipeline.palettes import read_label_png, save_palette_png
 from sunet_deploy.protocol import Protocol
 
 from ..harness.env import environment, format_environment

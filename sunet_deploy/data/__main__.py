@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 
 from ..cli import EXIT_STATUS_HELP, parse_size
-from ..preprocess import save_palette_png
+from ..pipeline.palettes import save_palette_png
 from ..progress import progress
 from .synthetic import DEFAULT_CLASSES, DEFAULT_SEED, DEFAULT_SIZE, SyntheticSegmentation
 

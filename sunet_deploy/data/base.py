@@ -10,7 +10,8 @@ from typing import Sequence
 import numpy as np
 import scipy.io
 
-from ..preprocess import ImageError, read_image, read_label_png
+from ..pipeline.images import ImageError, read_image
+from ..pipeline.palettes import read_label_png
 
 IGNORE_INDEX = 255
 

@@ -7,8 +7,24 @@ from pathlib import Path
 
 import numpy as np
 
-from ..preprocess import CITYSCAPES_CLASSES, cityscapes_palette
 from .base import DatasetError, Sample, SegmentationDataset, check_files_exist, require_dir
+
+CITYSCAPES_CLASSES = [
+    "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign",
+    "vegetation", "terrain", "sky", "person", "rider", "car", "truck", "bus", "train", "motorcycle",
+    "bicycle",
+]  # fmt: skip
+_CITYSCAPES_COLORS = [
+    (128, 64, 128), (244, 35, 232), (70, 70, 70), (102, 102, 156), (190, 153, 153), (153, 153, 153),
+    (250, 170, 30), (220, 220, 0), (107, 142, 35), (152, 251, 152), (70, 130, 180), (220, 20, 60),
+    (255, 0, 0), (0, 0, 142), (0, 0, 70), (0, 60, 100), (0, 80, 100), (0, 0, 230), (119, 11, 32),
+]  # fmt: skip
+
+
+def cityscapes_palette() -> np.ndarray:
+    """The official colours of the 19 Cityscapes train ids, (19, 3) uint8."""
+    return np.array(_CITYSCAPES_COLORS, dtype=np.uint8)
+
 
 NUM_LABEL_IDS = 34
 # labelId -> train id for the 19 evaluated classes (cityscapesScripts labels.py); all others ignore.

@@ -7,7 +7,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
-from ..preprocess import voc_palette
+from ..pipeline.palettes import voc_palette
 from .base import DatasetError, Sample, SegmentationDataset, check_files_exist, require_dir
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}

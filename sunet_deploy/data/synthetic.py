@@ -12,7 +12,7 @@ import math
 import cv2
 import numpy as np
 
-from ..preprocess import voc_palette
+from ..pipeline.palettes import voc_palette
 
 SHAPES = ("ellipse", "rectangle", "triangle", "star", "ring", "cross")
 TEXTURES = ("plain", "stripes", "checker", "dots", "gradient", "noise")

@@ -5,8 +5,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..preprocess import VOC_CLASSES, voc_palette
+from ..pipeline.palettes import voc_palette
 from .base import SegmentationDataset, read_split_file, require_dir, samples_from_ids
+
+VOC_CLASSES = [
+    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
+    "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
+    "train", "tvmonitor",
+]  # fmt: skip
 
 
 def _voc_ids(root: Path, split: str) -> list[str]:

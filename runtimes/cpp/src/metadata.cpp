@@ -97,7 +97,6 @@ ModelInfo info_from_strings(const std::map<std::string, std::string>& metadata, 
   info.std = read.triple("std");
   info.classes = split_lines(read.text("classes"));
   info.output = read.text("output");
-  info.resize_policy = read.text("resize_policy");
   check_info(info, path);
 
   const auto palette = read.numbers("palette");

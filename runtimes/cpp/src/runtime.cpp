@@ -11,7 +11,7 @@
 namespace sunet {
 
 std::vector<float> normalize(const Image& image, const ModelInfo& info) {
-  // Same float32 arithmetic as sunet_deploy.preprocess.to_tensor_input, so inputs are bit-identical.
+  // Same float32 arithmetic as sunet_deploy.pipeline.normalize.Normalization, so inputs are bit-identical.
   std::array<float, 3> offset{};
   std::array<float, 3> scale{};
   for (int c = 0; c < 3; ++c) {
@@ -47,10 +47,6 @@ Mask segment(Backend& backend, const Image& image) {
   if (image.height <= 0 || image.width <= 0 || image.rgb.size() != static_cast<std::size_t>(image.height) * image.width * 3) {
     throw Error("segment: expected an HxWx3 RGB image, got " + std::to_string(image.rgb.size()) + " bytes for " +
                 std::to_string(image.height) + "x" + std::to_string(image.width));
-  }
-  if (info.resize_policy != "none") {
-    throw Error("the model's resize policy '" + info.resize_policy +
-                "' is not implemented by the C++ runtime; resize the image to the model's input size first");
   }
   const auto fits = [](int size, int fixed) { return fixed == 0 || size == fixed; };
   if (!fits(image.height, info.input_height) || !fits(image.width, info.input_width)) {

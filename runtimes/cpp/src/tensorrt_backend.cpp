@@ -77,7 +77,6 @@ ModelInfo read_sidecar(const std::string& engine_path) {
       info.palette.push_back({color.at(0).get<std::uint8_t>(), color.at(1).get<std::uint8_t>(), color.at(2).get<std::uint8_t>()});
     }
     info.output = meta.value("output", std::string("logits"));
-    info.resize_policy = meta.value("resize_policy", std::string("none"));
   } catch (const json::exception& exc) {
     throw Error(path + ": not valid sunet-deploy metadata (" + exc.what() + ")");
   }

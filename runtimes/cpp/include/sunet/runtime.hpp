@@ -47,7 +47,6 @@ struct ModelInfo {
   std::vector<std::string> classes;
   std::vector<Color> palette;
   std::string output = "logits";  // "logits" (N,C,H,W float32) or "labels" (N,H,W uint8; int64 in older exports)
-  std::string resize_policy = "none";
   int input_height = 0;  // the input size the model was built for; 0 means any height (or width)
   int input_width = 0;
 };
