@@ -41,6 +41,7 @@ from sunet_deploy.protocol import (
     ProtocolError,
     add_protocol_flags,
     much_larger,
+    protocol_asked,
     protocol_from_args,
 )
 from sunet_deploy.tiling import InferModel, segment
@@ -205,7 +206,7 @@ def prepare(args: argparse.Namespace) -> tuple[list[Job], Runtime, Protocol | No
                          "choose another -o folder, or pass --overwrite to replace them")
     runtime = open_runtime(args.model, runtime_options(args))
     if runtime.takes_images:  # the server decodes and runs each image whole
-        if args.tile is not None or args.scales or args.flip or args.tile_overlap is not None:
+        if protocol_asked(args):
             raise ProtocolError(f"{args.model} takes encoded images (--io image); --tile, --tile-overlap, --scales "
                                 "and --flip need a model served with --io tensor")  # fmt: skip
         return jobs, runtime, None

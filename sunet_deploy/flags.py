@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .cli import parse_size, parse_square_size
@@ -79,7 +80,7 @@ _TABLE = (
     Flag("--tile-overlap", "overlap of neighbouring windows in pixels (default: a quarter of the window)", int,
          extra={"metavar": "PIXELS"}),
     Flag("--tile-batch", "windows per inference call, at most what the artifact takes (the masks do not depend on it)",
-         positive_int, 4, extra={"metavar": "N"}),
+         int, 4, extra={"metavar": "N"}),
     Flag("--scales", "scales of the image (default: 1); probabilities are averaged over them", float,
          extra={"nargs": "+", "metavar": "S"}),
     Flag("--base-size", "short side at scale 1, in pixels (default: 0, the image's own)", int,
@@ -93,11 +94,11 @@ _TABLE = (
     Flag("--workers", "data loader worker processes (0: load in the main process)", int, extra={"metavar": "N"}),
     Flag("--seed", "random seed", int),
     Flag("--limit", "use the first N images (0: all)", int, extra={"metavar": "N"}),
-    Flag("--output", "where the command writes (its help says: a file or a folder)"),
-    Flag("--workdir", "folder for intermediate artifacts (exports, engines)"),
+    Flag("--output", "where the command writes (its help says: a file or a folder)", Path),
+    Flag("--workdir", "folder for intermediate artifacts (exports, engines)", Path),
     Flag("--overwrite", "replace outputs of an earlier run (without it they are refused)", switch=True),
     Flag("--variants", "comma-separated benchmark variant names (benchmarks.variants)"),
-    Flag("--engine", "TensorRT engine for the tensorrt row (default: built by export.tensorrt)"),
+    Flag("--engine", "TensorRT engine for the tensorrt row (default: built by export.tensorrt)", Path),
 )
 FLAGS: dict[str, Flag] = {flag.name: flag for flag in _TABLE}
 
@@ -114,6 +115,9 @@ RENAMED: dict[str, str] = {
 Renamed per command: `--batch` (windows per call) is now `--tile-batch` in runtimes.predict,
 train.evaluate and benchmarks.parity, and `--size` is now `--synthetic-size` in sunet_deploy.data
 (elsewhere both keep their meaning: see FLAGS)."""
+
+NOTES = {"--stride": " (the window minus the stride)"}
+"""What the new spelling takes where it is not the old value."""
 
 
 def add_flag(parser, name: str, *, help: str | None = None, **overrides) -> argparse.Action:
@@ -139,7 +143,7 @@ class _Renamed(argparse.Action):
         self.new = new
 
     def __call__(self, parser, namespace, values, option_string=None):
-        parser.error(f"{option_string} is now {self.new}")
+        parser.error(f"{option_string} is now {self.new}{NOTES.get(option_string, '')}")
 
 
 def add_renamed(parser, *old: str, here: dict[str, str] | None = None) -> None:

@@ -218,9 +218,21 @@ def test_label_outputs_and_fixed_sizes_are_not_compared_under_the_protocol(fake_
     assert "vote one-hot" in parity.protocol_obstacle(runtime)
 
 
-def test_parity_protocol_knobs_need_multi_scale(tiny_checkpoint, capsys):
-    assert parity.main([str(tiny_checkpoint), "--scales", "0.5"]) == 2
-    assert "add it" in capsys.readouterr().err
+def test_parity_reads_the_protocol_flags_as_every_command_does(tiny_checkpoint, capsys):
+    from sunet_deploy.protocol import DEFAULT_BATCH, PAPER, Protocol, protocol_from_args
+
+    def protocol(*flags):
+        return protocol_from_args(parity.parse_args([str(tiny_checkpoint), *flags]), crop_size=16)
+
+    assert protocol() is None
+    assert protocol("--scales", "0.5") == Protocol((0.5,), batch=DEFAULT_BATCH)  # any protocol flag asks for it
+    assert protocol("--multi-scale") == protocol("--protocol", "paper") == dataclasses.replace(PAPER, batch=DEFAULT_BATCH)
+    assert protocol("--multi-scale", "--tile", "96", "--tile-overlap", "32", "--base-size", "0", "--tile-batch", "2") == \
+        Protocol(PAPER.scales, 0, True, (96, 96), (64, 64), batch=2)
+    assert protocol("--tile") == Protocol(window=(16, 16), stride=(12, 12), batch=DEFAULT_BATCH)  # the training crop
+    with pytest.raises(SystemExit):
+        parity.parse_args([str(tiny_checkpoint), "--multi-scale", "--window", "96"])
+    assert "--window is now --tile" in capsys.readouterr().err
 
 
 def test_parity_takes_dataset_and_precision_from_the_artifacts(tmp_path, tiny_checkpoint, monkeypatch, capsys):
