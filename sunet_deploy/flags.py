@@ -120,9 +120,10 @@ NOTES = {"--stride": " (the window minus the stride)"}
 """What the new spelling takes where it is not the old value."""
 
 
-def add_flag(parser, name: str, *, help: str | None = None, **overrides) -> argparse.Action:
-    """Flag `name` of FLAGS on `parser` (or a group); `help` replaces the table's, and `overrides`
-    (default, choices, nargs, metavar, dest, required, const) fit it to the command. The type stays."""
+def add_flag(parser, name: str, *, help: str | None = None, short: str | None = None, **overrides) -> argparse.Action:
+    """Flag `name` of FLAGS on `parser` (or a group), also spelled `short` (e.g. -o); `help` replaces
+    the table's, and `overrides` (default, choices, nargs, metavar, dest, required, const) fit it to
+    the command. The type stays."""
     flag = FLAGS[name]
     kwargs: dict[str, Any] = {"help": help or flag.help, "default": flag.default, **flag.extra}
     if flag.switch:
@@ -132,7 +133,7 @@ def add_flag(parser, name: str, *, help: str | None = None, **overrides) -> argp
     kwargs.update(overrides)
     if kwargs.get("action") not in (None, "store_true", "store_false") or kwargs.get("nargs") == 0:
         kwargs.pop("type", None)
-    return parser.add_argument(name, **kwargs)
+    return parser.add_argument(*([short] if short else []), name, **kwargs)
 
 
 class _Renamed(argparse.Action):
