@@ -124,7 +124,7 @@ def rows_unavailable(ctx: Context, step: str) -> str | None:
 def latency_command(ctx: Context, step: str) -> list[str]:
     """benchmarks.latency on the step's rows; compile-heavy rows at the first batch size only (one compile each)."""
     batches = ctx.plan.batches if step == "latency" else ctx.plan.batches[:1]
-    return ["-m", "benchmarks.latency", "--model", ctx.plan.model, "--device", ctx.plan.device, "--variants",
+    return ["-m", "benchmarks.latency", "--arch", ctx.plan.model, "--device", ctx.plan.device, "--variants",
             ",".join(ctx.rows(step)), "--batch", *batches, "--size", ctx.plan.size, *ctx.plan.timing,
             "--workdir", str(ctx.work / "artifacts"), "--output", str(ctx.out / step), "--no-flops",
             *ctx.plan.threads]  # fmt: skip
@@ -140,7 +140,7 @@ def latency_result(ctx: Context, step: str) -> dict:
 
 
 def traffic_command(ctx: Context) -> list[str]:
-    return ["-m", "benchmarks.traffic", "--model", ctx.plan.model, "--batch", *ctx.plan.batches, "--size",
+    return ["-m", "benchmarks.traffic", "--arch", ctx.plan.model, "--batch", *ctx.plan.batches, "--size",
             ctx.plan.size, "--bandwidth-from", str(ctx.out / "latency" / "latency.json"), "--output",
             str(ctx.out / "bandwidth-floor.json")]  # fmt: skip
 

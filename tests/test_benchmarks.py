@@ -25,7 +25,7 @@ from sunet_deploy.data import DatasetSpec, validation_spec
 from sunet_deploy.formats import OnnxRecipe
 from sunet_deploy.models import ModelSpec, build_model, count_parameters
 
-TINY_RUN = ["--model", "sunet_tiny", "--size", "32x32", "--warmup", "0.05", "--duration", "0.1",
+TINY_RUN = ["--arch", "sunet_tiny", "--size", "32x32", "--warmup", "0.05", "--duration", "0.1",
             "--iterations", "3", "--rounds", "2", "--threads", "1", "--no-flops"]  # fmt: skip
 
 
@@ -399,7 +399,7 @@ def test_output_stride_report(tmp_path):
     from benchmarks import output_stride
 
     out = tmp_path / "os"
-    assert output_stride.main(["--model", "sunet_tiny", "--size", "64x64", "--train-size", "32x32", "--rounds", "1",
+    assert output_stride.main(["--arch", "sunet_tiny", "--size", "64x64", "--train-size", "32x32", "--rounds", "1",
                                "--infer-iterations", "1", "--threads", "1", "--output", str(out)]) == 0
     rows = json.loads((out / "output-stride.json").read_text())["rows"]
     assert [r["output_stride"] for r in rows] == [8, 16, 32]
