@@ -175,14 +175,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add_flag(parser, "--size", nargs="+", default=[(512, 512)], help="input sizes to measure (default 512x512)")
     parser.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds per row")
     parser.add_argument("--duration", type=float, default=10.0, help="timed seconds per row, at least")
-    parser.add_argument("--iterations", type=int, default=10, help="timed iterations per row, at least")
+    add_flag(parser, "--min-iterations", dest="iterations", default=10, help="timed iterations per row, at least")
     parser.add_argument("--rounds", type=int, default=1, help="interleave the rows in this many rounds")
     add_flag(parser, "--threads", default=os.cpu_count(), help="CPU threads for every runtime")
     add_flag(parser, "--engine")
     add_flag(parser, "--workdir", default=Path("runs/bench/work"), help="where artifacts are built")
     add_flag(parser, "--output", default=Path("runs/bench"), help="report folder")
     parser.add_argument("--no-flops", dest="flops", action="store_false", help="leave out the FLOPs/params table")
-    add_renamed(parser, "--model")
+    add_renamed(parser, "--model", here={"--iterations": "--min-iterations"})
     args = parser.parse_args(argv)
     if args.preset:
         parser.set_defaults(**PRESETS[args.preset])
@@ -190,7 +190,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if not args.checkpoints and not args.model:
         parser.error("give checkpoints, --arch ARCH or --preset")
     if min(args.batch) < 1 or args.rounds < 1 or args.iterations < 1 or args.threads < 1:
-        parser.error("--batch, --rounds, --iterations and --threads must be positive")
+        parser.error("--batch, --rounds, --min-iterations and --threads must be positive")
     return args
 
 

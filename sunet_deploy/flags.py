@@ -98,6 +98,15 @@ _TABLE = (
     Flag("--workdir", "folder for intermediate artifacts (exports, engines)", Path),
     Flag("--overwrite", "replace outputs of an earlier run (without it they are refused)", switch=True),
     Flag("--variants", "comma-separated benchmark variant names (benchmarks.variants)"),
+    Flag("--argmax", "labels (argmax) out of the model instead of logits", switch=True),
+    Flag("--shared-memory", "pass tensors to a Triton server through shared memory: none, system (or cuda)"),
+    Flag("--grpc-port", "the Triton server's gRPC port", int),
+    Flag("--verify-images", "images an export is verified on", int, extra={"metavar": "N"}),
+    # ---- measuring
+    Flag("--warmup", "warm-up seconds before each timed measurement", float),
+    Flag("--duration", "timed seconds of each measurement, at least", float),
+    Flag("--min-iterations", "timed iterations of each measurement, at least", int, extra={"metavar": "N"}),
+    Flag("--rounds", "repeat the measurements in this many interleaved rounds", int),
     Flag("--engine", "TensorRT engine for the tensorrt row (default: built by export.tensorrt)", Path),
 )
 FLAGS: dict[str, Flag] = {flag.name: flag for flag in _TABLE}

@@ -26,7 +26,7 @@ from sunet_deploy.formats import OnnxRecipe
 from sunet_deploy.models import ModelSpec, build_model, count_parameters
 
 TINY_RUN = ["--arch", "sunet_tiny", "--size", "32x32", "--warmup", "0.05", "--duration", "0.1",
-            "--iterations", "3", "--rounds", "2", "--threads", "1", "--no-flops"]  # fmt: skip
+            "--min-iterations", "3", "--rounds", "2", "--threads", "1", "--no-flops"]  # fmt: skip
 
 
 class FakeRuntime(Runtime):
