@@ -153,3 +153,32 @@ def test_renamed_flags_are_refused_in_one_line_naming_the_new_one(capsys):
             call()
         assert exit_info.value.code == 2
         assert f"error: {old} is now {new}" in capsys.readouterr().err
+
+
+def test_evaluate_and_parity_score_the_same_protocol_to_the_last_digit(tmp_path):
+    """The same protocol flags mean the same protocol: train.evaluate's mIoU is parity's PyTorch FP32 row."""
+    import json
+
+    import torch
+
+    from benchmarks import parity
+    from sunet_deploy.checkpoint import save_checkpoint
+    from sunet_deploy.data import DatasetSpec
+    from sunet_deploy.metadata import ModelMetadata
+    from sunet_deploy.models import ModelSpec, build_model
+    from train.evaluate import main as evaluate
+
+    spec = DatasetSpec("synthetic", split="val", num_samples=3, size=(40, 48), num_classes=5, seed=0)
+    meta = ModelMetadata(model=ModelSpec("sunet_tiny", num_classes=5).to_dict(), classes=spec.build().classes,
+                         palette=[[i, i, i] for i in range(5)], training={"dataset": {"val": spec.to_dict()}})
+    torch.manual_seed(1)  # a random model that draws two classes, split along borders the protocol moves
+    checkpoint = str(save_checkpoint(tmp_path / "tiny.safetensors", build_model(ModelSpec("sunet_tiny", num_classes=5)), meta))
+    flags = ["--multi-scale", "--tile", "24", "--tile-overlap", "8", "--base-size", "0"]
+    assert evaluate([checkpoint, *flags, "--workers", "0", "--device", "cpu", "--output", str(tmp_path / "eval.json")]) == 0
+    assert parity.main([checkpoint, *flags, "--limit", "0", "--threads", "1", "--variants", "pytorch-fp32,pytorch-fp32-channels-last",
+                        "--workdir", str(tmp_path / "work"), "--output", str(tmp_path / "parity")]) in (0, 1)  # fmt: skip
+    scored = json.loads((tmp_path / "eval.json").read_text())
+    report = json.loads((tmp_path / "parity" / "parity.json").read_text())
+    assert scored["protocol"] == report["protocol"] and report["protocol"]["window"] == [24, 24]
+    assert sum(1 for column in zip(*scored["confusion_matrix"]) if sum(column)) >= 2, "a model drawing one class proves little"
+    assert 100 * scored["miou"] == report["reference_miou"]
