@@ -131,7 +131,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--train-size", type=parse_size, default=(512, 512), metavar="HxW",
                         help="training crop size (default 512x512, the paper's)")
     parser.add_argument("--train-batch", type=int, default=2, help="training batch (default 2)")
-    parser.add_argument("--rounds", type=int, default=2, help="rounds over the output strides (default 2)")
+    add_flag(parser, "--rounds", default=2, help="rounds over the output strides (default 2)")
     parser.add_argument("--infer-iterations", type=int, default=3, help="inference iterations per round (default 3)")
     parser.add_argument("--train-iterations", type=int, default=1, help="training steps per round (default 1)")
     add_flag(parser, "--threads", default=os.cpu_count(), help="torch threads (default: all cores)")

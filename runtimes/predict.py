@@ -35,6 +35,7 @@ import numpy as np
 from tqdm import tqdm
 
 from sunet_deploy.cli import EXIT_FAILED, EXIT_OK, EXIT_STATUS_HELP, EXIT_USAGE
+from sunet_deploy.flags import add_flag
 from sunet_deploy.protocol import (
     WARN_FACTOR,
     Protocol,
@@ -180,8 +181,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("model", help="model artifact: .safetensors checkpoint, .onnx, .engine/.plan, .pt2, or a "
                         "served model: triton://HOST:PORT/MODEL (HTTP), triton+grpc://HOST:PORT/MODEL (gRPC)")
     parser.add_argument("inputs", nargs="+", help="image files, folders (searched recursively) or videos")
-    parser.add_argument("-o", "--output", required=True, type=Path, help="folder for masks and overlays")
-    parser.add_argument("--overwrite", action="store_true", help="replace outputs of an earlier run")
+    add_flag(parser, "--output", short="-o", required=True, help="folder for masks and overlays")
+    add_flag(parser, "--overwrite", help="replace outputs of an earlier run")
     add_protocol_flags(parser, letterbox=True)
     add_flags(parser)
     return parser.parse_args(argv)
