@@ -182,3 +182,24 @@ def test_evaluate_and_parity_score_the_same_protocol_to_the_last_digit(tmp_path)
     assert scored["protocol"] == report["protocol"] and report["protocol"]["window"] == [24, 24]
     assert sum(1 for column in zip(*scored["confusion_matrix"]) if sum(column)) >= 2, "a model drawing one class proves little"
     assert 100 * scored["miou"] == report["reference_miou"]
+
+
+def test_the_paper_protocol_can_be_asked_of_predict():
+    import dataclasses
+
+    from runtimes.predict import parse_args
+    from sunet_deploy.artifact import ArtifactInfo
+    from sunet_deploy.metadata import ModelMetadata
+    from sunet_deploy.protocol import DEFAULT_BATCH, PAPER, Protocol, protocol_from_args
+
+    info = ArtifactInfo(ModelMetadata(model={"arch": "f"}, classes=["a", "b"], palette=[[0, 0, 0]] * 2), "onnx")
+    fixed = dataclasses.replace(info, input_shape=(1, 3, 512, 512))
+
+    def protocol(*flags, artifact=info):
+        return protocol_from_args(parse_args(["m.onnx", "x.png", "-o", "out", *flags]), artifact)
+
+    paper = dataclasses.replace(PAPER, batch=DEFAULT_BATCH)
+    assert protocol() is None and protocol("--protocol", "paper") == protocol("--multi-scale") == paper
+    assert protocol("--base-size", "512") == Protocol(base_size=512, batch=DEFAULT_BATCH)
+    assert protocol("--protocol", "paper", "--no-flip", "--scales", "1") == dataclasses.replace(paper, scales=(1.0,), flip=False)
+    assert protocol("--protocol", "paper", artifact=fixed) == dataclasses.replace(paper, pad_to=(512, 512), batch=1)
