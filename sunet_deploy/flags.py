@@ -47,7 +47,7 @@ TILE_AUTO = "auto"
 """--tile without a size: the artifact's fixed size, else the training crop the model records."""
 
 
-def _tile(text: str) -> tuple[int, int] | str:
+def tile_size(text: str) -> tuple[int, int] | str:
     return TILE_AUTO if text == TILE_AUTO else parse_square_size(text)
 
 
@@ -75,7 +75,7 @@ _TABLE = (
          extra={"choices": ("paper",)}),
     Flag("--multi-scale", "the same as --protocol paper (the paper's multi-scale protocol)", switch=True),
     Flag("--tile", "run windows of SIZE (square) or HxW pixels, blended where they overlap; without a size: the "
-         "artifact's fixed size, else the training crop the model records", _tile,
+         "artifact's fixed size, else the training crop the model records", tile_size,
          extra={"nargs": "?", "const": TILE_AUTO, "metavar": "SIZE|HxW"}),
     Flag("--tile-overlap", "overlap of neighbouring windows in pixels (default: a quarter of the window)", int,
          extra={"metavar": "PIXELS"}),
@@ -166,3 +166,27 @@ def add_renamed(parser, *old: str, here: dict[str, str] | None = None) -> None:
 def is_renamed(action: argparse.Action) -> bool:
     """Whether `action` is an old spelling that only refuses itself."""
     return isinstance(action, _Renamed)
+
+
+def describe() -> str:
+    """The table as text: every flag's spelling, type, default and meaning, then the old spellings."""
+    rows = [(f.name, "switch" if f.switch else getattr(f.type, "__name__", "str") if f.type else "str",
+             "" if f.default is None else str(f.default), f.help) for f in _TABLE]  # fmt: skip
+    lines = [f"{name:<20} {kind:<18} {default:<8} {meaning}" for name, kind, default, meaning in rows]
+    renamed = [f"{old:<20} is now {new}" for old, new in RENAMED.items()]
+    return "\n".join(["flag                 type               default  meaning", *lines, "", "old spellings (refused):",
+                      *renamed])  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m sunet_deploy.flags`: print the flag table."""
+    from .cli import EXIT_OK, EXIT_STATUS_HELP
+
+    argparse.ArgumentParser(prog="python -m sunet_deploy.flags", description="Print the flag vocabulary every command "
+                            "takes its shared flags from.", epilog=EXIT_STATUS_HELP).parse_args(argv)  # fmt: skip
+    print(describe())
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
