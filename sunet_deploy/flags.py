@@ -97,6 +97,7 @@ _TABLE = (
     Flag("--output", "where the command writes (its help says: a file or a folder)", Path),
     Flag("--workdir", "folder for intermediate artifacts (exports, engines)", Path),
     Flag("--overwrite", "replace outputs of an earlier run (without it they are refused)", switch=True),
+    Flag("--resume", "continue an interrupted run from what it left in its output folder", switch=True),
     Flag("--variants", "comma-separated benchmark variant names (benchmarks.variants)"),
     Flag("--argmax", "labels (argmax) out of the model instead of logits", switch=True),
     Flag("--shared-memory", "pass tensors to a Triton server through shared memory: none, system (or cuda)"),

@@ -26,10 +26,10 @@ SYNONYMS = [
     {"--split", "--data-split"},
     {"--tile", "--window", "--window-size"},
     {"--tile-overlap", "--stride", "--overlap"},
-    {"--tile-batch", "--windows-per-call"},
-    {"--protocol", "--preset-protocol"},
+    {"--tile-batch", "--window-batch"},
     {"--workdir", "--work-dir"},
     {"--overwrite", "--force"},
+    {"--resume", "--continue"},
 ]
 """Spellings of one concept seen in this project or likely next to it: at most one of each set may be
 a live flag of any command (RENAMED adds its old -> new pairs)."""
