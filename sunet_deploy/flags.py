@@ -137,13 +137,24 @@ def add_flag(parser, name: str, *, help: str | None = None, short: str | None = 
     flag = FLAGS[name]
     kwargs: dict[str, Any] = {"help": help or flag.help, "default": flag.default, **flag.extra}
     if flag.switch:
-        kwargs["action"] = "store_true"
+        kwargs.update(action="store_true", default=bool(flag.default))
     elif flag.type is not None:
         kwargs["type"] = flag.type
     kwargs.update(overrides)
+    default = kwargs["default"]
+    if default not in (None, False, [], argparse.SUPPRESS) and "default" not in kwargs["help"]:
+        kwargs["help"] += f" (default: {_shown(default)})"
     if kwargs.get("action") not in (None, "store_true", "store_false") or kwargs.get("nargs") == 0:
         kwargs.pop("type", None)
     return parser.add_argument(*([short] if short else []), name, **kwargs)
+
+
+def _shown(value) -> str:
+    if isinstance(value, tuple) and all(isinstance(v, int) for v in value):
+        return "x".join(map(str, value))
+    if isinstance(value, list):
+        return " ".join(_shown(v) for v in value)
+    return str(value)
 
 
 class _Renamed(argparse.Action):

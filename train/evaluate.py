@@ -116,15 +116,15 @@ def _progress(iterable, enabled: bool, desc: str):
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m train.evaluate", description=__doc__.split("\n\n")[0],
-                                epilog=EXIT_STATUS_HELP, formatter_class=argparse.ArgumentDefaultsHelpFormatter)  # fmt: skip
+                                epilog=EXIT_STATUS_HELP)  # the flags' help says their defaults
     p.add_argument("checkpoint", help="a sunet-deploy checkpoint (e.g. runs/demo/best.safetensors)")
     add_dataset_flags(p, "the images scored: the validation set the checkpoint records, changed by these flags "
                       "(another --dataset: from the flags alone; voc_aug scores on VOC)")
-    p.add_argument("--resize-short", type=int, help="single-scale: resize the short side to this size first")
+    p.add_argument("--resize-short", type=int, help="single-scale: resize the short side to this size first (default: keep)")
     add_protocol_flags(p)
     add_flag(p, "--output", help="JSON results file (default: <checkpoint stem>_eval_<split or kind>.json next to it)")
-    add_flag(p, "--device", default="auto", help="auto, cpu or cuda")
-    add_flag(p, "--workers", default=2)
+    add_flag(p, "--device", default="auto", help="auto (default), cpu or cuda")
+    add_flag(p, "--workers", default=2, help="data loader worker processes (default 2; 0: load in the main process)")
     return p
 
 
