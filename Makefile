@@ -37,7 +37,7 @@ demo: setup serve-venv
 	$(PY) -m train --config demo --out-dir $(DEMO)
 	$(PY) -m train.evaluate $(DEMO)/best.safetensors --output $(DEMO)/eval.json
 	$(PY) -m export.onnx $(DEMO)/best.safetensors -o $(DEMO)/model.onnx
-	$(PY) -m sunet_deploy.data $(DEMO)/samples --count 8 --size 160x224
+	$(PY) -m sunet_deploy.data $(DEMO)/samples --synthetic-samples 8 --synthetic-size 160x224
 	$(PY) -m runtimes.predict $(DEMO)/model.onnx $(DEMO)/samples/images -o $(DEMO)/predictions --tile
 	$(PY) -m benchmarks.parity $(DEMO)/best.safetensors --output $(DEMO)/parity
 	$(PY) -m benchmarks.parity $(DEMO)/best.safetensors --multi-scale --base-size 0 --tile 96 --tile-overlap 32 \

@@ -33,6 +33,7 @@ from pathlib import Path
 import torch
 
 from sunet_deploy.cli import EXIT_FAILED, EXIT_OK, EXIT_STATUS_HELP, EXIT_USAGE
+from sunet_deploy.flags import add_flag
 from sunet_deploy.fileio import atomic_write_bytes
 
 from .harness.budget import Budget, last_line, run_with_timeout
@@ -177,11 +178,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--budget", type=float, metavar="SECONDS",
                         help=f"the whole run's time (default {GPU.budget_s:.0f}: 9 minutes less a margin for "
                              "starting Python and packing the report)")  # fmt: skip
-    parser.add_argument("--output", type=Path,
-                        help="report folder (default docs/bench/gpu; rehearsal: runs/gpu-report-rehearsal)")
-    parser.add_argument("--workdir", type=Path,
-                        help="checkpoints and artifacts (default runs/gpu-report, or runs/gpu-report-rehearsal-work)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an earlier report in --output")
+    add_flag(parser, "--output", help="report folder (default docs/bench/gpu; rehearsal: runs/gpu-report-rehearsal)")
+    add_flag(parser, "--workdir", help="checkpoints and artifacts (default runs/gpu-report, or runs/gpu-report-rehearsal-work)")
+    add_flag(parser, "--overwrite", help="replace an earlier report in --output")
     parser.add_argument("--skip", default="", metavar="STEP,...",
                         help=f"steps to leave out (reported as skipped): {', '.join(s.name for s in STEPS)}")
     args = parser.parse_args(argv)

@@ -2,7 +2,7 @@
 
     python -m benchmarks.latency --preset cpu                      # SUNet-64 OS16, 512x512, batch 1, CPU
     python -m benchmarks.latency runs/demo/best.safetensors --device cuda --batch 1 8 --size 512x512
-    python -m benchmarks.latency --model sunet64 --model resnet101 --variants pytorch-fp32,onnxruntime-cpu
+    python -m benchmarks.latency --arch sunet64 --arch resnet101 --variants pytorch-fp32,onnxruntime-cpu
 
 Each row warms up for --warmup seconds, then times at least --duration seconds AND --iterations
 iterations. With --rounds R the timed part is split into R rounds that visit every runtime in turn,
@@ -26,7 +26,8 @@ import torch
 
 from runtimes import Runtime
 from sunet_deploy.artifact import read_checkpoint_info
-from sunet_deploy.cli import EXIT_STATUS_HELP, parse_size
+from sunet_deploy.cli import EXIT_STATUS_HELP
+from sunet_deploy.flags import add_flag, add_renamed
 from sunet_deploy.models import ModelSpec
 
 from .harness.artifacts import failure_reason, open_variant, random_checkpoint
@@ -165,29 +166,31 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--preset", choices=sorted(PRESETS),
                         help="cpu: SUNet-64 OS16 512x512 batch 1, CPU runtimes; cpu-int8: the same with ONNX Runtime "
                              "FP32 and INT8 only")
-    parser.add_argument("--model", action="append", default=[], help="an architecture to measure with random weights")
-    parser.add_argument("--output-stride", type=int, default=16, help="output stride of --model networks")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    parser.add_argument("--variants", help="comma-separated variant names (default: all of the device)")
-    parser.add_argument("--batch", type=int, nargs="+", default=[1])
-    parser.add_argument("--size", type=parse_size, nargs="+", default=[(512, 512)], metavar="HxW")
-    parser.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds per row")
-    parser.add_argument("--duration", type=float, default=10.0, help="timed seconds per row, at least")
-    parser.add_argument("--iterations", type=int, default=10, help="timed iterations per row, at least")
-    parser.add_argument("--rounds", type=int, default=1, help="interleave the rows in this many rounds")
-    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="CPU threads for every runtime")
-    parser.add_argument("--engine", type=Path, help="TensorRT engine for the tensorrt row (default: built by export.tensorrt)")
-    parser.add_argument("--workdir", type=Path, default=Path("runs/bench/work"), help="where artifacts are built")
-    parser.add_argument("--output", type=Path, default=Path("runs/bench"), help="report folder")
+    add_flag(parser, "--arch", dest="model", action="append", default=[],
+             help="an architecture to measure with random weights (repeatable)")
+    add_flag(parser, "--output-stride", help="output stride of --arch networks (default 16)")
+    add_flag(parser, "--device", choices=("cpu", "cuda"), default="cpu")
+    add_flag(parser, "--variants", help="comma-separated variant names (default: all of the device)")
+    add_flag(parser, "--batch", nargs="+", default=[1], help="batch sizes to measure (default 1)")
+    add_flag(parser, "--size", nargs="+", default=[(512, 512)], help="input sizes to measure (default 512x512)")
+    add_flag(parser, "--warmup", default=2.0, help="warm-up seconds per row")
+    add_flag(parser, "--duration", default=10.0, help="timed seconds per row, at least")
+    add_flag(parser, "--min-iterations", dest="iterations", default=10, help="timed iterations per row, at least")
+    add_flag(parser, "--rounds", default=1, help="interleave the rows in this many rounds")
+    add_flag(parser, "--threads", default=os.cpu_count(), help="CPU threads for every runtime")
+    add_flag(parser, "--engine")
+    add_flag(parser, "--workdir", default=Path("runs/bench/work"), help="where artifacts are built")
+    add_flag(parser, "--output", default=Path("runs/bench"), help="report folder")
     parser.add_argument("--no-flops", dest="flops", action="store_false", help="leave out the FLOPs/params table")
+    add_renamed(parser, "--model", here={"--iterations": "--min-iterations"})
     args = parser.parse_args(argv)
     if args.preset:
         parser.set_defaults(**PRESETS[args.preset])
         args = parser.parse_args(argv)
     if not args.checkpoints and not args.model:
-        parser.error("give checkpoints, --model ARCH or --preset")
+        parser.error("give checkpoints, --arch ARCH or --preset")
     if min(args.batch) < 1 or args.rounds < 1 or args.iterations < 1 or args.threads < 1:
-        parser.error("--batch, --rounds, --iterations and --threads must be positive")
+        parser.error("--batch, --rounds, --min-iterations and --threads must be positive")
     return args
 
 

@@ -8,7 +8,7 @@ batch (--train-batch at --train-size). Output strides are interleaved round by r
 latency benchmark interleaves its rows, so a load that comes and goes hits all of them alike.
 
     python -m benchmarks.output_stride --output docs/bench          # output-stride.md and .json
-    python -m benchmarks.output_stride --model sunet64 --rounds 2 --infer-iterations 2
+    python -m benchmarks.output_stride --arch sunet64 --rounds 2 --infer-iterations 2
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from torch import nn
 
 from runtimes.stats import latency_summary
 from sunet_deploy.cli import EXIT_STATUS_HELP, parse_size
+from sunet_deploy.flags import add_flag, add_renamed
 from sunet_deploy.models import ModelSpec, build_model
 
 from .harness.env import environment, format_environment
@@ -124,17 +125,18 @@ def markdown(result: dict) -> str:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.output_stride", description=__doc__, epilog=EXIT_STATUS_HELP,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", action="append",
-                        help=f"SUNet architectures to measure (default: {' and '.join(MODELS)})")
-    parser.add_argument("--size", type=parse_size, default=(512, 512), metavar="HxW", help="inference size (512x512)")
+    add_flag(parser, "--arch", dest="model", action="append",
+             help=f"SUNet architectures to measure (repeatable; default: {' and '.join(MODELS)})")
+    add_flag(parser, "--size", default=(512, 512), help="inference size (512x512)")
     parser.add_argument("--train-size", type=parse_size, default=(512, 512), metavar="HxW",
                         help="training crop size (default 512x512, the paper's)")
     parser.add_argument("--train-batch", type=int, default=2, help="training batch (default 2)")
-    parser.add_argument("--rounds", type=int, default=2, help="rounds over the output strides (default 2)")
+    add_flag(parser, "--rounds", default=2, help="rounds over the output strides (default 2)")
     parser.add_argument("--infer-iterations", type=int, default=3, help="inference iterations per round (default 3)")
     parser.add_argument("--train-iterations", type=int, default=1, help="training steps per round (default 1)")
-    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads (default: all cores)")
-    parser.add_argument("--output", type=Path, default=Path("runs/bench"), help="folder for output-stride.md/.json")
+    add_flag(parser, "--threads", default=os.cpu_count(), help="torch threads (default: all cores)")
+    add_flag(parser, "--output", default=Path("runs/bench"), help="folder for output-stride.md/.json")
+    add_renamed(parser, "--model")
     args = parser.parse_args(argv)
     if min(args.train_batch, args.rounds, args.infer_iterations, args.train_iterations, args.threads) < 1:
         parser.error("--train-batch, --rounds, --infer-iterations, --train-iterations and --threads must be positive")

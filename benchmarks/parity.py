@@ -40,7 +40,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sunet_deploy.progress import progress
 
 from runtimes import Runtime, RuntimeUnavailable, open_runtime, options_for, runtime_for
 from sunet_deploy.artifact import ArtifactError, read_checkpoint_info
@@ -48,11 +47,13 @@ from sunet_deploy.cli import EXIT_FAILED, EXIT_OK, EXIT_STATUS_HELP, EXIT_USAGE
 from sunet_deploy.data import DatasetError, DatasetSpec
 from sunet_deploy.data.selection import DatasetChoice, add_dataset_flags, check_classes, evaluation_spec
 from sunet_deploy.fileio import file_sha256
+from sunet_deploy.flags import add_flag
 from sunet_deploy.metadata import ModelMetadata
 from sunet_deploy.metrics import ConfusionMatrix
 from sunet_deploy.pipeline.masks import output_to_mask
 from sunet_deploy.pipeline.normalize import Normalization
-from sunet_deploy.protocol import PAPER, TILE_AUTO, Protocol, add_protocol_flags, window_stride
+from sunet_deploy.progress import progress
+from sunet_deploy.protocol import Protocol, add_protocol_flags, protocol_asked, protocol_from_args
 from sunet_deploy.tiling import InferModel, segment
 from sunet_deploy.tolerance import PARITY as TOLERANCES
 from sunet_deploy.tolerance import Tolerance
@@ -154,20 +155,6 @@ def protocol_obstacle(runtime: Runtime) -> str | None:
     return None
 
 
-def parity_protocol(args: argparse.Namespace) -> Protocol | None:
-    """The protocol --multi-scale and its knobs describe (the paper's by default, as train.evaluate's)."""
-    if not args.multi_scale:
-        if args.tile or args.scales or args.flip is not None or args.tile_overlap is not None:
-            raise ValueError("--tile, --tile-overlap, --scales and --flip describe the protocol of --multi-scale; add it")
-        return None
-    if args.tile == TILE_AUTO:
-        raise ValueError("--tile needs a size here, e.g. --tile 512")
-    window = args.tile or PAPER.window
-    stride = PAPER.stride if args.tile is None and args.tile_overlap is None else window_stride(window, args.tile_overlap)
-    flip = PAPER.flip if args.flip is None else args.flip
-    return Protocol(tuple(args.scales or PAPER.scales), args.base_size, flip, window, stride, batch=args.batch)
-
-
 def validation_set(args: argparse.Namespace, meta: ModelMetadata) -> tuple[Sequence, DatasetSpec]:
     """The checkpoint's recorded validation set (or the one the flags choose), its first --limit images."""
     spec, note = evaluation_spec(DatasetChoice.from_args(args), meta)
@@ -185,9 +172,9 @@ def open_runtimes(args: argparse.Namespace, shape: tuple[int, int, int, int] | N
     available, skipped = split_available(variants_for(args.device, names))
     opened = {}
     for variant in available:
-        if variant.format == "aoti" and (shape is None or args.multi_scale):
+        if variant.format == "aoti" and (shape is None or protocol_asked(args)):
             skipped[variant.name] = ("an AOTInductor package has one input size; "
-                                     + ("the protocol's views and windows vary" if args.multi_scale else "this dataset's images vary"))
+                                     + ("the protocol's views and windows vary" if protocol_asked(args) else "this dataset's images vary"))
             continue
         try:
             opened[variant.name], _ = open_variant(variant, args.checkpoint, args.workdir, shape or (1, 3, 512, 512),
@@ -272,23 +259,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("checkpoint", type=Path, help="sunet-deploy .safetensors checkpoint (trained)")
     add_dataset_flags(parser, "the images compared: the validation set the checkpoint records, changed by these "
                       "flags (another --dataset: from the flags alone, with the checkpoint's classes)", renamed=("--root",))
-    parser.add_argument("--limit", type=int, default=50, help="compare on the first N images (0: all; default 50)")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    parser.add_argument("--variants", help="comma-separated variant names (default: all of the device, "
-                        "none with --artifact)")
+    add_flag(parser, "--limit", default=50, help="compare on the first N images (0: all; default 50)")
+    add_flag(parser, "--device", choices=("cpu", "cuda"), default="cpu")
+    add_flag(parser, "--variants", help="comma-separated variant names (default: all of the device, none with --artifact)")
     parser.add_argument("--artifact", action="append", default=[], metavar="PATH_OR_URI",
                         help="an existing artifact to check: .onnx, .pt2, .engine/.plan, triton://HOST:PORT/MODEL or "
                         "triton+grpc://HOST:PORT/MODEL (repeatable)")
-    parser.add_argument("--threads", type=int, default=os.cpu_count())
-    parser.add_argument("--engine", type=Path, help="TensorRT engine for the tensorrt row (default: built by export.tensorrt)")
+    add_flag(parser, "--threads", default=os.cpu_count())
+    add_flag(parser, "--engine")
     parser.add_argument("--max-delta-miou", action="append", default=[], metavar="PRECISION=POINTS",
                         help="override a tolerance, e.g. fp16=0.2 (repeatable)")  # fmt: skip
-    parser.add_argument("--multi-scale", action="store_true", help="compare under the inference protocol (see above)")
-    parser.add_argument("--base-size", type=int, default=PAPER.base_size,
-                        help=f"--multi-scale: short side at scale 1 (0: the image's own; default {PAPER.base_size})")
     add_protocol_flags(parser)
-    parser.add_argument("--workdir", type=Path, default=Path("runs/bench/work"))
-    parser.add_argument("--output", type=Path, default=Path("runs/parity"), help="report folder")
+    add_flag(parser, "--workdir", default=Path("runs/bench/work"))
+    add_flag(parser, "--output", default=Path("runs/parity"), help="report folder")
     args = parser.parse_args(argv)
     if args.limit < 0:
         parser.error("--limit must be 0 (all) or positive")
@@ -300,8 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     limits = tolerances(args.max_delta_miou)
     try:
-        protocol = parity_protocol(args)
         meta = read_checkpoint_info(args.checkpoint).metadata
+        protocol = protocol_from_args(args, crop_size=meta.crop_size)
         dataset, spec = validation_set(args, meta)
     except (ArtifactError, DatasetError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -31,17 +31,17 @@ from unittest import mock
 
 import torch
 
-from export.calibration import add_image_flags, choice_from_args, dataset_images, verification_batches
+from export.calibration import dataset_images, verification_batches
+from export.cli import parse_export_args
 from export.common import check_writable
 from export.heads import LabelsHead
 from export.verify import Verification, verify
 from sunet_deploy.artifact import ArtifactInfo, info_to_strings, labels_dtype
 from sunet_deploy.checkpoint import CheckpointError, load_model
-from sunet_deploy.cli import EXIT_FAILED, EXIT_OK, EXIT_STATUS_HELP, EXIT_USAGE
+from sunet_deploy.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from sunet_deploy.data.selection import DatasetChoice
 from sunet_deploy.fileio import apply_umask
 from sunet_deploy.formats import AotiRecipe
-from sunet_deploy.options import add_option_flags, from_args
 
 
 class AotiExportError(RuntimeError):
@@ -136,19 +136,8 @@ def _package_runner(path: str, device: str):
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m export.aoti", description=__doc__, epilog=EXIT_STATUS_HELP,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("checkpoint", type=Path, help="sunet-deploy .safetensors checkpoint")
-    parser.add_argument("-o", "--output", type=Path, required=True, help="package to write (.pt2)")
-    add_option_flags(parser, [AotiRecipe], absent_default=False)
-    add_image_flags(parser)
-    args = parser.parse_args(argv)
-    try:
-        args.recipe = from_args(AotiRecipe, args)
-    except ValueError as exc:
-        parser.error(str(exc))
-    args.images = choice_from_args(parser, args)
-    return args
+    return parse_export_args(argv, "python -m export.aoti", __doc__, ("checkpoint", "sunet-deploy .safetensors checkpoint"),
+                             "package to write (.pt2)", AotiRecipe, images=True)  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,6 +19,7 @@ import numpy as np
 
 from sunet_deploy.data import DatasetSpec, recorded_spec
 from sunet_deploy.data.selection import DatasetChoice, add_dataset_flags, chosen_spec
+from sunet_deploy.flags import add_flag
 from sunet_deploy.metadata import ModelMetadata
 from sunet_deploy.pipeline.normalize import Normalization
 
@@ -82,9 +83,8 @@ def add_image_flags(parser: argparse.ArgumentParser) -> None:
                       f"that records none: synthetic val, {SYNTHETIC_POOL} images)",
                       renamed=("--data-split", "--data-size"))  # fmt: skip
     group = parser.add_argument_group("verification")
-    group.add_argument("--verify-images", type=int, default=4, metavar="N",
-                       help="images the export is verified on (default 4)")
-    group.add_argument("--seed", type=int, default=0, help="seed of the random choice of images (default 0)")
+    add_flag(group, "--verify-images", default=4, help="images the export is verified on (default 4)")
+    add_flag(group, "--seed", default=0, help="seed of the random choice of images (default 0)")
 
 
 def choice_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> DatasetChoice:

@@ -37,8 +37,9 @@ import onnx
 import torch
 from torch import nn
 
-from export.calibration import add_image_flags, choice_from_args, dataset_images, image_source, model_inputs, \
+from export.calibration import dataset_images, image_source, model_inputs, \
     verification_batches
+from export.cli import parse_export_args
 from export.common import check_writable, to_float16
 from export.heads import LabelsHead, cast_labels
 from export.opcheck import check_graph, format_report
@@ -46,7 +47,7 @@ from export.quantize import Sensitivity, agreement_on, int8_quantizer, ort_disab
 from export.verify import Verification, onnx_runner, reference_outputs, verify
 from sunet_deploy.artifact import ORT_DISABLED_OPTIMIZERS_KEY, labels_dtype, set_onnx_info
 from sunet_deploy.checkpoint import CheckpointError, load_model
-from sunet_deploy.cli import EXIT_FAILED, EXIT_OK, EXIT_STATUS_HELP, EXIT_USAGE
+from sunet_deploy.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from sunet_deploy.data import DatasetError
 from sunet_deploy.data.selection import DatasetChoice
 from sunet_deploy.fileio import atomic_write_bytes
@@ -214,21 +215,9 @@ def transform(proto: onnx.ModelProto, simplify: bool, fp16: bool, progress: Call
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m export.onnx", description=__doc__, epilog=EXIT_STATUS_HELP,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("checkpoint", type=Path, help="sunet-deploy .safetensors checkpoint")
-    parser.add_argument("-o", "--output", type=Path, required=True, help="ONNX file to write")
-    add_option_flags(parser, [OnnxRecipe], absent_default=False)
-    add_int8_flags(parser)
-    add_image_flags(parser)
-    args = parser.parse_args(argv)
-    try:  # before args.images becomes the image source: Int8Recipe.images is the calibration count
-        int8 = from_args(Int8Recipe, args) if args.int8 else None
-        args.recipe = from_args(OnnxRecipe, args, int8=int8)
-    except ValueError as exc:
-        parser.error(str(exc))
-    args.images = choice_from_args(parser, args)
-    return args
+    return parse_export_args(argv, "python -m export.onnx", __doc__, ("checkpoint", "sunet-deploy .safetensors checkpoint"),
+                             "ONNX file to write", OnnxRecipe, images=True, more_flags=add_int8_flags,
+                             recipe_extra=lambda args: {"int8": from_args(Int8Recipe, args) if args.int8 else None})  # fmt: skip
 
 
 def add_int8_flags(parser: argparse.ArgumentParser) -> None:

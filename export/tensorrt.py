@@ -28,17 +28,17 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from export.cli import parse_export_args
 from export.common import check_writable
 from export.opcheck import check_graph, format_report
 from export.trt_build import BuildError, BuildPlan, BuildResult, BuildSettings, TensorRTBuildError, \
     has_fp16_builder_flag, run_builder
 from sunet_deploy import formats
 from sunet_deploy.artifact import ArtifactError, OnnxInfo, read_onnx_info
-from sunet_deploy.cli import EXIT_FAILED, EXIT_OK, EXIT_STATUS_HELP, EXIT_USAGE
+from sunet_deploy.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from sunet_deploy.engine_env import EngineEnvironmentError, EngineSidecar, GpuInfo, query_gpu, write_engine_sidecar
 from sunet_deploy.fileio import atomic_write_bytes
 from sunet_deploy.formats import DEFAULT_PROFILE, EngineRecipe
-from sunet_deploy.options import add_option_flags, from_args
 
 
 class EngineRefused(BuildError):
@@ -283,18 +283,8 @@ def build_engine(onnx_path: str | os.PathLike, output: str | os.PathLike, option
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m export.tensorrt", description=__doc__, epilog=EXIT_STATUS_HELP,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("onnx", type=Path, help="ONNX model written by python -m export.onnx")
-    parser.add_argument("-o", "--output", type=Path, required=True,
-                        help="engine to write; its build environment goes to OUTPUT.json")
-    add_option_flags(parser, [EngineRecipe], absent_default=False)
-    args = parser.parse_args(argv)
-    try:
-        args.recipe = from_args(EngineRecipe, args)
-    except ValueError as exc:
-        parser.error(str(exc))
-    return args
+    return parse_export_args(argv, "python -m export.tensorrt", __doc__, ("onnx", "ONNX model written by python -m export.onnx"),
+                             "engine to write; its build environment goes to OUTPUT.json", EngineRecipe)  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

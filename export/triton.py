@@ -34,14 +34,14 @@ from pathlib import Path
 
 from google.protobuf import text_encoding
 
+from export.cli import parse_export_args
 from export.trt_build import BuildError
 from runtimes.triton import INSTALL_HINT
 from sunet_deploy import formats
 from sunet_deploy.artifact import ArtifactError, ArtifactInfo, dtype_as, info_to_strings, read_onnx_info
-from sunet_deploy.cli import EXIT_FAILED, EXIT_OK, EXIT_STATUS_HELP, EXIT_USAGE
+from sunet_deploy.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from sunet_deploy.engine_env import EngineEnvironmentError, read_matching_sidecar
 from sunet_deploy.formats import TritonRecipe
-from sunet_deploy.options import add_option_flags, from_args
 
 PYTHON_MODEL = Path(__file__).with_name("triton_model.py")
 SERVABLE = ("onnx", "tensorrt", "checkpoint")
@@ -231,17 +231,9 @@ def write_model(model: Path, folder: Path, options: TritonRecipe) -> None:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m export.triton", description=__doc__, epilog=EXIT_STATUS_HELP,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model", type=Path, help=".onnx model, .engine/.plan (with its sidecar) or .safetensors")
-    parser.add_argument("-o", "--output", type=Path, required=True, help="the model repository (created if missing)")
-    add_option_flags(parser, [TritonRecipe], absent_default=False)
-    args = parser.parse_args(argv)
-    try:
-        args.recipe = from_args(TritonRecipe, args)
-    except ValueError as exc:
-        parser.error(str(exc))
-    return args
+    return parse_export_args(argv, "python -m export.triton", __doc__,
+                             ("model", ".onnx model, .engine/.plan (with its sidecar) or .safetensors"),
+                             "the model repository (created if missing)", TritonRecipe)  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

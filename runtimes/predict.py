@@ -35,6 +35,7 @@ import numpy as np
 from tqdm import tqdm
 
 from sunet_deploy.cli import EXIT_FAILED, EXIT_OK, EXIT_STATUS_HELP, EXIT_USAGE
+from sunet_deploy.flags import add_flag
 from sunet_deploy.progress import progress
 from sunet_deploy.protocol import (
     WARN_FACTOR,
@@ -42,6 +43,7 @@ from sunet_deploy.protocol import (
     ProtocolError,
     add_protocol_flags,
     much_larger,
+    protocol_asked,
     protocol_from_args,
 )
 from sunet_deploy.pipeline.images import ImageError
@@ -186,11 +188,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("model", help="model artifact: .safetensors checkpoint, .onnx, .engine/.plan, .pt2, or a "
                         "served model: triton://HOST:PORT/MODEL (HTTP), triton+grpc://HOST:PORT/MODEL (gRPC)")
     parser.add_argument("inputs", nargs="+", help="image files, folders (searched recursively) or videos")
-    parser.add_argument("-o", "--output", required=True, type=Path, help="folder for masks and overlays")
+    add_flag(parser, "--output", short="-o", required=True, help="folder for masks and overlays")
     again = parser.add_mutually_exclusive_group()
-    again.add_argument("--overwrite", action="store_true", help="replace outputs of an earlier run")
-    again.add_argument("--resume", action="store_true", help="go on with an interrupted run: inputs whose outputs "
-                       "are complete are not run again, a large image goes on from its last finished stripe")
+    add_flag(again, "--overwrite", help="replace outputs of an earlier run")
+    add_flag(again, "--resume", help="go on with an interrupted run: inputs whose outputs are complete are not run "
+             "again, a large image goes on from its last finished stripe")
     parser.add_argument("--cluster", metavar="local|ADDRESS", help="run on Ray: 'local' starts a cluster of 2 workers "
                         "for the run, ADDRESS (HOST:PORT) joins a running one (runtimes/cluster.py, docs/inference.md)")
     parser.add_argument(HUGE_FLAG, action="store_true", help="read images over Pillow's decompression-bomb limit "
@@ -219,7 +221,7 @@ def prepare(args: argparse.Namespace) -> tuple[list[Job], Runtime, Protocol | No
                          "choose another -o folder, or pass --overwrite to replace them")
     runtime = open_runtime(args.model, runtime_options(args))
     if runtime.takes_images:  # the server decodes and runs each image whole
-        if args.tile is not None or args.scales or args.flip or args.tile_overlap is not None:
+        if protocol_asked(args):
             raise ProtocolError(f"{args.model} takes encoded images (--io image); --tile, --tile-overlap, --scales "
                                 "and --flip need a model served with --io tensor")  # fmt: skip
         return jobs, runtime, None

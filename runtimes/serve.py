@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sunet_deploy.cli import EXIT_FAILED, EXIT_OK, EXIT_STATUS_HELP, EXIT_USAGE
+from sunet_deploy.flags import add_flag
 from sunet_deploy.lifetime import die_with_parent
 
 from .base import RuntimeUnavailable
@@ -260,7 +261,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--address", default="127.0.0.1", help="address to listen on (default: 127.0.0.1; "
                                                                 "0.0.0.0 for every interface)")
     parser.add_argument("--http-port", type=int, default=8000)
-    parser.add_argument("--grpc-port", type=int, default=8001)
+    add_flag(parser, "--grpc-port", default=8001, help="gRPC port to listen on (default 8001)")
     parser.add_argument("--metrics-port", type=int, default=8002, help="Prometheus metrics (0: none)")
     parser.add_argument("--exit-timeout", type=int, default=5,
                         help="seconds in-flight requests get when stopping (default: 5; Triton's own is 30)")

@@ -16,9 +16,20 @@ def parse_dims(text: str, count: int, example: str) -> tuple[int, ...]:
     return tuple(int(p) for p in parts)
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """'HxW' such as '512x512' (an argparse type)."""
-    return parse_dims(text, 2, "512x512")
+def parse_size(text: str, square: bool = False) -> tuple[int, int]:
+    """'HxW' such as '512x512' (an argparse type); with `square` also 'SIZE' for SIZExSIZE."""
+    dims = f"{text}x{text}" if square and text.isdigit() else text
+    try:
+        return parse_dims(dims, 2, "512x512")
+    except argparse.ArgumentTypeError:
+        if not square:
+            raise
+        raise argparse.ArgumentTypeError(f"expected SIZE or HxW (positive integers, e.g. 512 or 384x512), got {text!r}") from None
+
+
+def parse_square_size(text: str) -> tuple[int, int]:
+    """'SIZE' (a square) or 'HxW' (an argparse type: parse_size with `square`)."""
+    return parse_size(text, square=True)
 
 
 EXIT_OK = 0

@@ -18,6 +18,7 @@ import argparse
 from dataclasses import dataclass
 
 from .artifact import ArtifactInfo
+from .flags import FLAGS, TILE_AUTO, add_flag, add_renamed
 
 Size = tuple[int, int]
 
@@ -98,18 +99,6 @@ def window_starts(size: int, window: int, stride: int) -> list[int]:
     return starts + [size - window]
 
 
-def parse_tile(text: str) -> Size:
-    """argparse type: '512' -> (512, 512), '384x512' -> (384, 512)."""
-    h, sep, w = text.lower().partition("x")
-    try:
-        size = (int(h), int(w)) if sep else (int(h), int(h))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected SIZE or HxW, got {text!r}") from None
-    if min(size) < 1:
-        raise argparse.ArgumentTypeError(f"a tile must be at least 1x1 pixels, got {text!r}")
-    return size
-
-
 def artifact_window(window: Size | None, low: Size, high: tuple[int | None, int | None], crop: int | None) -> Size:
     """The window for an artifact whose inputs range from `low` to `high` (None: unbounded).
 
@@ -139,49 +128,55 @@ def much_larger(size: Size, crop: int | None) -> bool:
     return crop is not None and max(size) > WARN_FACTOR * crop
 
 
-# ---------------------------------------------------------------- command line (predict, parity)
+# ---------------------------------------------------------------- command line (predict, evaluate, parity)
 
-TILE_AUTO = "auto"
-DEFAULT_BATCH = 4
-
-
-def _tile_arg(text: str) -> Size | str:
-    return TILE_AUTO if text == TILE_AUTO else parse_tile(text)
+DEFAULT_BATCH = FLAGS["--tile-batch"].default
+PROTOCOL_FLAGS = ("--protocol", "--multi-scale", "--tile", "--tile-overlap", "--scales", "--base-size", "--flip",
+                  "--tile-batch")  # fmt: skip
 
 
 def add_protocol_flags(parser: argparse.ArgumentParser, letterbox: bool = False) -> None:
-    """--tile, --tile-overlap, --scales, --flip, --batch (and predict's --letterbox)."""
-    group = parser.add_argument_group("inference protocol: windows, scales, flips (docs/inference.md)")
-    group.add_argument("--tile", nargs="?", const=TILE_AUTO, type=_tile_arg, metavar="SIZE|HxW",
-                       help="run windows of SIZE (square) or HxW pixels, blended where they overlap; without a "
-                       "size: the artifact's fixed size, else the training crop the model records")  # fmt: skip
-    group.add_argument("--tile-overlap", type=int, metavar="PIXELS",
-                       help="overlap of neighbouring windows (default: a quarter of the window)")
-    group.add_argument("--scales", type=float, nargs="+", metavar="S",
-                       help="scales of the image (default: 1); probabilities are averaged over them")
-    group.add_argument("--flip", action=argparse.BooleanOptionalAction, help="add left-right flipped views")
-    group.add_argument("--batch", type=int, default=DEFAULT_BATCH,
-                       help=f"windows per inference call, at most what the artifact takes (default {DEFAULT_BATCH})")
+    """PROTOCOL_FLAGS (sunet_deploy.flags), the same in every command that runs the protocol (and
+    predict's --letterbox); the old spellings --window, --stride, --batch are refused."""
+    group = parser.add_argument_group("inference protocol: windows, scales, flips (docs/inference.md); any of "
+                                      "--protocol, --multi-scale, --tile, --tile-overlap, --scales, --base-size, --flip "
+                                      "runs it")  # fmt: skip
+    for name in PROTOCOL_FLAGS:
+        if name == "--flip":
+            add_flag(group, name, action=argparse.BooleanOptionalAction, default=None)
+        else:
+            add_flag(group, name)
     if letterbox:
-        group.add_argument("--letterbox", action="store_true",
-                           help="a fixed-size artifact: scale each image to fit and pad it, instead of the default "
-                           "windows of the artifact's size (measured worse: docs/inference.md)")  # fmt: skip
+        add_flag(group, "--letterbox")
+    add_renamed(group, "--window", "--stride", here={"--batch": "--tile-batch"})
 
 
-def protocol_from_args(args: argparse.Namespace, info: ArtifactInfo) -> Protocol | None:
-    """The protocol the flags ask for on this artifact; None: each image whole, in one call.
+def protocol_asked(args: argparse.Namespace) -> bool:
+    """Whether the command line asks for the protocol: any protocol flag given (--no-flip alone does not)."""
+    values = (args.protocol, args.tile, args.tile_overlap, args.base_size)
+    return args.multi_scale or any(v is not None for v in values) or bool(args.scales) or bool(args.flip)
 
-    An artifact that takes only some sizes gets windows of its size by default (not a letterbox),
-    unless --letterbox says otherwise.
+
+def protocol_from_args(args: argparse.Namespace, info: ArtifactInfo | None = None,
+                       crop_size: int | None = None) -> Protocol | None:  # fmt: skip
+    """The protocol the flags ask for; None: each image whole, in one call (no protocol flag given).
+
+    With an artifact (`info`) windows are sized to what it takes, and one that takes only some sizes
+    gets windows of its size by default (not a letterbox), unless --letterbox says otherwise. Without
+    one (a PyTorch checkpoint), `--tile` alone means windows of `crop_size`.
     """
-    asked = args.tile is not None or bool(args.scales) or bool(args.flip) or args.tile_overlap is not None
+    asked = protocol_asked(args)
     if getattr(args, "letterbox", False):
         if asked:
             raise ProtocolError("--letterbox runs each image whole; it does not combine with --tile, --scales or --flip")
         return None
-    if not asked and tuple(info.shape_bounds()[1][2:]) == (None, None):
+    low, high = ((1, 1, 1, 1), (None, None, None, None)) if info is None else info.shape_bounds()
+    if not asked and tuple(high[2:]) == (None, None):
         return None
-    return artifact_protocol(info, args.tile, args.tile_overlap, args.scales, bool(args.flip), args.batch)
+    paper = args.multi_scale or args.protocol == "paper"
+    crop = info.metadata.crop_size if info is not None else crop_size
+    return _protocol(PAPER if paper else Protocol(), args.tile, args.tile_overlap, args.scales, args.base_size,
+                     args.flip, args.tile_batch, low, high, crop)  # fmt: skip
 
 
 def artifact_protocol(info: ArtifactInfo, tile: Size | str | None = None, overlap: int | None = None,
@@ -190,11 +185,24 @@ def artifact_protocol(info: ArtifactInfo, tile: Size | str | None = None, overla
     """The protocol on an artifact: windows sized to what it takes (predict's default for a
     fixed-size artifact when `tile` is None), at most the batch it takes."""
     low, high = info.shape_bounds()
+    return _protocol(Protocol(), tile, overlap, scales, None, flip, batch, low, high, info.metadata.crop_size)
+
+
+def _protocol(start: Protocol, tile: Size | str | None, overlap: int | None, scales: tuple[float, ...] | None,
+              base_size: int | None, flip: bool | None, batch: int, low: tuple, high: tuple,
+              crop: int | None) -> Protocol:  # fmt: skip
+    """`start` with the settings given (None: start's), windows fitted to inputs from `low` to `high` (N, C, H, W)."""
     window = None
-    if tile is not None or tuple(high[2:]) != (None, None):
-        window = artifact_window(None if tile in (None, TILE_AUTO) else tile, low[2:], high[2:], info.metadata.crop_size)
-    batch = min(batch, high[0]) if high[0] else batch
-    return Protocol(tuple(scales or (1.0,)), 0, flip, window, window_stride(window, overlap), pad_to=tuple(low[2:]), batch=batch)
+    if tile is not None or start.window is not None or tuple(high[2:]) != (None, None):
+        asked = start.window if tile is None else None if tile == TILE_AUTO else tile
+        window = artifact_window(asked, low[2:], high[2:], crop)
+    if window is not None and tile is None and overlap is None and window == start.window:
+        stride = start.stride
+    else:
+        stride = window_stride(window, overlap)
+    return Protocol(tuple(scales or start.scales), start.base_size if base_size is None else base_size,
+                    start.flip if flip is None else bool(flip), window, stride, pad_to=tuple(low[2:]),
+                    batch=min(batch, high[0]) if high[0] else batch)  # fmt: skip
 
 
 def window_stride(window: Size | None, overlap: int | None) -> Size | None:

@@ -80,7 +80,7 @@ def test_traffic_bytes_and_floor(tmp_path):
     from benchmarks.studies import traffic
 
     out = tmp_path / "traffic.json"
-    args = ["--model", "sunet_tiny", "--num-classes", "5", "--batch", "1", "2", "--size", "32x48"]
+    args = ["--arch", "sunet_tiny", "--num-classes", "5", "--batch", "1", "2", "--size", "32x48"]
     assert traffic.main([*args, "--bandwidth", "100", "--output", str(out)]) == 0
     floors = json.loads(out.read_text())["floors"]
     one, two = floors["batch 1"], floors["batch 2"]

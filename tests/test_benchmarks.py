@@ -25,8 +25,8 @@ from sunet_deploy.data import DatasetSpec, validation_spec
 from sunet_deploy.formats import OnnxRecipe
 from sunet_deploy.models import ModelSpec, build_model, count_parameters
 
-TINY_RUN = ["--model", "sunet_tiny", "--size", "32x32", "--warmup", "0.05", "--duration", "0.1",
-            "--iterations", "3", "--rounds", "2", "--threads", "1", "--no-flops"]  # fmt: skip
+TINY_RUN = ["--arch", "sunet_tiny", "--size", "32x32", "--warmup", "0.05", "--duration", "0.1",
+            "--min-iterations", "3", "--rounds", "2", "--threads", "1", "--no-flops"]  # fmt: skip
 
 
 class FakeRuntime(Runtime):
@@ -218,9 +218,21 @@ def test_label_outputs_and_fixed_sizes_are_not_compared_under_the_protocol(fake_
     assert "vote one-hot" in parity.protocol_obstacle(runtime)
 
 
-def test_parity_protocol_knobs_need_multi_scale(tiny_checkpoint, capsys):
-    assert parity.main([str(tiny_checkpoint), "--scales", "0.5"]) == 2
-    assert "add it" in capsys.readouterr().err
+def test_parity_reads_the_protocol_flags_as_every_command_does(tiny_checkpoint, capsys):
+    from sunet_deploy.protocol import DEFAULT_BATCH, PAPER, Protocol, protocol_from_args
+
+    def protocol(*flags):
+        return protocol_from_args(parity.parse_args([str(tiny_checkpoint), *flags]), crop_size=16)
+
+    assert protocol() is None
+    assert protocol("--scales", "0.5") == Protocol((0.5,), batch=DEFAULT_BATCH)  # any protocol flag asks for it
+    assert protocol("--multi-scale") == protocol("--protocol", "paper") == dataclasses.replace(PAPER, batch=DEFAULT_BATCH)
+    assert protocol("--multi-scale", "--tile", "96", "--tile-overlap", "32", "--base-size", "0", "--tile-batch", "2") == \
+        Protocol(PAPER.scales, 0, True, (96, 96), (64, 64), batch=2)
+    assert protocol("--tile") == Protocol(window=(16, 16), stride=(12, 12), batch=DEFAULT_BATCH)  # the training crop
+    with pytest.raises(SystemExit):
+        parity.parse_args([str(tiny_checkpoint), "--multi-scale", "--window", "96"])
+    assert "--window is now --tile" in capsys.readouterr().err
 
 
 def test_parity_takes_dataset_and_precision_from_the_artifacts(tmp_path, tiny_checkpoint, monkeypatch, capsys):
@@ -415,7 +427,7 @@ def test_output_stride_report(tmp_path):
     from benchmarks import output_stride
 
     out = tmp_path / "os"
-    assert output_stride.main(["--model", "sunet_tiny", "--size", "64x64", "--train-size", "32x32", "--rounds", "1",
+    assert output_stride.main(["--arch", "sunet_tiny", "--size", "64x64", "--train-size", "32x32", "--rounds", "1",
                                "--infer-iterations", "1", "--threads", "1", "--output", str(out)]) == 0
     rows = json.loads((out / "output-stride.json").read_text())["rows"]
     assert [r["output_stride"] for r in rows] == [8, 16, 32]

@@ -1,4 +1,4 @@
-"""runtimes.predict with the inference protocol: --tile/--tile-overlap/--scales/--flip/--batch on any
+"""runtimes.predict with the inference protocol: --tile/--tile-overlap/--scales/--flip/--tile-batch on any
 runtime, the training crop as the default window, the warning for large untiled images, one-line errors."""
 
 import json
@@ -48,7 +48,7 @@ def test_tiles_scales_and_flips_match_the_engine_on_onnx(tmp_path, checkpoint, i
 
     onnx = export_onnx(checkpoint, tmp_path / "model.onnx").path
     out = tmp_path / "out"
-    flags = ["--tile", "24x20", "--tile-overlap", "6", "--scales", "0.75", "1", "--flip", "--batch", "3"]
+    flags = ["--tile", "24x20", "--tile-overlap", "6", "--scales", "0.75", "1", "--flip", "--tile-batch", "3"]
     assert main([str(onnx), str(image), "-o", str(out), *flags]) == 0
     protocol = Protocol((0.75, 1.0), 0, True, (24, 20), (18, 14), batch=3)
     assert summary_of(out)["protocol"]["window"] == [24, 20] and summary_of(out)["protocol"]["stride"] == [18, 14]
@@ -81,7 +81,7 @@ def test_tile_without_size_uses_the_training_crop_and_large_images_warn(tmp_path
     (["--tile-overlap", "-1"], "--tile-overlap must be >= 0"),
     (["--scales", "1", "0"], "scales must be > 0"),
     (["--letterbox", "--tile"], "does not combine"),
-    (["--batch", "0"], "batch must be >= 1"),
+    (["--tile-batch", "0"], "batch must be >= 1"),
 ])  # fmt: skip
 def test_bad_protocol_settings_exit_2_in_one_line(tmp_path, checkpoint, image, capsys, flags, message):
     from export.onnx import export_onnx

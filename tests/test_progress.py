@@ -93,8 +93,8 @@ def test_a_terminal_gets_tqdm(clock):
 
 def test_a_command_writes_a_log_without_redraws(tmp_path):
     """A real command, its stderr a pipe: one progress line at its end, no carriage return."""
-    result = subprocess.run([sys.executable, "-m", "sunet_deploy.data", str(tmp_path / "data"), "--count", "40",
-                             "--size", "32x32"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-m", "sunet_deploy.data", str(tmp_path / "data"), "--synthetic-samples", "40",
+                             "--synthetic-size", "32x32"], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "\r" not in result.stderr
     assert result.stderr.splitlines()[-1].startswith(f"writing {tmp_path / 'data'}: 40/40 images, done in")

@@ -12,8 +12,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sunet_deploy.protocol import Protocol, ProtocolError, artifact_window, parse_tile, window_starts
+from sunet_deploy.cli import parse_size
 from sunet_deploy.pipeline.geometry import linear_coords
+from sunet_deploy.protocol import Protocol, ProtocolError, artifact_window, window_starts
 from sunet_deploy.tiling import InferModel, full_probabilities, probability_bands, segment
 
 
@@ -150,10 +151,12 @@ def test_windows_for_artifacts():
         artifact_window((600, 256), (512, 512), (512, 512), None)
     with pytest.raises(ProtocolError, match="records no training crop size"):
         artifact_window(None, (1, 1), (None, None), None)
-    assert parse_tile("512") == (512, 512) and parse_tile("384x512") == (384, 512)
+    assert parse_size("512", square=True) == (512, 512) and parse_size("384x512", square=True) == (384, 512)
     for bad in ("big", "0", "12x"):
         with pytest.raises(argparse.ArgumentTypeError):
-            parse_tile(bad)
+            parse_size(bad, square=True)
+    with pytest.raises(argparse.ArgumentTypeError):
+        parse_size("512")  # a square side alone only where the flag says SIZE|HxW
 
 
 def test_protocol_runs_where_torch_cannot_be_imported():

@@ -20,7 +20,7 @@ def write_folder(*args: str) -> subprocess.CompletedProcess:
 
 def test_written_folder_loads_back_identically(tmp_path):
     root = tmp_path / "synthetic"
-    done = write_folder(str(root), "--count", "3", "--size", "40x56", "--classes", "5", "--seed", "4")
+    done = write_folder(str(root), "--synthetic-samples", "3", "--synthetic-size", "40x56", "--num-classes", "5", "--seed", "4")
     assert done.returncode == 0, done.stderr
     source = SyntheticSegmentation(num_samples=3, size=(40, 56), num_classes=5, seed=4, split="val")
     folder = FolderSegmentation(root)  # the classes come from root/classes.txt
@@ -34,6 +34,6 @@ def test_written_folder_loads_back_identically(tmp_path):
 
 
 def test_bad_arguments_give_one_line_errors(tmp_path):
-    done = write_folder(str(tmp_path), "--classes", "40")
+    done = write_folder(str(tmp_path), "--num-classes", "40")
     assert done.returncode == 2
     assert done.stderr.startswith("error: num_classes must be in")

@@ -10,13 +10,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import typing
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from sunet_deploy.cli import EXIT_STATUS_HELP, parse_size
 from sunet_deploy.data.selection import DatasetChoice, add_dataset_flags
 from sunet_deploy.data.synthetic import DEFAULT_CLASSES, DEFAULT_SAMPLES, DEFAULT_SIZE
+from sunet_deploy.options import add_option_flags, option
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 TASKS = ("segmentation", "classification")
@@ -42,11 +42,9 @@ def usable_cpus() -> int:
     return os.cpu_count() or 1
 
 
-def _opt(default, help: str, **kw):
-    meta = {"help": help, **kw}
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata={**meta, "shown": default})
-    return field(default=default, metadata=meta)
+RECIPE = "recipe default"
+"""The default --help shows for fields that the task's recipe fills (RECIPES)."""
+_opt = option
 
 
 @dataclass
@@ -54,7 +52,7 @@ class TrainConfig:
     # ---- what to train
     task: str = _opt("segmentation", "segmentation, or classification (ImageNet-style pre-training of the backbone)", choices=TASKS)
     arch: str = _opt("sunet64", "model architecture: sunet64, sunet128, sunet7_128, sunet_small, sunet_tiny")
-    model_overrides: dict = _opt(None, "JSON object of SUNetConfig fields to change, e.g. '{\"width\": 24}'")
+    model_overrides: dict = _opt(None, "JSON object of SUNetConfig fields to change, e.g. '{\"width\": 24}'", parse=json.loads)
     output_stride: int = _opt(16, "output stride of the dilated segmentation model (8, 16 or 32)")
     head: str = _opt("plain", "segmentation head: plain (1x1 conv) or degrid (paper section 5.3)")
     init_backbone: str = _opt(None, "checkpoint whose backbone initialises the model (e.g. best.safetensors of a classification run)")
@@ -70,26 +68,26 @@ class TrainConfig:
     val_synthetic_samples: int = _opt(DEFAULT_SAMPLES["val"], "synthetic dataset: number of validation images")
     synthetic_size: tuple = _opt(DEFAULT_SIZE, "synthetic dataset: image size HxW (in JSON: \"128x128\" or [128, 128])")
     # ---- augmentation
-    crop_size: int = _opt(None, "training crop size (segmentation 512, classification 224)")
-    scale_range: list = _opt([0.5, 2.0], "random scale range of the segmentation augmentation", nargs=2, type=float)
+    crop_size: int = _opt(None, "training crop size (segmentation 512, classification 224)", shown=RECIPE)
+    scale_range: list = _opt([0.5, 2.0], "random scale range of the segmentation augmentation", nargs=2, parse=float)
     rotate_degrees: float = _opt(10.0, "random rotation range in degrees (segmentation)")
     val_resize_short: int = _opt(None, "resize validation images so the short side has this size (default: keep)")
     # ---- optimisation
-    batch_size: int = _opt(None, "images per optimizer step and process, before accumulation (segmentation 22, classification 256)")
+    batch_size: int = _opt(None, "images per optimizer step and process, before accumulation (segmentation 22, classification 256)", shown=RECIPE)
     accumulate: int = _opt(1, "gradient accumulation: micro-batches per optimizer step (the batch is split into this many)")
-    iterations: int = _opt(None, "optimizer steps (segmentation default 30000); 0 = use --epochs")
-    epochs: int = _opt(None, "epochs, used when --iterations is 0 (classification default 100)")
-    lr: float = _opt(None, "base learning rate (segmentation 2e-4 for a pretrained backbone, classification 0.01)")
-    momentum: float = _opt(None, "SGD momentum (segmentation 0.95, classification 0.9)")
-    nesterov: bool = _opt(None, "Nesterov momentum (classification default)")
-    weight_decay: float = _opt(None, "weight decay (segmentation 1e-4, classification 5e-4)")
-    schedule: str = _opt(None, "cosine (per iteration, segmentation) or step (divide by --step-gamma every --step-epochs, classification)", choices=("cosine", "step"))
+    iterations: int = _opt(None, "optimizer steps (segmentation default 30000); 0 = use --epochs", shown=RECIPE)
+    epochs: int = _opt(None, "epochs, used when --iterations is 0 (classification default 100)", shown=RECIPE)
+    lr: float = _opt(None, "base learning rate (segmentation 2e-4 for a pretrained backbone, classification 0.01)", shown=RECIPE)
+    momentum: float = _opt(None, "SGD momentum (segmentation 0.95, classification 0.9)", shown=RECIPE)
+    nesterov: bool = _opt(None, "Nesterov momentum (classification default)", shown=RECIPE)
+    weight_decay: float = _opt(None, "weight decay (segmentation 1e-4, classification 5e-4)", shown=RECIPE)
+    schedule: str = _opt(None, "cosine (per iteration, segmentation) or step (divide by --step-gamma every --step-epochs, classification)", choices=("cosine", "step"), shown=RECIPE)
     step_epochs: int = _opt(30, "step schedule: epochs between LR drops")
     step_gamma: float = _opt(0.1, "step schedule: LR factor at each drop")
     warmup_iterations: int = _opt(0, "linear LR warm-up over this many steps")
     head_lr_mult: float = _opt(10.0, "LR multiplier of the segmentation head weights")
     head_bias_lr_mult: float = _opt(20.0, "LR multiplier of the segmentation head biases")
-    bn_momentum: float = _opt(None, "BatchNorm momentum, PyTorch convention (segmentation 0.01 for fine-tuning, classification 0.1)")
+    bn_momentum: float = _opt(None, "BatchNorm momentum, PyTorch convention (segmentation 0.01 for fine-tuning, classification 0.1)", shown=RECIPE)
     freeze_bn: bool = _opt(False, "keep backbone BatchNorm statistics and affine parameters fixed")
     sync_bn: bool = _opt(False, "SyncBatchNorm across processes (distributed GPU runs)")
     amp: bool = _opt(None, "mixed precision (default: on for CUDA, off on CPU)")
@@ -182,22 +180,6 @@ def load_config_file(name_or_path: str) -> dict:
     return data
 
 
-def _flag_type(f) -> dict:
-    kind = typing.get_type_hints(TrainConfig)[f.name]
-    meta = dict(f.metadata)
-    help_text = meta.pop("help")
-    default = meta.pop("shown", f.default)
-    default = "recipe default" if default is None else default
-    kw = dict(help=f"{help_text} [{default}]", default=argparse.SUPPRESS, **meta)
-    if kind is bool:
-        kw["action"] = argparse.BooleanOptionalAction
-    elif kind is dict:
-        kw["type"] = json.loads
-    elif kind is not list:
-        kw["type"] = kind
-    return kw
-
-
 def build_parser(prog: str = "python -m train") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
@@ -211,9 +193,7 @@ def build_parser(prog: str = "python -m train") -> argparse.ArgumentParser:
                       "--val-synthetic-samples); defaults: " + ", ".join(f"{name} {FIELDS[name].default}" for name in
                       ("dataset", "split", "synthetic_samples")) + ", synthetic size {}x{}".format(*DEFAULT_SIZE),
                       default=argparse.SUPPRESS, renamed=("--train-split",))  # fmt: skip
-    for f in fields(TrainConfig):
-        if f.name not in DATASET_FIELDS:
-            parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, **_flag_type(f))
+    add_option_flags(parser, [TrainConfig], seen=set(DATASET_FIELDS), negatable=True)
     return parser
 
 

@@ -24,8 +24,9 @@ from sunet_deploy.data import DatasetError
 from sunet_deploy.data.selection import DatasetChoice, add_dataset_flags, check_classes, evaluation_spec
 from sunet_deploy.fileio import atomic_write_bytes
 from sunet_deploy.metrics import ConfusionMatrix, format_table
+from sunet_deploy.flags import add_flag
 from sunet_deploy.pipeline.masks import class_indices
-from sunet_deploy.protocol import DEFAULT_BATCH, PAPER, Protocol
+from sunet_deploy.protocol import Protocol, add_protocol_flags, protocol_from_args
 from sunet_deploy.tiling import InferModel, segment
 
 from .data import EvalSet, make_loader
@@ -115,23 +116,16 @@ def _progress(iterable, enabled: bool, desc: str):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    paper = PAPER
     p = argparse.ArgumentParser(prog="python -m train.evaluate", description=__doc__.split("\n\n")[0],
-                                epilog=EXIT_STATUS_HELP, formatter_class=argparse.ArgumentDefaultsHelpFormatter)  # fmt: skip
+                                epilog=EXIT_STATUS_HELP)  # the flags' help says their defaults
     p.add_argument("checkpoint", help="a sunet-deploy checkpoint (e.g. runs/demo/best.safetensors)")
     add_dataset_flags(p, "the images scored: the validation set the checkpoint records, changed by these flags "
                       "(another --dataset: from the flags alone; voc_aug scores on VOC)")
-    p.add_argument("--resize-short", type=int, help="single-scale: resize the short side to this size first")
-    p.add_argument("--multi-scale", action="store_true", help="paper protocol: scales, flip, sliding window")
-    p.add_argument("--scales", type=float, nargs="+", default=list(paper.scales), help="multi-scale: scales of --base-size")
-    p.add_argument("--base-size", type=int, default=paper.base_size, help="multi-scale: short side at scale 1 (0: the image's own)")
-    p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=paper.flip, help="multi-scale: add left-right flips")
-    p.add_argument("--window", type=int, default=paper.window[0], help="multi-scale: sliding window size (0: whole image)")
-    p.add_argument("--stride", type=int, default=paper.stride[0], help="multi-scale: sliding window stride")
-    p.add_argument("--batch", type=int, default=DEFAULT_BATCH, help="multi-scale: windows per forward pass (the masks do not depend on it)")
-    p.add_argument("--output", help="JSON results file (default: <checkpoint stem>_eval_<split or kind>.json next to it)")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p.add_argument("--workers", type=int, default=2, help="data loader workers")
+    p.add_argument("--resize-short", type=int, help="single-scale: resize the short side to this size first (default: keep)")
+    add_protocol_flags(p)
+    add_flag(p, "--output", help="JSON results file (default: <checkpoint stem>_eval_<split or kind>.json next to it)")
+    add_flag(p, "--device", default="auto", help="auto (default), cpu or cuda")
+    add_flag(p, "--workers", default=2, help="data loader worker processes (default 2; 0: load in the main process)")
     return p
 
 
@@ -150,13 +144,6 @@ def main(argv: list[str] | None = None) -> int:
     return EXIT_OK
 
 
-def evaluation_protocol(args: argparse.Namespace) -> Protocol:
-    """The protocol the multi-scale flags describe (window 0: whole views)."""
-    window = (args.window, args.window) if args.window > 0 else None
-    return Protocol(tuple(args.scales), args.base_size, args.flip, window, (args.stride,) * 2 if window else None,
-                    batch=args.batch)  # fmt: skip
-
-
 def run(args: argparse.Namespace) -> tuple[dict, str]:
     model, ckpt = load_model(args.checkpoint)
     if ckpt.meta.model.get("task") == "classification":
@@ -167,7 +154,7 @@ def run(args: argparse.Namespace) -> tuple[dict, str]:
     dataset = spec.build()
     check_classes(list(dataset.classes), spec, ckpt.meta)
     device = pick_device(args.device)
-    protocol = evaluation_protocol(args) if args.multi_scale else None
+    protocol = protocol_from_args(args, crop_size=ckpt.meta.crop_size)
     loader = make_loader(EvalSet(dataset, resize_short=None if protocol else args.resize_short), 1, args.workers)
     start = time.perf_counter()
     cm = evaluate_segmentation(model.to(device), loader, ckpt.meta.num_classes, device, protocol, progress=True)

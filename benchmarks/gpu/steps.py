@@ -51,7 +51,7 @@ class Plan:
 
 GPU = Plan(
     title="GPU report: SUNet-64 OS16, 512x512", device="cuda", model="sunet64", size="512x512", batches=("1", "8"),
-    timing=("--warmup", "1", "--duration", "3", "--iterations", "30", "--rounds", "2"),
+    timing=("--warmup", "1", "--duration", "3", "--min-iterations", "30", "--rounds", "2"),
     train=("--arch", "sunet64", "--synthetic-samples", "2400", "--val-synthetic-samples", "200",
            "--synthetic-size", "256x256", "--crop-size", "256", "--batch-size", "16", "--iterations", "600",
            "--val-every", "200", "--warmup-iterations", "30", "--log-every", "20", "--workers", "8", "--amp"),
@@ -59,7 +59,7 @@ GPU = Plan(
 )  # fmt: skip
 REHEARSAL = Plan(
     title="GPU report rehearsal: SUNet-tiny OS16, 64x64", device="cuda", model="sunet_tiny", size="64x64",
-    batches=("1", "2"), timing=("--warmup", "0.05", "--duration", "0.2", "--iterations", "3", "--rounds", "1"),
+    batches=("1", "2"), timing=("--warmup", "0.05", "--duration", "0.2", "--min-iterations", "3", "--rounds", "1"),
     train=("--arch", "sunet_tiny", "--synthetic-samples", "24", "--val-synthetic-samples", "8",
            "--synthetic-size", "64x64", "--crop-size", "64", "--batch-size", "4", "--iterations", "4",
            "--val-every", "2", "--warmup-iterations", "2", "--log-every", "1", "--workers", "0"),
@@ -124,7 +124,7 @@ def rows_unavailable(ctx: Context, step: str) -> str | None:
 def latency_command(ctx: Context, step: str) -> list[str]:
     """benchmarks.latency on the step's rows; compile-heavy rows at the first batch size only (one compile each)."""
     batches = ctx.plan.batches if step == "latency" else ctx.plan.batches[:1]
-    return ["-m", "benchmarks.latency", "--model", ctx.plan.model, "--device", ctx.plan.device, "--variants",
+    return ["-m", "benchmarks.latency", "--arch", ctx.plan.model, "--device", ctx.plan.device, "--variants",
             ",".join(ctx.rows(step)), "--batch", *batches, "--size", ctx.plan.size, *ctx.plan.timing,
             "--workdir", str(ctx.work / "artifacts"), "--output", str(ctx.out / step), "--no-flops",
             *ctx.plan.threads]  # fmt: skip
@@ -140,7 +140,7 @@ def latency_result(ctx: Context, step: str) -> dict:
 
 
 def traffic_command(ctx: Context) -> list[str]:
-    return ["-m", "benchmarks.studies.traffic", "--model", ctx.plan.model, "--batch", *ctx.plan.batches, "--size",
+    return ["-m", "benchmarks.studies.traffic", "--arch", ctx.plan.model, "--batch", *ctx.plan.batches, "--size",
             ctx.plan.size, "--bandwidth-from", str(ctx.out / "latency" / "latency.json"), "--output",
             str(ctx.out / "bandwidth-floor.json")]  # fmt: skip
 

@@ -183,7 +183,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     run.add_argument("--url", default="127.0.0.1:8000", help="the server's HTTP address")
     run.add_argument("--rounds", type=int, default=5)
     run.add_argument("--requests", type=int, default=10, help="timed requests of our client per model and round")
-    run.add_argument("--window", type=float, default=10.0,
+    run.add_argument("--perf-analyzer-window", type=float, default=10.0,
                      help="each of perf_analyzer's 3 time windows (s), per model and round")
     run.add_argument("-o", "--output", type=Path, required=True, help="report path without suffix (.json, .md)")
     return parser.parse_args(argv)
@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.step == "prepare":
         print(f"wrote {prepare(args.workdir)}")
         return 0
-    result = measure(args.url, args.rounds, args.requests, args.window)
+    result = measure(args.url, args.rounds, args.requests, args.perf_analyzer_window)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     write_json(result, args.output.with_suffix(".json"))
     args.output.with_suffix(".md").write_text(markdown(result))

@@ -40,7 +40,8 @@ from runtimes import ArtifactError, RuntimeUnavailable, open_runtime  # noqa: E4
 from runtimes.options import TritonOptions  # noqa: E402
 from runtimes.stats import latency_summary  # noqa: E402
 from runtimes.triton import TritonImageClient, server_statistics  # noqa: E402
-from sunet_deploy.cli import EXIT_FAILED, EXIT_OK, EXIT_STATUS_HELP, EXIT_USAGE, parse_size  # noqa: E402
+from sunet_deploy.cli import EXIT_FAILED, EXIT_OK, EXIT_STATUS_HELP, EXIT_USAGE  # noqa: E402
+from sunet_deploy.flags import add_flag  # noqa: E402
 
 from . import perf_analyzer  # noqa: E402
 from .served import output_bytes, payload, served_model  # noqa: E402
@@ -229,14 +230,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("uri", help="triton://HOST:PORT/MODEL (HTTP) or triton+grpc://HOST:PORT/MODEL (gRPC); with "
                                     "--search the model's folder in a repository (REPOSITORY/MODEL)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 2, 4, 8], help="client counts to measure")
-    parser.add_argument("--size", type=parse_size, default=(512, 512), metavar="HxW",
-                        help="image size (default 512x512)")
-    parser.add_argument("--warmup", type=float, default=3.0, help="warm-up seconds per level")
-    parser.add_argument("--duration", type=float, default=20.0, help="timed seconds per level")
-    parser.add_argument("--output", type=Path, default=Path("runs/bench/serve"), help="report folder")
-    parser.add_argument("--shared-memory", choices=("none", "system"), default="none",
-                        help="tensor models: pass tensors through Triton's system shared memory "
-                             "(a server on this host)")
+    add_flag(parser, "--size", default=(512, 512), help="image size (default 512x512)")
+    add_flag(parser, "--warmup", default=3.0, help="warm-up seconds per level")
+    add_flag(parser, "--duration", default=20.0, help="timed seconds per level")
+    add_flag(parser, "--output", default=Path("runs/bench/serve"), help="report folder")
+    add_flag(parser, "--shared-memory", choices=("none", "system"), default="none",
+             help="tensor models: pass tensors through Triton's system shared memory (a server on this host)")
     parser.add_argument("--no-perf-analyzer", dest="perf_analyzer", action="store_false",
                         help="measure with our client only")
     search = parser.add_argument_group("configuration search (--search; perf_analyzer only)")

@@ -25,7 +25,8 @@ from runtimes import ArtifactError, RuntimeUnavailable, open_runtime
 from runtimes.options import TritonOptions
 from runtimes.stats import latency_summary
 from runtimes.triton import ServedModel, server_statistics
-from sunet_deploy.cli import EXIT_OK, EXIT_STATUS_HELP, EXIT_USAGE, parse_size
+from sunet_deploy.cli import EXIT_OK, EXIT_STATUS_HELP, EXIT_USAGE
+from sunet_deploy.flags import add_flag
 
 from . import perf_analyzer
 from ..harness.env import environment, format_environment
@@ -115,11 +116,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.serving.serve_transports", description=__doc__,
                                      epilog=EXIT_STATUS_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("uri", help="triton://HOST:PORT/MODEL of a tensor model (HTTP)")
-    parser.add_argument("--grpc-port", type=int, default=8001, help="the server's gRPC port (default 8001)")
-    parser.add_argument("--size", type=parse_size, default=(512, 512), metavar="HxW", help="default 512x512")
-    parser.add_argument("--rounds", type=int, default=5)
+    add_flag(parser, "--grpc-port", default=8001, help="the server's gRPC port (default 8001)")
+    add_flag(parser, "--size", default=(512, 512), help="input size (default 512x512)")
+    add_flag(parser, "--rounds", default=5)
     parser.add_argument("--requests", type=int, default=8, help="requests per transport and round")
-    parser.add_argument("--output", type=Path, default=Path("runs/bench/serve-transports"), help="report folder")
+    add_flag(parser, "--output", default=Path("runs/bench/serve-transports"), help="report folder")
     args = parser.parse_args(argv)
     if not args.uri.startswith("triton://") or min(args.rounds, args.requests) < 1:
         parser.error("expected a triton:// (HTTP) URI and positive --rounds and --requests")

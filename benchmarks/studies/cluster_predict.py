@@ -23,6 +23,7 @@ from pathlib import Path
 import cv2
 
 from sunet_deploy.data.synthetic import SyntheticSegmentation
+from sunet_deploy.flags import add_flag
 from sunet_deploy.lifetime import die_with_parent
 
 from ..harness.report import write_json
@@ -68,34 +69,34 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.studies.cluster_predict", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("model")
-    parser.add_argument("--out", type=Path, default=Path("docs/bench/cluster"))
+    add_flag(parser, "--output", default=Path("docs/bench/cluster"), help="report folder")
     parser.add_argument("--work", type=Path, default=Path("runs/cluster_predict"))
-    parser.add_argument("--count", type=int, default=500)
-    parser.add_argument("--size", type=int, default=128)
+    add_flag(parser, "--synthetic-samples", default=500, help="how many synthetic images to segment")
+    add_flag(parser, "--synthetic-size", default=(128, 128), help="their height x width")
     args = parser.parse_args(argv)
     folder = args.work / "images"
     if not folder.exists():
         folder.mkdir(parents=True)
-        data = SyntheticSegmentation(args.count, (args.size, args.size), split="test")
-        for k in range(args.count):
+        data = SyntheticSegmentation(args.synthetic_samples, args.synthetic_size, split="test")
+        for k in range(args.synthetic_samples):
             cv2.imwrite(str(folder / f"{data.name(k)}.png"), cv2.cvtColor(data[k][0], cv2.COLOR_RGB2BGR))
-    result = {"model": args.model, "images": args.count, "size": args.size, "cpus": os.cpu_count(),
+    result = {"model": args.model, "images": args.synthetic_samples, "size": list(args.synthetic_size), "cpus": os.cpu_count(),
               "load_at_start": round(os.getloadavg()[0], 1)}  # fmt: skip
     result["single"] = run(args.model, folder, args.work / "single", [])
     result["cluster"] = run(args.model, folder, args.work / "cluster", ["--cluster", "local"])
-    result["cluster_killed"] = run(args.model, folder, args.work / "killed", ["--cluster", "local"], args.count // 10)
+    result["cluster_killed"] = run(args.model, folder, args.work / "killed", ["--cluster", "local"], args.synthetic_samples // 10)
     reference = {p.name: p.read_bytes() for p in (args.work / "single").glob("*_mask.png")}
     for key in ("cluster", "cluster_killed"):
         masks = {p.name: p.read_bytes() for p in (args.work / ("cluster" if key == "cluster" else "killed")).glob("*_mask.png")}
-        result[key]["masks_identical_to_single"] = masks == reference and len(masks) == args.count
-    mpx = args.count * args.size * args.size / 1e6
+        result[key]["masks_identical_to_single"] = masks == reference and len(masks) == args.synthetic_samples
+    mpx = args.synthetic_samples * args.synthetic_size[0] * args.synthetic_size[1] / 1e6
     for key in ("single", "cluster", "cluster_killed"):
-        result[key]["images_per_s"] = round(args.count / result[key]["seconds"], 2)
+        result[key]["images_per_s"] = round(args.synthetic_samples / result[key]["seconds"], 2)
         result[key]["mpx_per_s"] = round(mpx / result[key]["seconds"], 3)
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_json(result, args.out / "report.json")
+    args.output.mkdir(parents=True, exist_ok=True)
+    write_json(result, args.output / "report.json")
     lines = ["# predict --cluster local (Ray, 2 workers) against one process", "",
-             f"{args.count} images of {args.size}x{args.size}, model `{args.model}`, {result['cpus']} CPUs shared "
+             f"{args.synthetic_samples} images of {args.synthetic_size[0]}x{args.synthetic_size[1]}, model `{args.model}`, {result['cpus']} CPUs shared "
              f"(load average {result['load_at_start']} at start). Wall time includes Ray's start and stop.", "",
              "| run | exit | seconds | images/s | Mpx/s | written/inputs | masks = single | left after 1 s | worker Mpx/s |",
              "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
@@ -105,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"| {key}{' (worker ' + str(r['killed_worker']) + ' killed)' if r['killed_worker'] else ''} | "
                      f"{r['rc']} | {r['seconds']} | {r['images_per_s']} | {r['mpx_per_s']} | {r['written']}/{r['inputs']} | "
                      f"{r.get('masks_identical_to_single', '-')} | {len(r['left_after_1s'])} | {per} |")  # fmt: skip
-    (args.out / "report.md").write_text("\n".join(lines) + "\n")
+    (args.output / "report.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 

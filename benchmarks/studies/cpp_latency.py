@@ -31,6 +31,7 @@ import onnxruntime
 
 from runtimes import open_runtime
 from runtimes.predict import Predictor
+from sunet_deploy.flags import add_flag
 from sunet_deploy.pipeline.images import read_image
 
 CPP_MEDIAN = re.compile(r"more runs: median ([0-9.]+) ms")
@@ -92,9 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("sunet_predict", type=Path, help="sunet_predict built with the ONNX Runtime backend")
     parser.add_argument("model", type=Path, help="ONNX model from python -m export.onnx")
     parser.add_argument("image", type=Path, help="PNG image")
-    parser.add_argument("--threads", type=int, nargs="+", default=[1], help="intra-op thread counts (default 1)")
+    add_flag(parser, "--threads", nargs="+", default=[1], help="intra-op thread counts (default 1)")
     parser.add_argument("--repeat", type=int, default=20, help="timed runs per round and side (default 20)")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (default 3)")
+    add_flag(parser, "--rounds", default=3, help="alternating rounds (default 3)")
     args = parser.parse_args(argv)
 
     height, width = read_image(args.image).shape[:2]

@@ -32,6 +32,7 @@ import numpy as np
 
 from sunet_deploy.bigimage import open_lazy, read_mask
 from sunet_deploy.data.mosaic import SyntheticMosaic
+from sunet_deploy.flags import add_flag
 from sunet_deploy.lifetime import die_with_parent
 from sunet_deploy.metrics import ConfusionMatrix
 from sunet_deploy.pipeline.palettes import read_label_png
@@ -235,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.studies.large_images", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("model", help="a model predict opens (an .onnx file)")
-    parser.add_argument("--out", type=Path, default=Path("docs/bench/large"))
+    add_flag(parser, "--output", default=Path("docs/bench/large"), help="report folder")
     parser.add_argument("--work", type=Path, default=Path("runs/large_images"), help="scenes and masks (GBs)")
     parser.add_argument("--sides", type=int, nargs=3, default=[5000, 10000, 20000])
     parser.add_argument("--scene", type=int, nargs=2, default=[4000, 6000], metavar=("H", "W"))
@@ -258,9 +259,9 @@ def main(argv: list[str] | None = None) -> int:
     result["sizes"] = sizes_run(args.model, args.work, args.sides, flags, args.limit_mib * 2**20, args.crops)
     middle = result["sizes"][1]
     result["resume"] = resume_run(args.model, args.work, middle["side"], flags, middle["seconds"])
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_json(result, args.out / "report.json")
-    (args.out / "report.md").write_text(markdown(result))
+    args.output.mkdir(parents=True, exist_ok=True)
+    write_json(result, args.output / "report.json")
+    (args.output / "report.md").write_text(markdown(result))
     print(markdown(result))
     return 0
 

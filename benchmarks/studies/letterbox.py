@@ -26,7 +26,8 @@ from export.onnx import export_onnx
 from runtimes import open_runtime
 from runtimes.predict import Predictor
 from sunet_deploy.artifact import read_checkpoint_info
-from sunet_deploy.cli import EXIT_OK, EXIT_STATUS_HELP, parse_size
+from sunet_deploy.cli import EXIT_OK, EXIT_STATUS_HELP
+from sunet_deploy.flags import add_flag
 from sunet_deploy.data import validation_spec
 from sunet_deploy.formats import OnnxRecipe
 from sunet_deploy.metrics import ConfusionMatrix
@@ -88,10 +89,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.studies.letterbox", description=__doc__, epilog=EXIT_STATUS_HELP,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", type=Path, help="a trained checkpoint that records its validation set")
-    parser.add_argument("--size", type=parse_size, nargs="+", required=True, metavar="HxW", help="fixed sizes to try")
-    parser.add_argument("--limit", type=int, default=0, help="the first N validation images (0: all)")
-    parser.add_argument("--workdir", type=Path, default=Path("runs/bench/letterbox"), help="where exports go")
-    parser.add_argument("--output", type=Path, default=Path("runs/bench/letterbox"), help="report folder")
+    add_flag(parser, "--size", nargs="+", required=True, help="fixed sizes to try")
+    add_flag(parser, "--limit", default=0, help="the first N validation images (0: all)")
+    add_flag(parser, "--workdir", default=Path("runs/bench/letterbox"), help="where exports go")
+    add_flag(parser, "--output", default=Path("runs/bench/letterbox"), help="report folder")
     args = parser.parse_args(argv)
     result = run(args)
     save_report(result, markdown(result), args.output, "letterbox")

@@ -1,7 +1,7 @@
 """`python -m benchmarks.studies.traffic`: the least bytes one inference moves, and the memory-bandwidth floor.
 
-    python -m benchmarks.studies.traffic --model sunet64 --batch 1 8 --size 512x512
-    python -m benchmarks.studies.traffic --model sunet64 --batch 1 8 --bandwidth-from docs/bench/gpu/latency/latency.json
+    python -m benchmarks.studies.traffic --arch sunet64 --batch 1 8 --size 512x512
+    python -m benchmarks.studies.traffic --arch sunet64 --batch 1 8 --bandwidth-from docs/bench/gpu/latency/latency.json
 
 A lower bound on the bytes: every weight read once and every convolution's input and output
 activations read or written once (every other layer fused perfectly), at 2 bytes a value (FP16).
@@ -23,7 +23,8 @@ from pathlib import Path
 
 import torch
 
-from sunet_deploy.cli import EXIT_OK, EXIT_STATUS_HELP, parse_size
+from sunet_deploy.cli import EXIT_OK, EXIT_STATUS_HELP
+from sunet_deploy.flags import add_flag, add_renamed
 from sunet_deploy.models import ModelSpec, build_model
 
 
@@ -71,17 +72,18 @@ def describe(result: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.studies.traffic", description=__doc__, epilog=EXIT_STATUS_HELP,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    parser.add_argument("--model", default="sunet64", help="architecture (default sunet64)")
-    parser.add_argument("--output-stride", type=int, default=16)
-    parser.add_argument("--num-classes", type=int, default=21)
-    parser.add_argument("--batch", type=int, nargs="+", default=[1])
-    parser.add_argument("--size", type=parse_size, default=(512, 512), metavar="HxW")
+    add_flag(parser, "--arch", dest="model", default="sunet64", help="architecture (default sunet64)")
+    add_flag(parser, "--output-stride")
+    add_flag(parser, "--num-classes", default=21)
+    add_flag(parser, "--batch", nargs="+", default=[1], help="batch sizes (default 1)")
+    add_flag(parser, "--size", default=(512, 512))
     parser.add_argument("--bytes-per-value", type=int, default=2, help="2 for FP16 (default), 4 for FP32")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--bandwidth", type=float, metavar="GBS", help="memory bandwidth in GB/s")
     source.add_argument("--bandwidth-from", type=Path, metavar="LATENCY_JSON",
                         help="the latency.json of a CUDA benchmarks.latency run (its measured copy bandwidth)")
-    parser.add_argument("--output", type=Path, help="also write the result as JSON here")
+    add_flag(parser, "--output", help="also write the result as JSON here")
+    add_renamed(parser, "--model")
     args = parser.parse_args(argv)
     try:
         result = floors(args)

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import cv2
 
-from ..cli import EXIT_STATUS_HELP, parse_size
+from ..cli import EXIT_STATUS_HELP
+from ..flags import add_flag, add_renamed
 from ..pipeline.palettes import save_palette_png
 from ..progress import progress
 from .synthetic import DEFAULT_CLASSES, DEFAULT_SEED, DEFAULT_SIZE, SyntheticSegmentation
@@ -37,12 +38,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sunet_deploy.data", description=__doc__, epilog=EXIT_STATUS_HELP,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("output", type=Path, help="folder to write images/ and masks/ into")
-    parser.add_argument("--count", type=int, default=16, help="number of samples (default 16)")
-    parser.add_argument("--split", default="val", choices=("train", "val", "test"), help="synthetic split (default val)")
-    parser.add_argument("--size", type=parse_size, default=DEFAULT_SIZE, help="image HxW (default {}x{})".format(*DEFAULT_SIZE))
-    parser.add_argument("--classes", type=int, default=DEFAULT_CLASSES,
-                        help=f"number of classes incl. background (default {DEFAULT_CLASSES})")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"dataset seed (default {DEFAULT_SEED})")
+    add_flag(parser, "--synthetic-samples", dest="count", default=16, help="number of samples (default 16)")
+    add_flag(parser, "--split", default="val", choices=("train", "val", "test"), help="synthetic split (default val)")
+    add_flag(parser, "--synthetic-size", dest="size", default=DEFAULT_SIZE,
+             help="image HxW (default {}x{})".format(*DEFAULT_SIZE))
+    add_flag(parser, "--num-classes", dest="classes", default=DEFAULT_CLASSES,
+             help=f"number of classes incl. background (default {DEFAULT_CLASSES})")
+    add_flag(parser, "--seed", default=DEFAULT_SEED, help=f"dataset seed (default {DEFAULT_SEED})")
+    add_renamed(parser, "--count", "--classes", here={"--size": "--synthetic-size"})
     args = parser.parse_args(argv)
     try:
         dataset = SyntheticSegmentation(num_samples=args.count, size=args.size, num_classes=args.classes,

@@ -21,15 +21,13 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass, fields, replace
 
-from ..cli import parse_size
+from ..flags import RENAMED, add_flag, add_renamed  # noqa: F401  (RENAMED: the old spellings, read here by tests)
 from ..metadata import ModelMetadata
 from .folder import placeholder_classes, read_class_names
 from .spec import KINDS, DatasetSpec, recorded_spec, synthetic_spec
 from .synthetic import DEFAULT_CLASSES
 
 DATASET_FLAGS = ("--dataset", "--data-root", "--split", "--num-classes", "--synthetic-samples", "--synthetic-size")
-RENAMED = {"--root": "--data-root", "--data-split": "--split", "--data-size": "--synthetic-size", "--train-split": "--split"}
-"""Dataset flags some command used to spell otherwise: refused, naming the new spelling."""
 # DatasetChoice field: (command-line option, DatasetSpec field)
 _SET_NAMES = {"val": "validation", "train": "training"}
 SYNTHETIC_FLAGS = {"synthetic_samples": ("--synthetic-samples", "num_samples"), "synthetic_size": ("--synthetic-size", "size")}
@@ -54,40 +52,20 @@ class DatasetChoice:
 
 def add_dataset_flags(parser: argparse.ArgumentParser, description: str, default: object = None,
                       renamed: tuple[str, ...] = ()) -> argparse._ArgumentGroup:  # fmt: skip
-    """DATASET_FLAGS in a group of `parser`; `description` says what the images are for and what
-    the command takes when a flag is left out. `renamed`: old spellings (RENAMED) this command
-    refuses with the new name."""
+    """DATASET_FLAGS (as sunet_deploy.flags defines them) in a group of `parser`; `description` says
+    what the images are for and what the command takes when a flag is left out. `renamed`: old
+    spellings (RENAMED) this command refuses with the new name."""
     group = parser.add_argument_group("dataset", description)
-    group.add_argument("--dataset", choices=KINDS, default=default, metavar="KIND",
-                       help=f"dataset kind: {', '.join(KINDS)} (KINDS in sunet_deploy/data/spec.py)")
-    group.add_argument("--data-root", default=default, metavar="DIR",
-                       help="dataset root (VOC root, Cityscapes root, a folder of images/ + masks/); not for synthetic")
-    group.add_argument("--split", default=default, help="split of the dataset: train, val, ... (a folder has none)")
-    group.add_argument("--num-classes", type=int, default=default, metavar="N",
-                       help=f"classes of a synthetic dataset (2-{DEFAULT_CLASSES}) or of a folder without classes.txt")
-    group.add_argument("--synthetic-samples", type=_positive, default=default, metavar="N", help="synthetic: number of images")
-    group.add_argument("--synthetic-size", type=parse_size, default=default, metavar="HxW", help="synthetic: image size")
-    for old in renamed:
-        group.add_argument(old, action=_Renamed, new=RENAMED[old])
+    add_flag(group, "--dataset", choices=KINDS, default=default,
+             help=f"dataset kind: {', '.join(KINDS)} (KINDS in sunet_deploy/data/spec.py)")
+    add_flag(group, "--data-root", default=default)
+    add_flag(group, "--split", default=default)
+    add_flag(group, "--num-classes", default=default,
+             help=f"classes of a synthetic dataset (2-{DEFAULT_CLASSES}) or of a folder without classes.txt")
+    add_flag(group, "--synthetic-samples", default=default)
+    add_flag(group, "--synthetic-size", default=default)
+    add_renamed(group, *renamed)
     return group
-
-
-class _Renamed(argparse.Action):
-    """An option that was renamed: refused in one line that names the new one."""
-
-    def __init__(self, option_strings: list[str], dest: str, new: str, **kw) -> None:
-        super().__init__(option_strings, argparse.SUPPRESS, nargs="?", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-        self.new = new
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        parser.error(f"{option_string} is now {self.new}")
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
-    return value
 
 
 def chosen_spec(choice: DatasetChoice, meta: ModelMetadata, use: str = "val",

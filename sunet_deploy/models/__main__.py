@@ -7,20 +7,22 @@ import time
 
 import torch
 
-from ..cli import EXIT_STATUS_HELP, parse_size
+from ..cli import EXIT_STATUS_HELP
+from ..flags import add_flag, add_renamed
 from . import MODEL_REGISTRY, ModelSpec, build_model, count_parameters
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m sunet_deploy.models", description=__doc__, epilog=EXIT_STATUS_HELP)
-    parser.add_argument("--arch", default="sunet64", choices=sorted(MODEL_REGISTRY), help="architecture")
-    parser.add_argument("--classes", type=int, default=21, help="number of classes")
-    parser.add_argument("--output-stride", type=int, default=16, choices=(8, 16, 32))
-    parser.add_argument("--head", default="plain", choices=("plain", "degrid"))
-    parser.add_argument("--size", type=parse_size, default=(512, 512), help="input HxW for the timing run")
+    add_flag(parser, "--arch", default="sunet64", choices=sorted(MODEL_REGISTRY))
+    add_flag(parser, "--num-classes", default=21)
+    add_flag(parser, "--output-stride")
+    add_flag(parser, "--head")
+    add_flag(parser, "--size", default=(512, 512), help="input HxW for the timing run")
+    add_renamed(parser, "--classes")
     args = parser.parse_args(argv)
 
-    spec = ModelSpec(args.arch, num_classes=args.classes, output_stride=args.output_stride, head=args.head)
+    spec = ModelSpec(args.arch, num_classes=args.num_classes, output_stride=args.output_stride, head=args.head)
     model = build_model(spec).eval()
     x = torch.randn(1, 3, *args.size)
     with torch.inference_mode():
