@@ -108,6 +108,8 @@ _TABLE = (
     Flag("--duration", "timed seconds of each measurement, at least", float),
     Flag("--min-iterations", "timed iterations of each measurement, at least", int, extra={"metavar": "N"}),
     Flag("--rounds", "repeat the measurements in this many interleaved rounds", int),
+    Flag("--requests", "timed requests of one client, per measurement", int, extra={"metavar": "N"}),
+    Flag("--scene", "size of a large synthetic scene made from the dataset's samples", parse_size, extra={"metavar": "HxW"}),
     Flag("--engine", "TensorRT engine for the tensorrt row (default: built by export.tensorrt)", Path),
 )
 FLAGS: dict[str, Flag] = {flag.name: flag for flag in _TABLE}

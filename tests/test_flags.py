@@ -84,6 +84,16 @@ def value_kind(action: argparse.Action) -> tuple:
     return ("value", getattr(action.type, "__name__", action.type))
 
 
+def all_actions(parser: argparse.ArgumentParser) -> list[argparse.Action]:
+    """The parser's actions and those of its subcommands (`python -m X prepare ...`)."""
+    actions = list(parser._actions)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                actions += all_actions(sub)
+    return actions
+
+
 @pytest.fixture(scope="module")
 def table(request) -> dict[str, dict[str, argparse.Action]]:
     """{command: {flag: action}} for every command, old spellings that only refuse themselves left out."""
@@ -92,7 +102,7 @@ def table(request) -> dict[str, dict[str, argparse.Action]]:
         result = {}
         for command in commands():
             parser = parser_of(command, monkeypatch)
-            result[command] = {long_name(action): action for action in parser._actions
+            result[command] = {long_name(action): action for action in all_actions(parser)
                                if action.option_strings and action.dest != "help" and not is_renamed(action)}
         return result
     finally:

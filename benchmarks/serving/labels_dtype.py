@@ -27,6 +27,7 @@ from unittest import mock
 import numpy as np
 
 from runtimes import open_runtime
+from sunet_deploy.flags import add_flag
 
 from . import perf_analyzer
 from ..harness.env import environment, format_environment
@@ -182,7 +183,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     run = sub.add_parser("measure", help="measure both served models, interleaved")
     run.add_argument("--url", default="127.0.0.1:8000", help="the server's HTTP address")
     run.add_argument("--rounds", type=int, default=5)
-    run.add_argument("--requests", type=int, default=10, help="timed requests of our client per model and round")
+    add_flag(run, "--requests", default=10, help="timed requests of our client per model and round")
     run.add_argument("--perf-analyzer-window", type=float, default=10.0,
                      help="each of perf_analyzer's 3 time windows (s), per model and round")
     run.add_argument("-o", "--output", type=Path, required=True, help="report path without suffix (.json, .md)")

@@ -119,7 +119,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add_flag(parser, "--grpc-port", default=8001, help="the server's gRPC port (default 8001)")
     add_flag(parser, "--size", default=(512, 512), help="input size (default 512x512)")
     add_flag(parser, "--rounds", default=5)
-    parser.add_argument("--requests", type=int, default=8, help="requests per transport and round")
+    add_flag(parser, "--requests", default=8, help="requests per transport and round")
     add_flag(parser, "--output", default=Path("runs/bench/serve-transports"), help="report folder")
     args = parser.parse_args(argv)
     if not args.uri.startswith("triton://") or min(args.rounds, args.requests) < 1:

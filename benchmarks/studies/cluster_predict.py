@@ -70,11 +70,11 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("model")
     add_flag(parser, "--output", default=Path("docs/bench/cluster"), help="report folder")
-    parser.add_argument("--work", type=Path, default=Path("runs/cluster_predict"))
+    add_flag(parser, "--workdir", default=Path("runs/cluster_predict"), help="scenes, images and masks (GBs for the large sizes)")
     add_flag(parser, "--synthetic-samples", default=500, help="how many synthetic images to segment")
     add_flag(parser, "--synthetic-size", default=(128, 128), help="their height x width")
     args = parser.parse_args(argv)
-    folder = args.work / "images"
+    folder = args.workdir / "images"
     if not folder.exists():
         folder.mkdir(parents=True)
         data = SyntheticSegmentation(args.synthetic_samples, args.synthetic_size, split="test")
@@ -82,12 +82,12 @@ def main(argv: list[str] | None = None) -> int:
             cv2.imwrite(str(folder / f"{data.name(k)}.png"), cv2.cvtColor(data[k][0], cv2.COLOR_RGB2BGR))
     result = {"model": args.model, "images": args.synthetic_samples, "size": list(args.synthetic_size), "cpus": os.cpu_count(),
               "load_at_start": round(os.getloadavg()[0], 1)}  # fmt: skip
-    result["single"] = run(args.model, folder, args.work / "single", [])
-    result["cluster"] = run(args.model, folder, args.work / "cluster", ["--cluster", "local"])
-    result["cluster_killed"] = run(args.model, folder, args.work / "killed", ["--cluster", "local"], args.synthetic_samples // 10)
-    reference = {p.name: p.read_bytes() for p in (args.work / "single").glob("*_mask.png")}
+    result["single"] = run(args.model, folder, args.workdir / "single", [])
+    result["cluster"] = run(args.model, folder, args.workdir / "cluster", ["--cluster", "local"])
+    result["cluster_killed"] = run(args.model, folder, args.workdir / "killed", ["--cluster", "local"], args.synthetic_samples // 10)
+    reference = {p.name: p.read_bytes() for p in (args.workdir / "single").glob("*_mask.png")}
     for key in ("cluster", "cluster_killed"):
-        masks = {p.name: p.read_bytes() for p in (args.work / ("cluster" if key == "cluster" else "killed")).glob("*_mask.png")}
+        masks = {p.name: p.read_bytes() for p in (args.workdir / ("cluster" if key == "cluster" else "killed")).glob("*_mask.png")}
         result[key]["masks_identical_to_single"] = masks == reference and len(masks) == args.synthetic_samples
     mpx = args.synthetic_samples * args.synthetic_size[0] * args.synthetic_size[1] / 1e6
     for key in ("single", "cluster", "cluster_killed"):

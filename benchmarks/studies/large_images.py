@@ -237,28 +237,28 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("model", help="a model predict opens (an .onnx file)")
     add_flag(parser, "--output", default=Path("docs/bench/large"), help="report folder")
-    parser.add_argument("--work", type=Path, default=Path("runs/large_images"), help="scenes and masks (GBs)")
+    add_flag(parser, "--workdir", default=Path("runs/large_images"), help="scenes, images and masks (GBs for the large sizes)")
     parser.add_argument("--sides", type=int, nargs=3, default=[5000, 10000, 20000])
-    parser.add_argument("--scene", type=int, nargs=2, default=[4000, 6000], metavar=("H", "W"))
-    parser.add_argument("--tile", default="256", help="predict's --tile (default 256)")
+    add_flag(parser, "--scene", default=(4000, 6000))
+    parser.add_argument("--predict-tile", default="256", metavar="SIZE|HxW", help="predict's --tile (default 256)")
     parser.add_argument("--limit-mib", type=int, default=1024, help="RLIMIT_AS of each sized run (default 1024)")
     parser.add_argument("--crops", type=int, default=2)
     parser.add_argument("--scene-model", help="the model of step 1 (default: MODEL)")
     parser.add_argument("--pixel", action="store_true", help="steps 2-3 on a 1x1 convolution with MODEL's metadata "
                         "(step 1 on MODEL)")
     args = parser.parse_args(argv)
-    args.work.mkdir(parents=True, exist_ok=True)
+    args.workdir.mkdir(parents=True, exist_ok=True)
     if args.pixel:
         args.scene_model = args.scene_model or args.model
-        args.model = pixel_model(args.model, args.work / "pixel.onnx")
-    flags = ["--tile", args.tile]
+        args.model = pixel_model(args.model, args.workdir / "pixel.onnx")
+    flags = ["--tile", args.predict_tile]
     result = {"model": args.model, "flags": flags, "cpus": os.cpu_count(), "load": round(os.getloadavg()[0], 1)}
     result["scene_model"] = args.scene_model or args.model
-    result["scene"] = scene_pair(result["scene_model"], args.work, tuple(args.scene), flags)
+    result["scene"] = scene_pair(result["scene_model"], args.workdir, tuple(args.scene), flags)
     print(result["scene"], flush=True)
-    result["sizes"] = sizes_run(args.model, args.work, args.sides, flags, args.limit_mib * 2**20, args.crops)
+    result["sizes"] = sizes_run(args.model, args.workdir, args.sides, flags, args.limit_mib * 2**20, args.crops)
     middle = result["sizes"][1]
-    result["resume"] = resume_run(args.model, args.work, middle["side"], flags, middle["seconds"])
+    result["resume"] = resume_run(args.model, args.workdir, middle["side"], flags, middle["seconds"])
     args.output.mkdir(parents=True, exist_ok=True)
     write_json(result, args.output / "report.json")
     (args.output / "report.md").write_text(markdown(result))

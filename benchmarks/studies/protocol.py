@@ -37,8 +37,9 @@ from runtimes import open_runtime
 from runtimes.predict import Predictor
 from runtimes.predict import main as predict_main
 from sunet_deploy.artifact import read_checkpoint_info
-from sunet_deploy.cli import EXIT_OK, EXIT_STATUS_HELP, EXIT_USAGE, parse_size
+from sunet_deploy.cli import EXIT_OK, EXIT_STATUS_HELP, EXIT_USAGE
 from sunet_deploy.data import SyntheticSegmentation, validation_spec
+from sunet_deploy.flags import add_flag
 from sunet_deploy.formats import AotiRecipe, OnnxRecipe
 from sunet_deploy.metrics import ConfusionMatrix
 from sunet_deploy.pipeline.palettes import read_label_png, save_palette_png
@@ -251,7 +252,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", type=Path, help="a trained checkpoint that records a synthetic validation set")
     parser.add_argument("--parts", nargs="+", choices=("scene", "rss", "speed"), default=["scene", "rss", "speed"])
-    parser.add_argument("--scene", type=parse_size, default=(4000, 6000), metavar="HxW", help="scene size (default 4000x6000)")
+    add_flag(parser, "--scene", default=(4000, 6000))
     parser.add_argument("--skip-aoti", action="store_true", help="scene: no AOTInductor package (compiling takes minutes)")
     parser.add_argument("--whole-sizes", type=int, nargs="*", default=[2000, 4000], help="rss: sides run whole")
     parser.add_argument("--tiled-sizes", type=int, nargs="*", default=[2000, 8000, 16000], help="rss: sides run tiled")

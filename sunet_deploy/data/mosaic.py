@@ -85,12 +85,12 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("output", type=Path, help="the scene's tiled BigTIFF (.tif)")
     parser.add_argument("--size", type=parse_size, required=True, help="HxW pixels")
-    parser.add_argument("--tile", type=int, default=512, help="tile (and synthetic sample) size (default 512)")
+    parser.add_argument("--tiff-tile", type=int, default=512, help="the TIFF's tile (and synthetic sample) size (default 512)")
     parser.add_argument("--labels", type=Path, help="also write the labels as a tiled BigTIFF here")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument("--distinct", type=int, help="this many distinct samples, repeated (fast for huge scenes)")
     args = parser.parse_args(argv)
-    mosaic = SyntheticMosaic(args.size, args.tile, seed=args.seed, distinct=args.distinct)
+    mosaic = SyntheticMosaic(args.size, args.tiff_tile, seed=args.seed, distinct=args.distinct)
     mosaic.write_tiff(args.output)
     if args.labels:
         mosaic.write_tiff(args.labels, labels=True)
