@@ -14,7 +14,7 @@ import torch
 
 from sunet_deploy.artifact import ArtifactError, info_from_strings
 
-from .base import Runtime, TensorInfo, Timing, output_info, torch_device_availability
+from .base import Runtime, TensorInfo, Timing, output_info, torch_device_availability, torch_threads
 from .options import AOTInductorOptions
 
 
@@ -66,6 +66,6 @@ class AOTInductorRuntime(Runtime):
         if not self.info.accepts(batch.shape):
             raise ValueError(f"this AOTInductor package was compiled for input {self.info.input_shape}, "
                              f"got {batch.shape}; re-export with python -m export.aoti --size")
-        with torch.inference_mode():
+        with torch_threads(self.options.threads), torch.inference_mode():
             out = self.package(torch.from_numpy(batch).to(torch.device(self.options.device)))
         return out.cpu().numpy(), Timing(0.0)
