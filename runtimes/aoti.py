@@ -6,6 +6,7 @@ The same package runs in C++ applications through runtimes/cpp.
 from __future__ import annotations
 
 import json
+import logging
 import zipfile
 from pathlib import Path
 
@@ -54,10 +55,17 @@ class AOTInductorRuntime(Runtime):
         return [output_info(self.output_kind, self.metadata.num_classes)]
 
     def _activate(self) -> None:
+        # torch's loader logs "Loading outdated pt2 file" for any package its first loader refuses, then
+        # tries an older loader; the error below says what failed, in one line
+        loader_log = logging.getLogger("torch._inductor.package.package")
+        level = loader_log.level
+        loader_log.setLevel(logging.ERROR)
         try:
             self.package = torch._inductor.aoti_load_package(str(self.path))
         except Exception as exc:  # the loader raises RuntimeError or zipfile errors for foreign files
             raise ArtifactError(self.path, f"not an AOTInductor package ({str(exc).splitlines()[0]})") from exc
+        finally:
+            loader_log.setLevel(level)
 
     def _deactivate(self) -> None:
         self.package = None

@@ -212,8 +212,10 @@ def open_active(model: str, fmt: Format, options: RuntimeOptions) -> Runtime:
         runtime = open_runtime(model, options, fmt=fmt)
         runtime.activate()
         return runtime
-    except (ArtifactError, RuntimeUnavailable):
+    except ArtifactError:
         raise
+    except RuntimeUnavailable as exc:  # what to install, said of this model
+        raise RuntimeUnavailable(f"{model}: {exc}") from exc
     except Exception as exc:  # an engine's own error types (ORT, torch, TensorRT, tritonclient)
         what = f"cannot be {'loaded' if runtime else 'opened'} by the {fmt.runtime} runtime"
         reason = _first_line(exc).removeprefix(f"{model}: ")
