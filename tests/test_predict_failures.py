@@ -328,3 +328,37 @@ def test_the_regression_through_a_fresh_python_m(tmp_path, photo, sources):
     assert result.stderr.splitlines() == [f"error: {model}: weights are for another architecture: 2 wrong shape "
                                           "(e.g. head.0.bias)"]
     assert not out.exists()
+
+
+# ---------------------------------------------------------------- the summary says what happened
+
+
+def test_the_summary_counts_what_was_written_and_what_stopped_the_run(tmp_path, sources, photo, monkeypatch):
+    from runtimes import predict
+
+    model = tmp_path / "model.safetensors"
+    model.write_bytes(sources["checkpoint"])
+    for name in ("a", "b", "c"):
+        (tmp_path / "in").mkdir(exist_ok=True)
+        (tmp_path / "in" / f"{name}.png").write_bytes(photo.read_bytes())
+    (tmp_path / "in" / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n not an image")
+    assert predict.main([str(model), str(tmp_path / "in"), "-o", str(tmp_path / "out")]) == 1
+    summary = json.loads((tmp_path / "out" / predict.SUMMARY).read_text())
+    assert (summary["inputs"], summary["written"], len(summary["skipped"]), summary["stopped"]) == (3, 2, 1, None)
+    assert sorted(p.name for p in (tmp_path / "out").glob("*_mask.png")) == ["a_mask.png", "c_mask.png"]
+
+    calls = []
+    run = predict.Predictor.run
+
+    def interrupted(self, job):  # the second image: the user presses Ctrl-C
+        calls.append(job)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        run(self, job)
+
+    monkeypatch.setattr(predict.Predictor, "run", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        predict.main([str(model), str(photo), str(tmp_path / "in" / "c.png"), "-o", str(tmp_path / "stopped")])
+    summary = json.loads((tmp_path / "stopped" / predict.SUMMARY).read_text())
+    assert (summary["inputs"], summary["written"], summary["skipped"], summary["stopped"]) == (2, 1, [],
+                                                                                               "KeyboardInterrupt")
