@@ -85,7 +85,7 @@ def file_cases() -> list[Case]:
         Case("onnx", "checkpoint-inside", ".onnx", ArtifactError, "open", "not a loadable ONNX model"),
         Case("onnx", "no-metadata", ".onnx", ArtifactError, "open", "has no sunet-deploy metadata"),
         Case("tensorrt", "onnx-inside", ".engine", EngineEnvironmentError, "open", "no build environment file"),
-        Case("tensorrt", "bad-sidecar", ".engine", EngineEnvironmentError, "open", "unreadable engine build environment"),
+        Case("tensorrt", "bad-sidecar", ".engine", EngineEnvironmentError, "open", "unreadable engine build"),
         Case("tensorrt", "stale-sidecar", ".plan", RuntimeUnavailable, "load", INSTALL_TRT),
         Case("tensorrt", "no-tensorrt", ".engine", RuntimeUnavailable, "load", INSTALL_TRT),
         Case("aoti", "truncated", ".pt2", ArtifactError, "open", "not an AOTInductor package"),
@@ -196,7 +196,8 @@ def make_target(case: Case, folder: Path, sources: dict[str, bytes], fake_port: 
     if case.format == "triton":
         port = {"no-server": closed_port(), "no-server-grpc": closed_port()}.get(case.kind, fake_port)
         model = {"foreign-model": "plain", "not-ready": "notready"}.get(case.kind, "sunet")
-        return f"{case.suffix}://127.0.0.1/sunet" if case.kind == "no-port" else f"{case.suffix}://127.0.0.1:{port}/{model}"
+        address = "127.0.0.1" if case.kind == "no-port" else f"127.0.0.1:{port}"
+        return f"{case.suffix}://{address}/{model}"
     path = folder / f"model{case.suffix}"
     kind = case.kind
     if kind == "missing":
