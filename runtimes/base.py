@@ -83,7 +83,7 @@ class Runtime(abc.ABC):
         if not self.active:
             reason = self.availability(self.options)
             if reason:
-                raise RuntimeUnavailable(reason)
+                raise RuntimeUnavailable(f"the {self.name} runtime cannot run here: {reason}")
             self._activate()
             self.active = True
 

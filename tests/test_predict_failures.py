@@ -28,13 +28,12 @@ import numpy as np
 import pytest
 import torch
 
-from factory import make_meta, relu_model
+from factory import engine_with_sidecar, make_meta, relu_model
 from runtimes import ArtifactError, RuntimeUnavailable, open_runtime
 from sunet_deploy import formats
 from sunet_deploy.artifact import ARTIFACT_KEY, ArtifactInfo, set_onnx_info
 from sunet_deploy.checkpoint import CheckpointError, save_checkpoint
-from sunet_deploy.engine_env import EngineEnvironmentError, EngineSidecar, GpuInfo, write_engine_sidecar
-from sunet_deploy.fileio import file_sha256
+from sunet_deploy.engine_env import EngineEnvironmentError
 from sunet_deploy.models import ModelSpec, build_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -181,16 +180,6 @@ def sources(tmp_path_factory) -> dict[str, bytes]:
     }
 
 
-def write_engine(path: Path, data: bytes, stale: bool = False) -> None:
-    """An engine file with its build-environment sidecar (`stale`: recorded for other bytes)."""
-    path.write_bytes(data)
-    meta = make_meta(ModelSpec("sunet_tiny", num_classes=5))
-    tensor = {"name": "input", "shape": ["batch", 3, "height", "width"], "dtype": "float32"}
-    sidecar = EngineSidecar(ArtifactInfo(meta, "tensorrt", "fp16"), "10.9.0", GpuInfo("NVIDIA H100", "9.0"), "0" * 64,
-                            "f" * 64 if stale else file_sha256(path), [tensor], [{**tensor, "name": "logits"}])
-    write_engine_sidecar(path, sidecar)
-
-
 def make_target(case: Case, folder: Path, sources: dict[str, bytes], fake_port: int) -> str:
     """The model argument of `case`: a file made in `folder`, or a served model's URI."""
     if case.format == "triton":
@@ -213,7 +202,7 @@ def make_target(case: Case, folder: Path, sources: dict[str, bytes], fake_port: 
             metadata = {ARTIFACT_KEY: sources["info"].decode()}
             archive.writestr("model/data/aotinductor/model/model_metadata.json", json.dumps(metadata))
     elif kind in ("stale-sidecar", "no-tensorrt"):
-        write_engine(path, sources["random"], stale=kind == "stale-sidecar")
+        engine_with_sidecar(path, sources["random"], stale=kind == "stale-sidecar")
     elif kind == "bad-sidecar":
         path.write_bytes(sources["random"])
         path.with_name(path.name + ".json").write_text("{not json")
