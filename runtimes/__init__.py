@@ -2,9 +2,11 @@
 
 `open_runtime(path)` picks the adapter from the format table (sunet_deploy.formats): by the
 artifact's suffix, or by the scheme of a served model's URI (`triton://HOST:PORT/MODEL` over HTTP,
-`triton+grpc://HOST:PORT/MODEL` over gRPC); its options are that adapter's dataclass in
-`runtimes.options` (or the same fields as keyword arguments). Adapters are imported when used, so
-serving an ONNX model or an engine never imports PyTorch.
+`triton+grpc://HOST:PORT/MODEL` over gRPC), resolved once (`format_for`) into the row whose
+adapter and options classes open it; its options are that adapter's dataclass in `runtimes.options`
+(or the same fields as keyword arguments, plus the common `threads` and `device` every runtime takes
+or refuses in one line). Adapters are imported when used, so serving an ONNX model or an engine
+never imports PyTorch.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from sunet_deploy import formats
 from sunet_deploy.artifact import ArtifactError, ArtifactInfo
 
 from .base import Runtime, RuntimeUnavailable, TensorInfo, Timing
-from .options import RuntimeOptions, options_class
+from .options import RuntimeOptions
 
 
 def uri_scheme(path: str | Path) -> str | None:
