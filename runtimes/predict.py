@@ -201,7 +201,10 @@ def runtime_options(args: argparse.Namespace, fmt: Format) -> RuntimeOptions:
         flags = ", ".join(f"--{name.replace('_', '-')}" for name in sorted(foreign))
         raise ValueError(f"{flags} do(es) not apply to the {cls.runtime} runtime that opens {args.model}")
     common = {name: getattr(args, name) for name in COMMON if hasattr(args, name) and name not in fields}
-    return cls.create(**values_from_args(cls, args), **common)
+    try:
+        return cls.create(**values_from_args(cls, args), **common)
+    except ValueError as exc:
+        raise ValueError(f"{args.model}: {exc}") from exc
 
 
 def open_active(model: str, fmt: Format, options: RuntimeOptions) -> Runtime:

@@ -352,3 +352,20 @@ def test_the_summary_counts_what_was_written_and_what_stopped_the_run(tmp_path, 
     summary = json.loads((tmp_path / "stopped" / predict.SUMMARY).read_text())
     assert (summary["inputs"], summary["written"], summary["skipped"], summary["stopped"]) == (2, 1, [],
                                                                                                "KeyboardInterrupt")
+
+
+@pytest.mark.parametrize("model, flags, message", [
+    ("triton://127.0.0.1:1/sunet", ["--threads", "2"], "the triton runtime cannot take threads=2: a served model"),
+    ("triton+grpc://127.0.0.1:1/sunet", ["--device", "cuda"], "the triton runtime cannot take device='cuda'"),
+    ("model.engine", ["--threads", "2"], "the tensorrt runtime cannot take threads=2: it computes on the GPU"),
+    ("model.engine", ["--device", "cpu"], "the tensorrt runtime cannot take device='cpu': it runs on a CUDA device"),
+    ("model.onnx", ["--device", "cpu", "--provider", "cuda"], "the onnxruntime runtime cannot take device='cpu' with"),
+    ("model.onnx", ["--device", "gpu"], "device must be cpu, cuda or cuda:N, got 'gpu'"),
+])
+def test_a_common_option_a_runtime_cannot_take_is_one_line(model, flags, message, tmp_path, photo, predict_cli):
+    """--threads and --device apply to every runtime that can honour them; the others refuse in one line,
+    before anything is opened or written."""
+    status, stdout, stderr = predict_cli([model, str(photo), "-o", str(tmp_path / "out"), *flags], tmp_path)
+    assert (status, stderr.count("\n"), stdout) == (2, 1, ""), stderr
+    assert stderr.startswith(f"error: {model}: {message}"), stderr
+    assert not (tmp_path / "out").exists()
