@@ -26,6 +26,7 @@ run if something did. Earlier outputs are never replaced without --overwrite.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import sys
@@ -207,22 +208,19 @@ def runtime_options(args: argparse.Namespace, fmt: Format) -> RuntimeOptions:
         raise ValueError(f"{args.model}: {exc}") from exc
 
 
-def open_active(model: str, fmt: Format, options: RuntimeOptions) -> Runtime:
-    """The runtime, opened and loaded (activated); whatever stops that is one ArtifactError line naming the
-    model (or RuntimeUnavailable, saying what to install)."""
-    runtime = None
+@contextlib.contextmanager
+def opening(model: str, runtime: str, step: str) -> Iterator[None]:
+    """Whatever stops `step` ("opened", "loaded") of the model is one ArtifactError line naming it (or
+    RuntimeUnavailable, saying of this model what to install)."""
     try:
-        runtime = open_runtime(model, options, fmt=fmt)
-        runtime.activate()
-        return runtime
+        yield
     except ArtifactError:
         raise
-    except RuntimeUnavailable as exc:  # what to install, said of this model
+    except RuntimeUnavailable as exc:
         raise RuntimeUnavailable(f"{model}: {exc}") from exc
     except Exception as exc:  # an engine's own error types (ORT, torch, TensorRT, tritonclient)
-        what = f"cannot be {'loaded' if runtime else 'opened'} by the {fmt.runtime} runtime"
         reason = _first_line(exc).removeprefix(f"{model}: ")
-        raise ArtifactError(model, f"{what} ({reason})") from exc
+        raise ArtifactError(model, f"cannot be {step} by the {runtime} runtime ({reason})") from exc
 
 
 def _first_line(exc: BaseException) -> str:
@@ -231,31 +229,36 @@ def _first_line(exc: BaseException) -> str:
 
 
 def prepare(args: argparse.Namespace) -> tuple[list[Job], Runtime, Protocol | None]:
-    """Plan every output, open and load the runtime and choose the protocol; raises before anything is
-    written (the runtime is active when this returns)."""
+    """Plan every output, open the runtime and choose the protocol; raises before anything is written
+    (`load` then loads the model, still before anything is written)."""
     jobs = plan_jobs(args.inputs, args.output)
     earlier = existing_outputs(jobs) + ([args.output / SUMMARY] if (args.output / SUMMARY).exists() else [])
     if earlier and not args.overwrite:
         raise InputError(f"{earlier[0]} exists ({len(earlier)} output(s) of an earlier run in {args.output}); "
                          "choose another -o folder, or pass --overwrite to replace them")
     fmt = format_for(args.model)  # the one lookup of the model's format
-    runtime = open_active(args.model, fmt, runtime_options(args, fmt))
-    try:
-        if runtime.takes_images:  # the server decodes and runs each image whole
-            if args.tile is not None or args.scales or args.flip or args.tile_overlap is not None:
-                raise ProtocolError(f"{args.model} takes encoded images (--io image); --tile, --tile-overlap, "
-                                    "--scales and --flip need a model served with --io tensor")  # fmt: skip
-            return jobs, runtime, None
-        return jobs, runtime, protocol_from_args(args, runtime.info)
-    except BaseException:
-        runtime.deactivate()
-        raise
+    options = runtime_options(args, fmt)
+    with opening(args.model, fmt.runtime, "opened"):
+        runtime = open_runtime(args.model, options, fmt=fmt)
+    if runtime.takes_images:  # the server decodes and runs each image whole
+        if args.tile is not None or args.scales or args.flip or args.tile_overlap is not None:
+            raise ProtocolError(f"{args.model} takes encoded images (--io image); --tile, --tile-overlap, --scales "
+                                "and --flip need a model served with --io tensor")  # fmt: skip
+        return jobs, runtime, None
+    return jobs, runtime, protocol_from_args(args, runtime.info)
+
+
+def load(runtime: Runtime) -> None:
+    """Load the model (activate the runtime) before anything is written: a model that opens but cannot
+    load (weights, a package's compiled code, an engine, a server) is one line too."""
+    with opening(str(runtime.path), runtime.name, "loaded"):
+        runtime.activate()
 
 
 def run_jobs(jobs: list[Job], runtime: Runtime, out_dir: Path, protocol: Protocol | None = None) -> dict:
     """Every job, each failure one 'skipped' line; returns the summary. The runtime is activated first if it
-    is not yet (prepare activates it), so the output folder and the summary exist only once the run has
-    started; the summary counts what was written and says what stopped the run if something did."""
+    is not yet (main loads it), so the output folder and the summary exist only once the run has started;
+    the summary counts what was written and says what stopped the run if something did."""
     runtime.activate()
     out_dir.mkdir(parents=True, exist_ok=True)
     failures: list[str] = []
@@ -299,6 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         jobs, runtime, protocol = prepare(args)
+        load(runtime)
     except (InputError, ArtifactError, RuntimeUnavailable, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
