@@ -41,11 +41,11 @@ DEVICE_HELP = ("cpu, cuda or cuda:N; pytorch, aoti: where the model runs; onnxru
                "(cuda) and its device; tensorrt: which GPU")
 
 
-def parse_device(device: str) -> tuple[str, int]:
-    """("cpu", 0) or ("cuda", N) from "cpu", "cuda" or "cuda:N"."""
+def parse_device(device: str, runtime: str) -> tuple[str, int]:
+    """("cpu", 0) or ("cuda", N) from "cpu", "cuda" or "cuda:N"; ValueError naming `runtime` otherwise."""
     kind, _, index = str(device).partition(":")
     if kind not in ("cpu", "cuda") or (index and not index.isdigit()) or (kind == "cpu" and index):
-        raise ValueError(f"device must be cpu, cuda or cuda:N, got {device!r}")
+        raise ValueError(f"the {runtime} runtime: device must be cpu, cuda or cuda:N, got {device!r}")
     return kind, int(index or 0)
 
 
@@ -60,7 +60,9 @@ class RuntimeOptions:
     def __post_init__(self) -> None:
         threads = getattr(self, "threads", None)
         if threads is not None and (not isinstance(threads, int) or threads < 1):
-            raise ValueError(f"{self.runtime} runtime: threads must be a positive integer, got {threads!r}")
+            raise ValueError(f"the {self.runtime} runtime: threads must be a positive integer, got {threads!r}")
+        if "device" in {f.name for f in dataclasses.fields(self)}:
+            parse_device(self.device, self.runtime)
 
     @classmethod
     def create(cls, **values) -> "RuntimeOptions":
@@ -69,8 +71,8 @@ class RuntimeOptions:
         fields = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - fields - set(COMMON))
         if unknown:
-            raise ValueError(f"the {cls.runtime} runtime has no option {unknown[0]!r} (its options: "
-                             f"{', '.join(sorted(fields | set(COMMON))) or 'none'})")
+            raise ValueError(f"the {cls.runtime} runtime has no option {unknown[0]!r} (its own: "
+                             f"{', '.join(sorted(fields)) or 'none'}; every runtime's: {', '.join(COMMON)})")
         common = {name: values.pop(name) for name in COMMON if name in values and name not in fields}
         for name, value in common.items():
             if value is not None:
@@ -130,7 +132,7 @@ class OnnxRuntimeOptions(RuntimeOptions):
     def _common(cls, name: str, value, values: dict) -> dict:
         if name != "device":
             return super()._common(name, value, values)
-        kind, index = parse_device(value)
+        kind, index = parse_device(value, cls.runtime)
         provider = values.get("provider", "cpu" if kind == "cpu" else "cuda")
         if (provider == "cpu") != (kind == "cpu"):
             raise ValueError(f"the onnxruntime runtime cannot take device={value!r} with provider={provider!r}")
@@ -162,7 +164,7 @@ class TensorRTOptions(RuntimeOptions):
     def _common(cls, name: str, value, values: dict) -> dict:
         if name != "device":
             return super()._common(name, value, values)
-        kind, index = parse_device(value)
+        kind, index = parse_device(value, cls.runtime)
         if kind != "cuda":
             raise ValueError(f"the tensorrt runtime cannot take device={value!r}: it runs on a CUDA device only")
         if values.get("device_id", index) != index:

@@ -360,7 +360,9 @@ def test_the_summary_counts_what_was_written_and_what_stopped_the_run(tmp_path, 
     ("model.engine", ["--threads", "2"], "the tensorrt runtime cannot take threads=2: it computes on the GPU"),
     ("model.engine", ["--device", "cpu"], "the tensorrt runtime cannot take device='cpu': it runs on a CUDA device"),
     ("model.onnx", ["--device", "cpu", "--provider", "cuda"], "the onnxruntime runtime cannot take device='cpu' with"),
-    ("model.onnx", ["--device", "gpu"], "device must be cpu, cuda or cuda:N, got 'gpu'"),
+    ("model.onnx", ["--device", "gpu"], "the onnxruntime runtime: device must be cpu, cuda or cuda:N, got 'gpu'"),
+    ("model.pt2", ["--device", "tpu"], "the aoti runtime: device must be cpu, cuda or cuda:N, got 'tpu'"),
+    ("model.safetensors", ["--threads", "0"], "the pytorch runtime: threads must be a positive integer, got 0"),
 ])
 def test_a_common_option_a_runtime_cannot_take_is_one_line(model, flags, message, tmp_path, photo, predict_cli):
     """--threads and --device apply to every runtime that can honour them; the others refuse in one line,
