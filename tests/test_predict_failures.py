@@ -29,7 +29,8 @@ import pytest
 import torch
 
 from factory import engine_with_sidecar, make_meta, relu_model
-from runtimes import ArtifactError, RuntimeUnavailable, open_runtime
+from runtimes import ArtifactError, RuntimeUnavailable, availability, open_runtime
+from runtimes.options import TensorRTOptions
 from sunet_deploy import formats
 from sunet_deploy.artifact import ARTIFACT_KEY, ArtifactInfo, set_onnx_info
 from sunet_deploy.checkpoint import CheckpointError, save_checkpoint
@@ -37,7 +38,9 @@ from sunet_deploy.engine_env import EngineEnvironmentError
 from sunet_deploy.models import ModelSpec, build_model
 
 ROOT = Path(__file__).resolve().parents[1]
-INSTALL_TRT = r"TensorRT is not installed: pip install 'sunet-deploy\[gpu\]'"
+TRT_REASON = availability(TensorRTOptions())
+TRT_MISSING = (RuntimeUnavailable, "load", re.escape(TRT_REASON)) if TRT_REASON else None
+"""Here (no TensorRT, or no GPU): the reason, with what to install."""
 
 
 @dataclass(frozen=True)
@@ -85,8 +88,11 @@ def file_cases() -> list[Case]:
         Case("onnx", "no-metadata", ".onnx", ArtifactError, "open", "has no sunet-deploy metadata"),
         Case("tensorrt", "onnx-inside", ".engine", EngineEnvironmentError, "open", "no build environment file"),
         Case("tensorrt", "bad-sidecar", ".engine", EngineEnvironmentError, "open", "unreadable engine build"),
-        Case("tensorrt", "stale-sidecar", ".plan", RuntimeUnavailable, "load", INSTALL_TRT),
-        Case("tensorrt", "no-tensorrt", ".engine", RuntimeUnavailable, "load", INSTALL_TRT),
+        # an engine whose sidecar opens: loading it needs TensorRT and a GPU (where they are, TensorRT judges it)
+        Case("tensorrt", "stale-sidecar", ".plan", *(TRT_MISSING or (EngineEnvironmentError, "load",
+                                                                     "does not match its model.plan.json"))),
+        Case("tensorrt", "undeserializable", ".engine", *(TRT_MISSING or (RuntimeError, "load",
+                                                                          "could not deserialize the engine"))),
         Case("aoti", "truncated", ".pt2", ArtifactError, "open", "not an AOTInductor package"),
         Case("aoti", "exported-program", ".pt2", ArtifactError, "open", "has no sunet-deploy metadata"),
         Case("aoti", "no-compiled-model", ".pt2", ArtifactError, "load", "not an AOTInductor package"),
@@ -201,7 +207,7 @@ def make_target(case: Case, folder: Path, sources: dict[str, bytes], fake_port: 
             archive.writestr("model/archive_format", "pt2")
             metadata = {ARTIFACT_KEY: sources["info"].decode()}
             archive.writestr("model/data/aotinductor/model/model_metadata.json", json.dumps(metadata))
-    elif kind in ("stale-sidecar", "no-tensorrt"):
+    elif kind in ("stale-sidecar", "undeserializable"):
         engine_with_sidecar(path, sources["random"], stale=kind == "stale-sidecar")
     elif kind == "bad-sidecar":
         path.write_bytes(sources["random"])
