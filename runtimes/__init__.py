@@ -2,9 +2,11 @@
 
 `open_runtime(path)` picks the adapter from the format table (sunet_deploy.formats): by the
 artifact's suffix, or by the scheme of a served model's URI (`triton://HOST:PORT/MODEL` over HTTP,
-`triton+grpc://HOST:PORT/MODEL` over gRPC); its options are that adapter's dataclass in
-`runtimes.options` (or the same fields as keyword arguments). Adapters are imported when used, so
-serving an ONNX model or an engine never imports PyTorch.
+`triton+grpc://HOST:PORT/MODEL` over gRPC), resolved once (`format_for`) into the row whose
+adapter and options classes open it; its options are that adapter's dataclass in `runtimes.options`
+(or the same fields as keyword arguments, plus the common `threads` and `device` every runtime takes
+or refuses in one line). Adapters are imported when used, so serving an ONNX model or an engine
+never imports PyTorch.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from sunet_deploy import formats
 from sunet_deploy.artifact import ArtifactError, ArtifactInfo
 
 from .base import Runtime, RuntimeUnavailable, TensorInfo, Timing
-from .options import RuntimeOptions, options_class
+from .options import RuntimeOptions
 
 
 def uri_scheme(path: str | Path) -> str | None:
@@ -42,19 +44,19 @@ def format_for(path: str | Path) -> formats.Format:
 
 
 def runtime_for(path: str | Path) -> str:
-    """The adapter that opens `path`, by its file type or its URI scheme."""
+    """The name of the adapter that opens `path`, by its file type or its URI scheme."""
     return format_for(path).runtime
 
 
 def adapter_class(runtime: str) -> type[Runtime]:
     """The adapter named `runtime`, imported now (ImportError when its library is missing)."""
-    return formats.load(formats.by_runtime(runtime).adapter)
+    return formats.by_runtime(runtime).adapter_class()
 
 
 def _adapter(fmt: formats.Format) -> type[Runtime]:
     """The row's adapter; RuntimeUnavailable (saying what to install) when its library is missing."""
     try:
-        return formats.load(fmt.adapter)
+        return fmt.adapter_class()
     except ImportError as exc:
         raise RuntimeUnavailable(f"the {fmt.runtime} runtime needs {exc.name or 'a missing module'}: "
                                  f"{fmt.install}") from exc
@@ -68,23 +70,28 @@ def availability(options: RuntimeOptions) -> str | None:
         return str(exc)
 
 
-def options_for(path: str | Path, **options) -> RuntimeOptions:
-    """The options of the adapter that opens `path`, from keyword arguments (unknown ones are an error)."""
-    cls = options_class(runtime_for(path))
-    try:
-        return cls(**options)
-    except TypeError as exc:
-        raise ValueError(f"{cls.runtime} runtime options: {exc}") from exc
+def options_for(path: str | Path | formats.Format, **options) -> RuntimeOptions:
+    """The options of the adapter that opens `path` (or of the Format given), from keyword arguments: its
+    own, and the common ones every runtime is asked in the same words (threads, device), refused in one
+    line naming the runtime where it cannot honour them (runtimes.options.RuntimeOptions.create)."""
+    fmt = path if isinstance(path, formats.Format) else format_for(path)
+    return fmt.options_class().create(**options)
 
 
-def open_runtime(path: str | Path, options: RuntimeOptions | None = None, **kwargs) -> Runtime:
-    """Open a model artifact with the adapter for its type, configured by `options` or keyword options."""
-    fmt = format_for(path)
-    options = options if options is not None else options_for(path, **kwargs)
-    if options.runtime != fmt.runtime:
+def open_runtime(path: str | Path, options: RuntimeOptions | None = None, *, fmt: formats.Format | None = None,
+                 **kwargs) -> Runtime:
+    """Open a model artifact with the adapter for its type, configured by `options` or keyword options.
+
+    `fmt` is the row of the format table `path` was already resolved to (`format_for`), so that a caller
+    resolves a path once. The adapter reads and checks the artifact now (ArtifactError, one line naming
+    the file: missing, foreign, truncated, of another architecture); `activate()` (or `with`) loads it.
+    """
+    fmt = fmt or format_for(path)
+    if options is not None and kwargs:
+        raise TypeError("pass runtime options as an options object or as keyword arguments, not both")
+    options = options if options is not None else options_for(fmt, **kwargs)
+    if not isinstance(options, fmt.options_class()):
         raise ArtifactError(path, f"is a {fmt.runtime} artifact, not one the {options.runtime} runtime opens")
-    if uri_scheme(path) is None and not Path(path).is_file():
-        raise ArtifactError(path, "no such file")
     return _adapter(fmt)(path, options)
 
 

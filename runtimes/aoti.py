@@ -6,6 +6,7 @@ The same package runs in C++ applications through runtimes/cpp.
 from __future__ import annotations
 
 import json
+import logging
 import zipfile
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import torch
 
 from sunet_deploy.artifact import ArtifactError, info_from_strings
 
-from .base import Runtime, TensorInfo, Timing, output_info, torch_device_availability
+from .base import Runtime, TensorInfo, Timing, output_info, torch_device_availability, torch_threads
 from .options import AOTInductorOptions
 
 
@@ -54,10 +55,17 @@ class AOTInductorRuntime(Runtime):
         return [output_info(self.output_kind, self.metadata.num_classes)]
 
     def _activate(self) -> None:
+        # torch's loader logs "Loading outdated pt2 file" for any package its first loader refuses, then
+        # tries an older loader; the error below says what failed, in one line
+        loader_log = logging.getLogger("torch._inductor.package.package")
+        level = loader_log.level
+        loader_log.setLevel(logging.ERROR)
         try:
             self.package = torch._inductor.aoti_load_package(str(self.path))
         except Exception as exc:  # the loader raises RuntimeError or zipfile errors for foreign files
             raise ArtifactError(self.path, f"not an AOTInductor package ({str(exc).splitlines()[0]})") from exc
+        finally:
+            loader_log.setLevel(level)
 
     def _deactivate(self) -> None:
         self.package = None
@@ -66,6 +74,6 @@ class AOTInductorRuntime(Runtime):
         if not self.info.accepts(batch.shape):
             raise ValueError(f"this AOTInductor package was compiled for input {self.info.input_shape}, "
                              f"got {batch.shape}; re-export with python -m export.aoti --size")
-        with torch.inference_mode():
+        with torch_threads(self.options.threads), torch.inference_mode():
             out = self.package(torch.from_numpy(batch).to(torch.device(self.options.device)))
         return out.cpu().numpy(), Timing(0.0)

@@ -12,7 +12,9 @@ Torch-free.
 from __future__ import annotations
 
 import abc
+import contextlib
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -59,8 +61,8 @@ class Runtime(abc.ABC):
 
     def __init__(self, path: str | Path, options: RuntimeOptions) -> None:
         self.path = str(path) if self.served else Path(path)
-        if not self.served and not self.path.is_file():
-            raise ArtifactError(self.path, "no such file")
+        if not self.served and not self.path.is_file():  # the one "no such file" check of every adapter
+            raise ArtifactError(self.path, "is a folder, not a model file" if self.path.is_dir() else "no such file")
         self.options = options
         self.last_timing: Timing | None = None
         self.active = False
@@ -81,7 +83,7 @@ class Runtime(abc.ABC):
         if not self.active:
             reason = self.availability(self.options)
             if reason:
-                raise RuntimeUnavailable(reason)
+                raise RuntimeUnavailable(f"the {self.name} runtime cannot run here: {reason}")
             self._activate()
             self.active = True
 
@@ -157,3 +159,19 @@ def torch_device_availability(device: str) -> str | None:
     if device.startswith("cuda") and not torch.cuda.is_available():
         return "no CUDA device visible to PyTorch (or a CPU-only build of torch)"
     return None
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """torch's intra-op threads set to `threads` inside the block and restored after (torch's setting is
+    process-wide; the pytorch and aoti runtimes' `threads` is theirs only while they compute)."""
+    import torch
+
+    before = torch.get_num_threads()
+    if threads and threads != before:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        if threads and threads != before:
+            torch.set_num_threads(before)

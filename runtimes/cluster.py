@@ -193,7 +193,7 @@ def run_cluster(address: str, jobs: list[Job], runtime: Any, protocol: Any, resu
             ray.shutdown()
     for line in failures:
         tqdm.write(f"skipped: {line}", file=sys.stderr)
-    summary = summarize(jobs, runtime, predictor, failures)
+    summary = summarize(jobs, runtime, predictor, len(jobs) - len(failures), failures, None)
     summary["cluster"] = {"address": address, "workers": [
         {"worker": name, "units": int(n), "mpx": round(px / 1e6, 3), "busy_s": round(s, 2),
          "mpx_per_s": round(px / 1e6 / s, 3) if s else None} for name, (px, s, n) in sorted(workers.items())]}  # fmt: skip

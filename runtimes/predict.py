@@ -16,13 +16,17 @@ crops should be run with --tile on images much larger than its crop (a warning s
 artifact built for one input size (an AOTInductor package, a `--static` ONNX model, an engine
 profile) gets windows of its size by default, measured better than letterboxing (scaling the image
 to fit, padded with the mean colour), which --letterbox still does. An image that fails is one
-"skipped" line; the run goes on and predict_summary.json is always written. Earlier outputs are
-never replaced without --overwrite.
+"skipped" line and the run goes on. The model is opened and loaded before anything is written: a
+model that cannot be (missing, foreign, truncated, of another architecture, a served model that is
+not there) is one "error:" line, exit 2, and no output folder. predict_summary.json is written once
+the run has started: it counts what was written, lists what was skipped, and says what stopped the
+run if something did. Earlier outputs are never replaced without --overwrite.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import sys
@@ -52,11 +56,13 @@ from sunet_deploy.pipeline.normalize import Normalization
 from sunet_deploy.pipeline.palettes import overlay, save_palette_png
 from sunet_deploy.tiling import InferModel, segment
 
-from . import ArtifactError, Runtime, RuntimeUnavailable, open_runtime, runtime_for
+from sunet_deploy.formats import Format
+
+from . import ArtifactError, Runtime, RuntimeUnavailable, format_for, open_runtime
 from .inputs import InputError, Job, existing_outputs, plan_jobs
 from .cluster import require_ray, run_cluster
 from .large import HUGE_FLAG, allow_huge_images, finished, read_whole, run_large
-from .options import RuntimeOptions, add_flags, from_args, given_flags, options_class
+from .options import COMMON, RuntimeOptions, add_flags, given_flags, values_from_args
 from .stats import latency_summary
 
 SUMMARY = "predict_summary.json"
@@ -202,24 +208,54 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def runtime_options(args: argparse.Namespace) -> RuntimeOptions:
-    """The options of the runtime that opens args.model; a flag of another runtime is an error."""
-    cls = options_class(runtime_for(args.model))
-    foreign = given_flags(args) - {f.name for f in dataclasses.fields(cls)}
+def runtime_options(args: argparse.Namespace, fmt: Format) -> RuntimeOptions:
+    """The options of the runtime that opens args.model (its format `fmt`); a flag of another runtime is an
+    error, and a common one (--threads, --device) is taken as that runtime honours it."""
+    cls = fmt.options_class()
+    fields = {f.name for f in dataclasses.fields(cls)}
+    foreign = given_flags(args) - fields - set(COMMON)
     if foreign:
         flags = ", ".join(f"--{name.replace('_', '-')}" for name in sorted(foreign))
         raise ValueError(f"{flags} do(es) not apply to the {cls.runtime} runtime that opens {args.model}")
-    return from_args(cls, args)
+    common = {name: getattr(args, name) for name in COMMON if hasattr(args, name) and name not in fields}
+    try:
+        return cls.create(**values_from_args(cls, args), **common)
+    except ValueError as exc:
+        raise ValueError(f"{args.model}: {exc}") from exc
+
+
+@contextlib.contextmanager
+def opening(model: str, runtime: str, step: str) -> Iterator[None]:
+    """Whatever stops `step` ("opened", "loaded") of the model is one ArtifactError line naming it (or
+    RuntimeUnavailable, saying of this model what to install)."""
+    try:
+        yield
+    except ArtifactError:
+        raise
+    except RuntimeUnavailable as exc:
+        raise RuntimeUnavailable(f"{model}: {exc}") from exc
+    except Exception as exc:  # an engine's own error types (ORT, torch, TensorRT, tritonclient)
+        reason = _first_line(exc).removeprefix(f"{model}: ")
+        raise ArtifactError(model, f"cannot be {step} by the {runtime} runtime ({reason})") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def prepare(args: argparse.Namespace) -> tuple[list[Job], Runtime, Protocol | None]:
-    """Plan every output, open the runtime and choose the protocol; raises before anything is written."""
+    """Plan every output, open the runtime and choose the protocol; raises before anything is written
+    (`load` then loads the model, still before anything is written)."""
     jobs = plan_jobs(args.inputs, args.output)
     earlier = existing_outputs(jobs) + ([args.output / SUMMARY] if (args.output / SUMMARY).exists() else [])
     if earlier and not (args.overwrite or args.resume):
         raise InputError(f"{earlier[0]} exists ({len(earlier)} output(s) of an earlier run in {args.output}); "
                          "choose another -o folder, or pass --overwrite to replace them")
-    runtime = open_runtime(args.model, runtime_options(args))
+    fmt = format_for(args.model)  # the one lookup of the model's format
+    options = runtime_options(args, fmt)
+    with opening(args.model, fmt.runtime, "opened"):
+        runtime = open_runtime(args.model, options, fmt=fmt)
     if runtime.takes_images:  # the server decodes and runs each image whole
         if protocol_asked(args):
             raise ProtocolError(f"{args.model} takes encoded images (--io image); --tile, --tile-overlap, --scales "
@@ -228,11 +264,22 @@ def prepare(args: argparse.Namespace) -> tuple[list[Job], Runtime, Protocol | No
     return jobs, runtime, protocol_from_args(args, runtime.info)
 
 
+def load(runtime: Runtime) -> None:
+    """Load the model (activate the runtime) before anything is written: a model that opens but cannot
+    load (weights, a package's compiled code, an engine, a server) is one line too."""
+    with opening(str(runtime.path), runtime.name, "loaded"):
+        runtime.activate()
+
+
 def run_jobs(jobs: list[Job], runtime: Runtime, out_dir: Path, protocol: Protocol | None = None,
              resume: bool = False) -> dict:  # fmt: skip
-    """Every job, each failure one 'skipped' line; returns the summary (always written)."""
+    """Every job, each failure one 'skipped' line; returns the summary. The runtime is activated first if it
+    is not yet (main loads it), so the output folder and the summary exist only once the run has started;
+    the summary counts what was written and says what stopped the run if something did."""
+    runtime.activate()
     out_dir.mkdir(parents=True, exist_ok=True)
     failures: list[str] = []
+    written, stopped = 0, None
     predictor = None
     try:
         with runtime:
@@ -240,20 +287,25 @@ def run_jobs(jobs: list[Job], runtime: Runtime, out_dir: Path, protocol: Protoco
             for job in progress(jobs, desc=f"predict ({runtime.name})", unit="file"):
                 try:
                     predictor.run(job)
+                    written += 1
                 except Exception as exc:  # one bad input must not stop the others
-                    failures.append(f"{job.source}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+                    failures.append(f"{job.source}: {_first_line(exc)}")
                     tqdm.write(f"skipped: {failures[-1]}", file=sys.stderr)
+    except BaseException as exc:  # an interrupt, or the runtime failing to close
+        stopped = _first_line(exc)
+        raise
     finally:
-        summary = _summary(jobs, runtime, predictor, failures)
+        summary = _summary(jobs, runtime, predictor, written, failures, stopped)
         (out_dir / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
 
-def _summary(jobs: list[Job], runtime: Runtime, predictor: Predictor | None, failures: list[str]) -> dict:
+def _summary(jobs: list[Job], runtime: Runtime, predictor: Predictor | None, written: int, failures: list[str],
+             stopped: str | None) -> dict:  # fmt: skip
     latencies = predictor.latencies_ms if predictor else []
     return {
         "runtime": runtime.name, "model": str(runtime.path), "artifact": runtime.info.describe_shapes(),
-        "inputs": len(jobs), "written": len(jobs) - len(failures), "skipped": failures,
+        "inputs": len(jobs), "written": written, "skipped": failures, "stopped": stopped,
         "exif_rotated": predictor.exif_rotated if predictor else [],
         "letterboxed_images": predictor.letterboxed if predictor else 0,
         "protocol": ({**predictor.protocol.to_dict(), "description": predictor.protocol.describe()}
@@ -272,6 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.cluster:
             require_ray()
         jobs, runtime, protocol = prepare(args)
+        load(runtime)
     except (InputError, ArtifactError, RuntimeUnavailable, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -289,7 +342,7 @@ def predict_on_cluster(args: argparse.Namespace, jobs: list[Job], runtime: Runti
     try:
         summary, _ = run_cluster(args.cluster, jobs, runtime, protocol, args.resume, args.output, predictor_for, _summary)
     finally:
-        summary = summary or _summary(jobs, runtime, None, [f"the cluster run stopped: {sys.exc_info()[1]}"])
+        summary = summary or _summary(jobs, runtime, None, 0, [], f"the cluster run stopped: {sys.exc_info()[1]}")
         (args.output / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 

@@ -1,4 +1,11 @@
-"""PyTorch eager runtime: a checkpoint on CPU or CUDA, FP32/FP16/BF16, channels_last, CUDA graphs."""
+"""PyTorch eager runtime: a checkpoint on CPU or CUDA, FP32/FP16/BF16, channels_last, CUDA graphs.
+
+The constructor checks the whole checkpoint without reading its weights: the header's metadata, its
+size against the tensors it promises, and every tensor's name and shape against the architecture the
+metadata describes (built on the meta device), so a file that cannot load fails in `open_runtime`.
+`threads` is torch's intra-op thread count while this runtime computes (torch's setting is
+process-wide: it is set around each call and restored, so two runtimes in one process keep theirs).
+"""
 
 from __future__ import annotations
 
@@ -7,11 +14,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sunet_deploy.artifact import derived_info, labels_dtype, read_checkpoint_info
-from sunet_deploy.checkpoint import load_model
+from sunet_deploy.artifact import ArtifactInfo, derived_info, labels_dtype, read_checkpoint_info, read_safetensors_header
+from sunet_deploy.checkpoint import CheckpointError, check_state_shapes, load_model
 from sunet_deploy.fileio import file_sha256
+from sunet_deploy.models import ModelSpec, build_model
 
-from .base import Runtime, TensorInfo, Timing, image_input_info, output_info, torch_device_availability
+from .base import Runtime, TensorInfo, Timing, image_input_info, output_info, torch_device_availability, torch_threads
 from .options import PyTorchOptions
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -23,8 +31,9 @@ class PyTorchRuntime(Runtime):
     def __init__(self, path: str | Path, options: PyTorchOptions | None = None) -> None:
         super().__init__(path, options or PyTorchOptions())
         output = "labels" if self.options.argmax else "logits"
-        self.info = derived_info(read_checkpoint_info(self.path), file_sha256(self.path), "checkpoint", output,
-                                 self.options.precision)
+        info = read_checkpoint_info(self.path)
+        check_architecture(self.path, info)
+        self.info = derived_info(info, file_sha256(self.path), "checkpoint", output, self.options.precision)
         self.model = self.module = None
         self.device = torch.device(self.options.device)
         self.dtype = PRECISIONS[self.options.precision]
@@ -63,11 +72,12 @@ class PyTorchRuntime(Runtime):
         return out.float()
 
     def _infer(self, batch: np.ndarray) -> tuple[np.ndarray, Timing]:
-        if self.device.type != "cuda":
-            x = torch.from_numpy(batch).to(self.dtype).contiguous(memory_format=self.memory_format)
-            with torch.inference_mode():
-                return self._forward(x).numpy(), Timing(0.0)
-        return self._infer_cuda(batch)
+        with torch_threads(self.options.threads):
+            if self.device.type != "cuda":
+                x = torch.from_numpy(batch).to(self.dtype).contiguous(memory_format=self.memory_format)
+                with torch.inference_mode():
+                    return self._forward(x).numpy(), Timing(0.0)
+            return self._infer_cuda(batch)
 
     def _infer_cuda(self, batch: np.ndarray) -> tuple[np.ndarray, Timing]:
         events = [torch.cuda.Event(enable_timing=True) for _ in range(4)]
@@ -104,3 +114,15 @@ class PyTorchRuntime(Runtime):
         graph.replay()
         return static_out.clone()
 
+
+
+def check_architecture(path: Path, info: ArtifactInfo) -> None:
+    """CheckpointError unless the checkpoint's tensors are exactly those of the model its metadata
+    describes (names and shapes from the header; the model built on the meta device, no weights read)."""
+    try:
+        with torch.device("meta"):
+            model = build_model(ModelSpec.from_dict(info.metadata.model))
+    except (ValueError, TypeError, KeyError) as exc:
+        raise CheckpointError(path, f"describes a model that cannot be built ({exc})") from exc
+    header = read_safetensors_header(path)
+    check_state_shapes(model, {k: tuple(t["shape"]) for k, t in header.items() if k != "__metadata__"}, path)

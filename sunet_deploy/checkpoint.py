@@ -113,17 +113,23 @@ def load_model(path: str | os.PathLike, expected_arch: str | None = None) -> tup
 
 def load_state_into(model: nn.Module, state_dict: dict[str, torch.Tensor], source: str | os.PathLike) -> None:
     """load_state_dict with one clear line when names or shapes do not match the model."""
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(expected))
-    wrong_shape = [k for k in expected.keys() & state_dict.keys() if expected[k].shape != state_dict[k].shape]
+    check_state_shapes(model, {name: tuple(t.shape) for name, t in state_dict.items()}, source)
+    model.load_state_dict(state_dict)
+
+
+def check_state_shapes(model: nn.Module, shapes: dict[str, tuple], source: str | os.PathLike) -> None:
+    """CheckpointError, one line, unless `shapes` (tensor name -> shape) are exactly the model's weights
+    (the model may live on the meta device: only its shapes are read)."""
+    expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
+    missing = sorted(set(expected) - set(shapes))
+    unexpected = sorted(set(shapes) - set(expected))
+    wrong_shape = [k for k in expected.keys() & shapes.keys() if expected[k] != tuple(shapes[k])]
     if missing or unexpected or wrong_shape:
         details = []
         for label, names in (("missing", missing), ("unexpected", unexpected), ("wrong shape", sorted(wrong_shape))):
             if names:
                 details.append(f"{len(names)} {label} (e.g. {names[0]})")
         raise CheckpointError(source, "weights are for another architecture: " + ", ".join(details))
-    model.load_state_dict(state_dict)
 
 
 def load_backbone_weights(model: nn.Module, path: str | os.PathLike) -> int:

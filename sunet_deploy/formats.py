@@ -202,16 +202,29 @@ class Format:
     def files(self) -> bool:
         return bool(self.suffixes)
 
+    def adapter_class(self) -> type:
+        """The runtimes.base.Runtime subclass that opens this format, imported now (ImportError when a module
+        it needs at import is missing)."""
+        return load(self.adapter)
+
+    def options_class(self) -> type:
+        """The RuntimeOptions dataclass of this format's adapter, imported now (torch-free)."""
+        return load(self.options)
+
 
 _TABLE: dict[str, Format] = {}
 
 
 def register(fmt: Format) -> Format:
-    """Add a format (or replace one of the same name); its suffixes and schemes must be its own."""
+    """Add a format (or replace one of the same name); its suffixes, schemes and runtime must be its own
+    (so that `by_runtime` names one row: a runtime that opens several suffixes is one row with several)."""
     taken = {s: f.name for f in _TABLE.values() if f.name != fmt.name for s in (*f.suffixes, *f.schemes)}
     clash = [s for s in (*fmt.suffixes, *fmt.schemes) if s in taken]
     if clash:
         raise ValueError(f"{clash[0]!r} already names the {taken[clash[0]]} format")
+    other = next((f.name for f in _TABLE.values() if f.name != fmt.name and f.runtime == fmt.runtime), None)
+    if other is not None:
+        raise ValueError(f"the {fmt.runtime} runtime already opens the {other} format (one row per runtime)")
     _TABLE[fmt.name] = fmt
     return fmt
 
@@ -242,6 +255,7 @@ def by_scheme(scheme: str) -> Format | None:
 
 
 def by_runtime(runtime: str) -> Format:
+    """The row whose adapter is named `runtime` (one at most: `register` refuses a second)."""
     found = next((f for f in _TABLE.values() if f.runtime == runtime), None)
     if found is None:
         known = ", ".join(f.runtime for f in _TABLE.values())

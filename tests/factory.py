@@ -201,3 +201,22 @@ class Artifacts:
             if not path.exists():
                 export_onnx(checkpoint, path, recipe)
         return path
+
+
+# ---------------------------------------------------------------- an engine file with its sidecar
+
+
+def engine_with_sidecar(path: Path, data: bytes, stale: bool = False, num_classes: int = 5) -> Path:
+    """An engine file holding `data` and its build-environment sidecar (python -m export.tensorrt writes
+    one), recorded for these bytes or (`stale`) for others; a TensorRT runtime opens it without TensorRT."""
+    from sunet_deploy.artifact import ArtifactInfo
+    from sunet_deploy.engine_env import EngineSidecar, GpuInfo, write_engine_sidecar
+    from sunet_deploy.fileio import file_sha256
+
+    path.write_bytes(data)
+    meta = make_meta(ModelSpec("sunet_tiny", num_classes=num_classes))
+    tensor = {"name": "input", "shape": ["batch", 3, "height", "width"], "dtype": "float32"}
+    sidecar = EngineSidecar(ArtifactInfo(meta, "tensorrt", "fp16"), "10.9.0", GpuInfo("NVIDIA H100", "9.0"), "0" * 64,
+                            "f" * 64 if stale else file_sha256(path), [tensor], [{**tensor, "name": "logits"}])
+    write_engine_sidecar(path, sidecar)
+    return path

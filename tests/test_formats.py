@@ -7,8 +7,10 @@ import json
 from dataclasses import dataclass
 from typing import ClassVar
 
+import cv2
 import numpy as np
 import pytest
+from PIL import Image
 
 import runtimes
 from runtimes import open_runtime
@@ -85,9 +87,31 @@ def test_an_unregistered_format_is_unknown(tmp_path):
         ArtifactInfo(ModelMetadata(model={}, classes=["a"], palette=[[0, 0, 0]]), "toy")
 
 
-def test_a_suffix_names_one_format():
+def test_a_suffix_names_one_format_and_a_runtime_opens_one():
     with pytest.raises(ValueError, match="'.onnx' already names the onnx format"):
         formats.register(formats.Format("other", "other", ("m", "C"), ("m", "O"), suffixes=(".onnx",)))
+    with pytest.raises(ValueError, match="the onnxruntime runtime already opens the onnx format"):
+        formats.register(formats.Format("other", "onnxruntime", ("m", "C"), ("m", "O"), suffixes=(".other",)))
+    assert "other" not in {f.name for f in formats.formats()}
+
+
+def test_predict_resolves_the_model_once(tmp_path, toy_format, monkeypatch):
+    """The model's path becomes its Format once; adapter and options come from that Format, never from a
+    runtime name looked up again."""
+    from runtimes import predict
+
+    meta = ModelMetadata(model={"arch": "toy"}, classes=["a", "b", "c"], palette=[[0, 0, 0]] * 3, output="labels")
+    model = tmp_path / "model.toy"
+    model.write_text(ArtifactInfo(meta, "toy").to_json())
+    image = tmp_path / "image.png"
+    cv2.imwrite(str(image), np.zeros((6, 8, 3), np.uint8))
+    looked_up = []
+    by_suffix = formats.by_suffix
+    monkeypatch.setattr(formats, "by_suffix", lambda suffix: looked_up.append(suffix) or by_suffix(suffix))
+    monkeypatch.setattr(formats, "by_runtime", lambda runtime: pytest.fail(f"{runtime} looked up again"))
+    assert predict.main([str(model), str(image), "-o", str(tmp_path / "out"), "--fill", "2"]) == 0
+    assert looked_up == [".toy"]
+    assert (np.asarray(Image.open(tmp_path / "out" / "image_mask.png")) == 2).all()  # palette indices
 
 
 # ---------------------------------------------------------------- the built-in rows
@@ -95,10 +119,9 @@ def test_a_suffix_names_one_format():
 
 @pytest.mark.parametrize("fmt", formats.formats(), ids=lambda f: f.name)
 def test_every_row_names_its_adapter_and_options(fmt):
-    options = options_class(fmt.runtime)
-    assert options is formats.load(fmt.options) and options.runtime == fmt.runtime
-    if fmt.runtime != "tensorrt":  # importable here: its module imports tensorrt lazily, but check anyway
-        assert runtimes.adapter_class(fmt.runtime).name == fmt.runtime
+    options = fmt.options_class()
+    assert options is formats.load(fmt.options) is options_class(fmt.runtime) and options.runtime == fmt.runtime
+    assert fmt.adapter_class() is runtimes.adapter_class(fmt.runtime) and fmt.adapter_class().name == fmt.runtime
     assert fmt.install and (fmt.suffixes or fmt.schemes)
     assert fmt.exporter is not None
 

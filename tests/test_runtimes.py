@@ -16,12 +16,13 @@ import torch
 
 from benchmarks.harness.artifacts import artifact_for
 from benchmarks.harness.variants import REFERENCE, VARIANTS
-from factory import several_class_checkpoint, shared_folder
+from factory import engine_with_sidecar, several_class_checkpoint, shared_folder
 from export.calibration import dataset_images
-from runtimes import ArtifactError, open_runtime
+from runtimes import ArtifactError, RuntimeUnavailable, open_runtime
 from runtimes.options import PyTorchOptions
 from runtimes.predict import Predictor
 from sunet_deploy.artifact import read_checkpoint_info
+from sunet_deploy import formats
 from sunet_deploy.formats import OnnxRecipe
 from sunet_deploy.metrics import ConfusionMatrix
 from sunet_deploy.models import ModelSpec, build_model
@@ -156,7 +157,7 @@ def test_wrong_files_are_refused(tmp_path, artifacts):
         open_runtime(tmp_path / "absent.onnx")
     with pytest.raises(ArtifactError, match="is a onnxruntime artifact"):
         open_runtime(artifacts(VARIANTS["onnxruntime-cpu"]), PyTorchOptions())
-    with pytest.raises(ValueError, match="unexpected keyword argument 'precision'"):
+    with pytest.raises(ValueError, match="the onnxruntime runtime has no option .precision."):
         open_runtime(artifacts(VARIANTS["onnxruntime-cpu"]), precision="fp16")
 
 
@@ -184,3 +185,68 @@ print(out.shape)
                             cwd=Path(__file__).parent.parent)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"(1, {NUM_CLASSES}, 40, 56)"
+
+
+# ---------------------------------------------------------------- the options every runtime is asked alike
+
+REFUSED = {  # what a runtime that cannot honour a common option says, in one line naming it
+    "tensorrt": {"threads": "the tensorrt runtime cannot take threads=1: it computes on the GPU",
+                 "device": "the tensorrt runtime cannot take device='cpu': it runs on a CUDA device only"},
+    "triton": {"threads": "the triton runtime cannot take threads=1: a served model computes with the server's",
+               "device": "the triton runtime cannot take device='cpu': a served model runs where the server's"},
+}
+RUNS = {"checkpoint": REFERENCE, "onnx": "onnxruntime-cpu", "aoti": "aoti-cpu"}
+"""The formats that run here with threads=1, device="cpu": the benchmark variant whose artifact they open."""
+
+
+@pytest.mark.parametrize("fmt", formats.formats(), ids=lambda f: f.name)
+def test_every_format_opens_with_the_common_options(fmt, artifacts, checkpoint, images, tmp_path, monkeypatch):
+    """open_runtime(ANY, threads=1, device="cpu") runs where the runtime can honour both (torch's threads set
+    while a torch runtime computes, and restored), and is refused in one line naming the runtime where not."""
+    assert fmt.name in RUNS or fmt.runtime in REFUSED, f"say what the {fmt.name} format does with threads/device"
+    if fmt.name not in RUNS:
+        target = engine_with_sidecar(tmp_path / "model.engine", b"engine") if fmt.files else "triton://h:1/m"
+        for name, value in (("threads", 1), ("device", "cpu")):
+            with pytest.raises(ValueError) as refused:
+                open_runtime(target, **{name: value})
+            assert str(refused.value).startswith(REFUSED[fmt.runtime][name]) and "\n" not in str(refused.value)
+        if fmt.runtime == "tensorrt":
+            assert open_runtime(target, device="cuda:1").options.device_id == 1
+        return
+    path = checkpoint if fmt.name == "checkpoint" else artifacts(VARIANTS[RUNS[fmt.name]])
+    runtime = open_runtime(path, threads=1, device="cpu")
+    assert (runtime.options.threads, runtime.options.device) == (1, "cpu")
+    seen = []
+    infer = runtime._infer
+    monkeypatch.setattr(runtime, "_infer", lambda batch: seen.append(torch.get_num_threads()) or infer(batch))
+    torch.set_num_threads(2)
+    try:
+        with runtime:
+            size = runtime.info.fixed_size or (32, 48)
+            assert runtime.infer(np.zeros((1, 3, *size), np.float32)).shape[-2:] == size
+    finally:
+        after = torch.get_num_threads()
+        torch.set_num_threads(1)
+    assert after == 2  # another runtime's (or the caller's) setting is left as it was
+    if fmt.runtime != "onnxruntime":
+        assert seen == [2] and runtime.options.threads == 1  # _infer sets them itself, inside
+    if not torch.cuda.is_available() or fmt.runtime == "onnxruntime":
+        with pytest.raises(RuntimeUnavailable, match=f"^the {fmt.runtime} runtime cannot run here: "):
+            open_runtime(path, device="cuda").activate()
+
+
+def test_torch_threads_are_the_runtimes_while_it_computes(checkpoint, monkeypatch):
+    from runtimes import pytorch
+
+    runtime = open_runtime(checkpoint, threads=1)
+    seen = []
+    forward = pytorch.PyTorchRuntime._forward
+    monkeypatch.setattr(pytorch.PyTorchRuntime, "_forward", lambda self, x: seen.append(torch.get_num_threads())
+                        or forward(self, x))
+    torch.set_num_threads(2)
+    try:
+        with runtime:
+            runtime.infer(np.zeros((1, 3, 32, 32), np.float32))
+        assert (seen, torch.get_num_threads()) == ([1], 2)
+    finally:
+        torch.set_num_threads(1)
