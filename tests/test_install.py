@@ -141,6 +141,7 @@ REAL_CALLS = {
     "runtimes.serve": (["{photos}"], "error: nvidia-pytriton is not installed"),
     "export.triton": (["{onnx}", "-o", "{tmp}/repository"], 'pip install "sunet-deploy[onnx'),
     "cpp_latency": (["{tmp}/sunet_predict", "{onnx}", "{photo}", "--repeat", "1", "--rounds", "1"], None),
+    "sunet_deploy.flags": ([], None),
 }
 """A real call of each entry point that gets past its imports in a core install, and what it must say (one
 `error:` line with this text, exit 2) or None: it runs (exit 0). By full name, or by the module's own name
