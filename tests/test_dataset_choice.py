@@ -1,6 +1,6 @@
 """One dataset choice: train, train.evaluate, export.onnx and benchmarks.parity take the same dataset
 flags; old spellings are refused naming the new one; a new dataset kind is one registry entry
-(the walk-through in docs/architecture.md, "Adding a dataset")."""
+(the walk-through in docs/seams.md, "Adding a dataset")."""
 
 import argparse
 import json

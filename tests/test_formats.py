@@ -1,5 +1,5 @@
 """The format table (sunet_deploy.formats): every row loads and agrees with itself, a format added
-through the table alone opens with open_runtime (docs/architecture.md, "Adding a format"), and a
+through the table alone opens with open_runtime (docs/seams.md, "Adding a format"), and a
 recipe is the cache key of a benchmark artifact."""
 
 import argparse

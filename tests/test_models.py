@@ -5,7 +5,7 @@ from torch import nn
 from sunet_deploy.models import MODEL_REGISTRY, ModelSpec, build_model, count_parameters
 from sunet_deploy.models.sunet import DecoderLevel, EncoderLevel
 
-# The original implementation's counts (docs/architecture.md section 4): 1000-way FC / 21-class 1x1 head.
+# The original implementation's counts (docs/model-and-facts.md section 1): 1000-way FC / 21-class 1x1 head.
 PARAMS = {
     "sunet64": (6_910_248, 5_906_773),
     "sunet128": (24_704_360, 22_698_389),
@@ -29,7 +29,7 @@ def module_convs(module: nn.Module) -> list[tuple[int, int]]:
 
 STRIDED_L2 = [(1, 2), (1, 1), (1, 2), (1, 1), (1, 2), (1, 1), (1, 2), (1, 1)]
 STRIDED_L1 = [(1, 2), (1, 1), (1, 2), (1, 1)]
-# docs/architecture.md section 4: "Block 3 at OS8 runs 2,4 | 4,8 | 8,4 | 4,2. Block 4 runs 2,4 | 4,2 at OS16
+# docs/model-and-facts.md section 1: "Block 3 at OS8 runs 2,4 | 4,8 | 8,4 | 4,2. Block 4 runs 2,4 | 4,2 at OS16
 # and 4,8 | 8,4 at OS8"; every dilated conv has stride 1.
 EXPECTED = {
     32: (STRIDED_L2, STRIDED_L1),

@@ -22,7 +22,7 @@ CONFIG_DIR = Path(__file__).parent / "configs"
 TASKS = ("segmentation", "classification")
 DEFAULT_WORKERS = 4
 
-# The paper's recipes (docs/architecture.md section 4). Fields left at None take these values.
+# The paper's recipes (docs/model-and-facts.md section 1). Fields left at None take these values.
 RECIPES: dict[str, dict] = {
     "segmentation": dict(
         lr=2e-4, momentum=0.95, nesterov=False, weight_decay=1e-4, schedule="cosine",

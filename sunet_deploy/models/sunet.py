@@ -1,6 +1,6 @@
 """Stacked U-Nets (Shah, Ghosh, Davis, Goldstein, ECCV 2018).
 
-Layout and parameter counts follow the authors' implementation (docs/architecture.md section 4):
+Layout and parameter counts follow the authors' implementation (docs/model-and-facts.md section 1):
 pre-activated u-net modules, a strided/dilated switch per block, and parameter names that are the
 same at every output stride so that classification weights load into the segmentation model.
 """
