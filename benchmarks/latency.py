@@ -47,6 +47,11 @@ PRESETS = {
         "variants": "pytorch-fp32,onnxruntime-cpu,onnxruntime-cpu-int8",
         "warmup": 3.0, "duration": 20.0, "iterations": 20, "rounds": 4, "output": Path("runs/bench/cpu-int8"),
     },
+    "cpu-openvino": {
+        "model": ["sunet64"], "size": [(512, 512)], "batch": [1], "device": "cpu",
+        "variants": "pytorch-fp32,onnxruntime-cpu,onnxruntime-cpu-int8,openvino-cpu,openvino-cpu-int8",
+        "warmup": 3.0, "duration": 20.0, "iterations": 20, "rounds": 4, "output": Path("runs/bench/cpu-openvino"),
+    },
 }  # fmt: skip
 
 
@@ -164,7 +169,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("checkpoints", nargs="*", help="sunet-deploy .safetensors checkpoints to measure")
     parser.add_argument("--preset", choices=sorted(PRESETS),
                         help="cpu: SUNet-64 OS16 512x512 batch 1, CPU runtimes; cpu-int8: the same with ONNX Runtime "
-                             "FP32 and INT8 only")
+                             "FP32 and INT8 only; cpu-openvino: ONNX Runtime and OpenVINO, FP32 and INT8")
     parser.add_argument("--model", action="append", default=[], help="an architecture to measure with random weights")
     parser.add_argument("--output-stride", type=int, default=16, help="output stride of --model networks")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")

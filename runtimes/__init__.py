@@ -81,11 +81,12 @@ def open_runtime(path: str | Path, options: RuntimeOptions | None = None, **kwar
     """Open a model artifact with the adapter for its type, configured by `options` or keyword options."""
     fmt = format_for(path)
     options = options if options is not None else options_for(path, **kwargs)
-    if options.runtime != fmt.runtime:
+    row = formats.opener(fmt, options.runtime)  # the file's own runtime, or one that reads its format too
+    if row is None:
         raise ArtifactError(path, f"is a {fmt.runtime} artifact, not one the {options.runtime} runtime opens")
     if uri_scheme(path) is None and not Path(path).is_file():
         raise ArtifactError(path, "no such file")
-    return _adapter(fmt)(path, options)
+    return _adapter(row)(path, options)
 
 
 __all__ = [

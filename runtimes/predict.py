@@ -34,6 +34,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from sunet_deploy import formats
 from sunet_deploy.cli import EXIT_FAILED, EXIT_OK, EXIT_STATUS_HELP, EXIT_USAGE
 from sunet_deploy.protocol import (
     WARN_FACTOR,
@@ -181,6 +182,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("inputs", nargs="+", help="image files, folders (searched recursively) or videos")
     parser.add_argument("-o", "--output", required=True, type=Path, help="folder for masks and overlays")
     parser.add_argument("--overwrite", action="store_true", help="replace outputs of an earlier run")
+    parser.add_argument("--runtime", choices=[f.runtime for f in formats.formats()],
+                        help="the runtime that opens MODEL (default: its file type's); openvino opens .onnx files too")
     add_protocol_flags(parser, letterbox=True)
     add_flags(parser)
     return parser.parse_args(argv)
@@ -188,7 +191,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def runtime_options(args: argparse.Namespace) -> RuntimeOptions:
     """The options of the runtime that opens args.model; a flag of another runtime is an error."""
-    cls = options_class(runtime_for(args.model))
+    cls = options_class(args.runtime or runtime_for(args.model))
     foreign = given_flags(args) - {f.name for f in dataclasses.fields(cls)}
     if foreign:
         flags = ", ".join(f"--{name.replace('_', '-')}" for name in sorted(foreign))

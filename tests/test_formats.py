@@ -99,7 +99,8 @@ def test_every_row_names_its_adapter_and_options(fmt):
     assert options is formats.load(fmt.options) and options.runtime == fmt.runtime
     if fmt.runtime != "tensorrt":  # importable here: its module imports tensorrt lazily, but check anyway
         assert runtimes.adapter_class(fmt.runtime).name == fmt.runtime
-    assert fmt.install and (fmt.suffixes or fmt.schemes)
+    assert fmt.install and (fmt.suffixes or fmt.schemes or fmt.reads)
+    assert all(formats.opener(formats.get(name), fmt.runtime) is fmt for name in fmt.reads)
     assert fmt.exporter is not None
 
 
