@@ -105,6 +105,13 @@ def measure_case(case: Case, variants: list[Variant], args: argparse.Namespace) 
     rows = open_rows(case, available, args, skipped)
     if not rows:
         return [], skipped, []
+    records, rates = time_rows(case, rows, args)
+    return with_speedups(records, reference_name(args.device)), skipped, rates
+
+
+def time_rows(case: Case, rows: list[Row], args: argparse.Namespace) -> tuple[list[dict], list[dict]]:
+    """Time opened, warmed-up rows in args.rounds interleaved rounds (one matrix-rate measurement each),
+    then deactivate them; returns (report rows, rate measurements). benchmarks.select times its rows here too."""
     batch = np.random.default_rng(1).standard_normal(case.shape, dtype=np.float32)
     rates = []
     for _ in range(args.rounds):
@@ -115,8 +122,7 @@ def measure_case(case: Case, variants: list[Variant], args: argparse.Namespace) 
     for row in rows:
         row.runtime.deactivate()
     gflops, best = case.gflops(), merge_best(rates)
-    records = [row_record(case, row, gflops, best) for row in rows]
-    return with_speedups(records, reference_name(args.device)), skipped, rates
+    return [row_record(case, row, gflops, best) for row in rows], rates
 
 
 def row_record(case: Case, row: Row, gflops: float, rates: dict[str, float]) -> dict:
