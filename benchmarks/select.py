@@ -251,8 +251,8 @@ def main(argv: list[str] | None = None) -> int:
         dataset, spec = validation_set(args, meta)
         protocol = protocol_from_args(args, read_checkpoint_info(args.checkpoint))
         split = lambda text: [n for n in (text or "").split(",") if n]  # noqa: E731
-        variants = candidate_variants(args.device, split(args.only) or None, split(args.exclude))
-        candidates = [Candidate(v.name, v) for v in variants] + given_candidates(args.artifact, args.device)
+        candidates = candidate_variants(args.device, split(args.only) or None, split(args.exclude))
+        candidates += given_candidates(args.artifact, args.device)
     except (ArtifactError, DatasetError, ProtocolError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -264,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(candidates)} candidate(s) for {args.device}, deployment shape {'x'.join(map(str, shape))}", flush=True)
     for c in candidates:
         c.precision = c.options.precision or getattr(c.variant.recipe, "precision", None) or "fp32"
+        if c.reason:  # left out by --only/--exclude
+            continue
         reason = c.variant.availability()
         if reason:
             c.reason = f"cannot run here: {reason}"

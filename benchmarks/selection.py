@@ -90,15 +90,20 @@ def recipe_dict(recipe) -> dict | None:
     return None if recipe is None else {"type": type(recipe).__name__, **dataclasses.asdict(recipe)}
 
 
-def candidate_variants(device: str, only: list[str] | None = None, exclude: list[str] = ()) -> list[Variant]:
-    """Every variant of `device` (the reference first) and the selection-only ones; `only`/`exclude` by name."""
+def candidate_variants(device: str, only: list[str] | None = None, exclude: list[str] = ()) -> list[Candidate]:
+    """Every variant of `device` (the reference first) and the selection-only ones; those `only`/`exclude`
+    leave out are listed with that reason, not dropped."""
     known = {**VARIANTS, **EXTRA}
     unknown = sorted((set(only or ()) | set(exclude)) - set(known))
     if unknown:
         raise ValueError(f"unknown candidate(s) {', '.join(unknown)}; known: {', '.join(known)}")
     reference = reference_name(device)
-    names = [n for n, v in known.items() if v.device == device and n != reference and (not only or n in only)]
-    return [known[reference]] + [known[n] for n in names if n not in exclude]
+    names = [reference] + [n for n, v in known.items() if v.device == device and n != reference]
+    out = [Candidate(n, known[n]) for n in names]
+    for c in out[1:]:
+        if (only and c.name not in only) or c.name in exclude:
+            c.reason = "left out (" + ("--exclude" if c.name in exclude else "not in --only") + ")"
+    return out
 
 
 def given_candidates(paths: list[Path], device: str) -> list[Candidate]:
