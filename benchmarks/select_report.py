@@ -133,7 +133,7 @@ def markdown(result: dict) -> str:
 
 
 def plot(result: dict, path: Path) -> Path | None:
-    """Median latency against mIoU drop, one point per timed candidate, the chosen one marked."""
+    """Median latency against the mIoU change, one point per timed candidate, the chosen one marked."""
     plt = _pyplot()
     points = [c for c in result["candidates"] if c["median_ms"] is not None and c["miou_delta"] is not None]
     if plt is None or not points:
@@ -142,9 +142,9 @@ def plot(result: dict, path: Path) -> Path | None:
     for c in points:
         style = dict(marker="*", s=260, color="tab:green", zorder=3) if c["chosen"] else \
             dict(marker="o", s=50, color="tab:blue") if c["passed"] else dict(marker="x", s=60, color="tab:red")
-        ax.scatter(-c["miou_delta"], c["median_ms"], **style)
-        ax.annotate(c["name"], (-c["miou_delta"], c["median_ms"]), fontsize=7, xytext=(4, 3), textcoords="offset points")
-    ax.set_xlabel("mIoU drop against PyTorch FP32 (points; red x: rejected by the gate)")
+        ax.scatter(c["miou_delta"], c["median_ms"], **style)
+        ax.annotate(c["name"], (c["miou_delta"], c["median_ms"]), fontsize=7, xytext=(4, 3), textcoords="offset points")
+    ax.set_xlabel("mIoU change against PyTorch FP32 (points; below 0 a drop; red x: rejected by the gate)")
     ax.set_ylabel(f"median latency (ms), input {'x'.join(map(str, result['shape']))}")
     ax.set_title(f"chosen: {result['chosen'] or 'none'} (green star)")
     ax.grid(alpha=0.3)
