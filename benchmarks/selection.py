@@ -7,8 +7,7 @@ benchmarks/select.py.
 from __future__ import annotations
 
 import dataclasses
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from runtimes.options import OnnxRuntimeOptions, OpenVINOOptions, PyTorchOptions, RuntimeOptions
@@ -263,10 +262,6 @@ def commands(candidate: Candidate, shipped: Path, protocol_flags: list[str], thr
 def shipped_name(candidate: Candidate) -> str:
     suffix = candidate.path.suffix if candidate.path else ""
     return f"model{suffix}"
-
-
-def nan_to_none(value):
-    return None if isinstance(value, float) and math.isnan(value) else value
 
 
 __all__ = ["Candidate", "EXTRA", "Gate", "REFERENCE", "Strategy", "candidate_variants", "commands", "given_candidates"]
