@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -e ".[torch,onnx,dev,serve,large,cluster]"
+	$(PY) -m pip install -q -e ".[torch,onnx,dev,serve,large,cluster,openvino]"
 	touch $(STAMP)
 
 # Idempotent: reinstalls only when runtimes.serve's package list changed.

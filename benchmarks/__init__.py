@@ -9,6 +9,7 @@ committed reports. Every command (`--help` gives its flags):
     python -m benchmarks.latency --preset cpu               # latency, throughput, memory of every runtime
     python -m benchmarks.parity CHECKPOINT                  # every runtime's masks against PyTorch FP32
     python -m benchmarks.output_stride                      # the paper's output-stride claim: FLOPs, latency
+    python -m benchmarks.select CHECKPOINT -o DIR           # what to ship: fastest artifact that keeps mIoU
     python -m benchmarks.gpu_report                         # everything a lent GPU should measure, in a budget
     python -m benchmarks.serving.serve URI                  # a served model under concurrent clients (+ --search)
     python -m benchmarks.serving.serve_transports URI       # one client's latency per transport

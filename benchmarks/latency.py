@@ -48,6 +48,11 @@ PRESETS = {
         "variants": "pytorch-fp32,onnxruntime-cpu,onnxruntime-cpu-int8",
         "warmup": 3.0, "duration": 20.0, "iterations": 20, "rounds": 4, "output": Path("runs/bench/cpu-int8"),
     },
+    "cpu-openvino": {
+        "model": ["sunet64"], "size": [(512, 512)], "batch": [1], "device": "cpu",
+        "variants": "pytorch-fp32,onnxruntime-cpu,onnxruntime-cpu-int8,openvino-cpu,openvino-cpu-int8",
+        "warmup": 3.0, "duration": 20.0, "iterations": 20, "rounds": 4, "output": Path("runs/bench/cpu-openvino"),
+    },
 }  # fmt: skip
 
 
@@ -101,6 +106,13 @@ def measure_case(case: Case, variants: list[Variant], args: argparse.Namespace) 
     rows = open_rows(case, available, args, skipped)
     if not rows:
         return [], skipped, []
+    records, rates = time_rows(case, rows, args)
+    return with_speedups(records, reference_name(args.device)), skipped, rates
+
+
+def time_rows(case: Case, rows: list[Row], args: argparse.Namespace) -> tuple[list[dict], list[dict]]:
+    """Time opened, warmed-up rows in args.rounds interleaved rounds (one matrix-rate measurement each),
+    then deactivate them; returns (report rows, rate measurements). benchmarks.select times its rows here too."""
     batch = np.random.default_rng(1).standard_normal(case.shape, dtype=np.float32)
     rates = []
     for _ in range(args.rounds):
@@ -111,8 +123,7 @@ def measure_case(case: Case, variants: list[Variant], args: argparse.Namespace) 
     for row in rows:
         row.runtime.deactivate()
     gflops, best = case.gflops(), merge_best(rates)
-    records = [row_record(case, row, gflops, best) for row in rows]
-    return with_speedups(records, reference_name(args.device)), skipped, rates
+    return [row_record(case, row, gflops, best) for row in rows], rates
 
 
 def row_record(case: Case, row: Row, gflops: float, rates: dict[str, float]) -> dict:
@@ -165,7 +176,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("checkpoints", nargs="*", help="sunet-deploy .safetensors checkpoints to measure")
     parser.add_argument("--preset", choices=sorted(PRESETS),
                         help="cpu: SUNet-64 OS16 512x512 batch 1, CPU runtimes; cpu-int8: the same with ONNX Runtime "
-                             "FP32 and INT8 only")
+                             "FP32 and INT8 only; cpu-openvino: ONNX Runtime and OpenVINO, FP32 and INT8")
     add_flag(parser, "--arch", dest="model", action="append", default=[],
              help="an architecture to measure with random weights (repeatable)")
     add_flag(parser, "--output-stride", help="output stride of --arch networks (default 16)")

@@ -83,16 +83,19 @@ def open_runtime(path: str | Path, options: RuntimeOptions | None = None, *, fmt
     """Open a model artifact with the adapter for its type, configured by `options` or keyword options.
 
     `fmt` is the row of the format table `path` was already resolved to (`format_for`), so that a caller
-    resolves a path once. The adapter reads and checks the artifact now (ArtifactError, one line naming
-    the file: missing, foreign, truncated, of another architecture); `activate()` (or `with`) loads it.
+    resolves a path once. The options choose the runtime: by default the format's own; another runtime
+    that reads the format too (OpenVINO opens .onnx files) when its options are given. The adapter reads
+    and checks the artifact now (ArtifactError, one line naming the file: missing, foreign, truncated, of
+    another architecture); `activate()` (or `with`) loads it.
     """
     fmt = fmt or format_for(path)
     if options is not None and kwargs:
         raise TypeError("pass runtime options as an options object or as keyword arguments, not both")
     options = options if options is not None else options_for(fmt, **kwargs)
-    if not isinstance(options, fmt.options_class()):
+    row = formats.opener(fmt, options.runtime)  # the file's own runtime, or one that reads its format too
+    if row is None or not isinstance(options, row.options_class()):
         raise ArtifactError(path, f"is a {fmt.runtime} artifact, not one the {options.runtime} runtime opens")
-    return _adapter(fmt)(path, options)
+    return _adapter(row)(path, options)
 
 
 __all__ = [

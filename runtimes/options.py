@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from sunet_deploy import formats
-from sunet_deploy.options import add_option_flags, changed, given_options, key_value, option
+from sunet_deploy.options import add_option_flags, changed, check_choices, given_options, key_value, option
 from sunet_deploy.options import from_args, values_from_args  # noqa: F401  (runtimes.predict reads options here)
 
 PROVIDERS = {
@@ -30,6 +30,7 @@ PROVIDERS = {
     "tensorrt": "TensorrtExecutionProvider",
 }
 """ONNX Runtime's execution providers by the name --provider takes."""
+THREADS_HELP = "onnxruntime, openvino: intra-op threads (default: all cores)"
 
 
 COMMON = ("threads", "device")
@@ -145,6 +146,26 @@ class OnnxRuntimeOptions(RuntimeOptions):
     def precision(self) -> str | None:
         fp16 = str(self.provider_options.get("trt_fp16_enable", "")).lower() in ("1", "true")
         return "fp16" if self.provider == "tensorrt" and fp16 else None
+
+
+@dataclass(frozen=True)
+class OpenVINOOptions(RuntimeOptions):
+    """OpenVINO's CPU plugin, reading an ONNX file directly (python -m runtimes.predict --runtime openvino)."""
+
+    runtime: ClassVar[str] = "openvino"
+    threads: int | None = option(None, THREADS_HELP)
+    inference_precision: str = option("fp32", "openvino: precision of the float parts; bf16 only on CPUs with "
+                                      "AVX512_BF16/AMX, which OpenVINO would otherwise pick silently (default fp32)",
+                                      choices=("fp32", "bf16"))
+    performance_hint: str = option("latency", "openvino: LATENCY (one request at a time, default) or THROUGHPUT "
+                                   "(several parallel streams)", choices=("latency", "throughput"))
+
+    def __post_init__(self) -> None:
+        check_choices(self)
+
+    @property
+    def precision(self) -> str | None:
+        return "bf16" if self.inference_precision == "bf16" else None
 
 
 @dataclass(frozen=True)

@@ -38,8 +38,14 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from sunet_deploy import formats
 from sunet_deploy.cli import EXIT_FAILED, EXIT_OK, EXIT_STATUS_HELP, EXIT_USAGE
 from sunet_deploy.flags import add_flag
+from sunet_deploy.formats import Format
+from sunet_deploy.pipeline.images import ImageError
+from sunet_deploy.pipeline.masks import output_to_mask
+from sunet_deploy.pipeline.normalize import Normalization
+from sunet_deploy.pipeline.palettes import overlay, save_palette_png
 from sunet_deploy.progress import progress
 from sunet_deploy.protocol import (
     WARN_FACTOR,
@@ -50,17 +56,11 @@ from sunet_deploy.protocol import (
     protocol_asked,
     protocol_from_args,
 )
-from sunet_deploy.pipeline.images import ImageError
-from sunet_deploy.pipeline.masks import output_to_mask
-from sunet_deploy.pipeline.normalize import Normalization
-from sunet_deploy.pipeline.palettes import overlay, save_palette_png
 from sunet_deploy.tiling import InferModel, segment
 
-from sunet_deploy.formats import Format
-
 from . import ArtifactError, Runtime, RuntimeUnavailable, format_for, open_runtime
-from .inputs import InputError, Job, existing_outputs, plan_jobs
 from .cluster import require_ray, run_cluster
+from .inputs import InputError, Job, existing_outputs, plan_jobs
 from .large import HUGE_FLAG, allow_huge_images, finished, read_whole, run_large
 from .options import COMMON, RuntimeOptions, add_flags, given_flags, values_from_args
 from .stats import latency_summary
@@ -199,6 +199,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add_flag(again, "--overwrite", help="replace outputs of an earlier run")
     add_flag(again, "--resume", help="go on with an interrupted run: inputs whose outputs are complete are not run "
              "again, a large image goes on from its last finished stripe")
+    parser.add_argument("--runtime", choices=[f.runtime for f in formats.formats()],
+                        help="the runtime that opens MODEL (default: its file type's); openvino opens .onnx files too")
     parser.add_argument("--cluster", metavar="local|ADDRESS", help="run on Ray: 'local' starts a cluster of 2 workers "
                         "for the run, ADDRESS (HOST:PORT) joins a running one (runtimes/cluster.py, docs/inference.md)")
     parser.add_argument(HUGE_FLAG, action="store_true", help="read images over Pillow's decompression-bomb limit "
@@ -209,9 +211,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def runtime_options(args: argparse.Namespace, fmt: Format) -> RuntimeOptions:
-    """The options of the runtime that opens args.model (its format `fmt`); a flag of another runtime is an
-    error, and a common one (--threads, --device) is taken as that runtime honours it."""
-    cls = fmt.options_class()
+    """The options of the runtime that opens args.model (its format `fmt`; --runtime picks another runtime that
+    reads it); a flag of another runtime is an error, and a common one (--threads, --device) is taken as that
+    runtime honours it."""
+    row = formats.opener(fmt, args.runtime) if args.runtime else fmt
+    if row is None:
+        raise ValueError(f"the {args.runtime} runtime does not open {args.model} (a {fmt.name} file)")
+    cls = row.options_class()
     fields = {f.name for f in dataclasses.fields(cls)}
     foreign = given_flags(args) - fields - set(COMMON)
     if foreign:

@@ -197,6 +197,7 @@ class Format:
     exporter: str | None = None  # the module whose CLI writes it (python -m ...)
     recipe: type | None = None
     install: str = ""  # what to install when its library is missing
+    reads: tuple[str, ...] = ()  # other formats whose files this row's runtime opens (openvino: onnx)
 
     @property
     def files(self) -> bool:
@@ -263,6 +264,12 @@ def by_runtime(runtime: str) -> Format:
     return found
 
 
+def opener(fmt: Format, runtime: str) -> Format | None:
+    """The row whose adapter opens `fmt`'s files as `runtime`: fmt's own, or one that reads them; None if none does."""
+    found = by_runtime(runtime)
+    return found if found.name == fmt.name or fmt.name in found.reads else None
+
+
 def by_recipe(recipe) -> Format:
     return next(f for f in _TABLE.values() if f.recipe is not None and isinstance(recipe, f.recipe))
 
@@ -284,6 +291,9 @@ for _fmt in (
     Format("onnx", "onnxruntime", ("runtimes.ort", "OnnxRuntimeRuntime"), ("runtimes.options", "OnnxRuntimeOptions"),
            suffixes=(".onnx",), exporter="export.onnx", recipe=OnnxRecipe,
            install="pip install onnxruntime (sunet-deploy's core install has it)"),
+    # OpenVINO reads the ONNX files export.onnx writes (FP32, and INT8 from their Q/DQ nodes); its own IR is not used
+    Format("openvino", "openvino", ("runtimes.openvino", "OpenVINORuntime"), ("runtimes.options", "OpenVINOOptions"),
+           reads=("onnx",), exporter="export.onnx", install="pip install 'sunet-deploy[openvino]'"),
     Format("tensorrt", "tensorrt", ("runtimes.trt", "TensorRTRuntime"), ("runtimes.options", "TensorRTOptions"),
            suffixes=(".engine", ".plan"), exporter="export.tensorrt", recipe=EngineRecipe,
            install="pip install 'sunet-deploy[gpu]' (tensorrt 10.x or 11.x, pycuda) on a machine with an NVIDIA GPU "

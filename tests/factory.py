@@ -80,9 +80,10 @@ def spread_classes(model: torch.nn.Module, batch: torch.Tensor) -> torch.nn.Modu
 
 def several_class_checkpoint(path, images: np.ndarray | list[np.ndarray] | None = None, num_classes: int = 5,
                              classes: list[str] | None = None, output_stride: int = 16,
-                             arch: str = "sunet_tiny") -> Path:  # fmt: skip
-    """A random model (BatchNorm statistics randomized, VOC palette, classes named `classes`) whose
-    head is spread over the features of `images` (HxWx3 uint8; default: 4 synthetic images), saved at `path`."""
+                             arch: str = "sunet_tiny", training: dict | None = None) -> Path:  # fmt: skip
+    """A random model (BatchNorm statistics randomized, VOC palette, classes named `classes`, `training`
+    recorded as training records it) whose head is spread over the features of `images` (HxWx3 uint8;
+    default: 4 synthetic images), saved at `path`."""
     from export.calibration import dataset_images, model_inputs
     from sunet_deploy.checkpoint import save_checkpoint
     from sunet_deploy.pipeline.palettes import voc_palette
@@ -93,11 +94,43 @@ def several_class_checkpoint(path, images: np.ndarray | list[np.ndarray] | None 
     meta = make_meta(spec)
     meta.palette = voc_palette(num_classes).tolist()
     meta.classes = classes or meta.classes
+    meta.training = training or meta.training
     if images is None:
         images = dataset_images(meta, count=4, seed=100)
     images = [images] if isinstance(images, np.ndarray) else images
     spread_classes(model, torch.from_numpy(np.concatenate(model_inputs(images, meta))))
     return save_checkpoint(path, model, meta)
+
+
+def validated_checkpoint(path: Path, size: tuple[int, int] = (48, 64), samples: int = 6, num_classes: int = 5) -> Path:
+    """A several-class sunet_tiny that records a small synthetic validation set (as training does), its head
+    spread over that set's images: parity on it is not vacuous."""
+    from sunet_deploy.data import DatasetSpec
+
+    spec = DatasetSpec("synthetic", split="val", num_samples=samples, size=size, num_classes=num_classes, seed=0)
+    dataset = spec.build()
+    return several_class_checkpoint(path, [dataset[i][0] for i in range(min(4, samples))], num_classes,
+                                    list(dataset.classes), training={"dataset": {"val": spec.to_dict()}})
+
+
+def blank_calibrated_int8(checkpoint: Path, path: Path, activations: str = "uint8") -> Path:
+    """An INT8 ONNX model of `checkpoint` whose activation ranges were calibrated on blank (mean-colour)
+    images: a made-to-fail candidate, written without export.onnx's verification (which would refuse it)."""
+    from export.onnx import trace_to_onnx
+    from export.quantize import int8_quantizer
+    from sunet_deploy.artifact import set_onnx_info
+    from sunet_deploy.checkpoint import load_model
+    from sunet_deploy.formats import Int8Recipe
+
+    model, ckpt = load_model(checkpoint)
+    info = ckpt.artifact_info("onnx", "logits", "int8", (None, 3, None, None))
+    proto = trace_to_onnx(model, None, 17, "logits")
+    blank = [np.zeros((1, 3, 64, 64), np.float32)] * 4  # normalised mean colour
+    with int8_quantizer(proto, blank, Int8Recipe(method="minmax", images=4, activations=activations)) as quantizer:
+        proto = quantizer.quantize()
+    set_onnx_info(proto, info)
+    onnx.save(proto, str(path))
+    return path
 
 
 @contextlib.contextmanager

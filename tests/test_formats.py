@@ -122,7 +122,8 @@ def test_every_row_names_its_adapter_and_options(fmt):
     options = fmt.options_class()
     assert options is formats.load(fmt.options) is options_class(fmt.runtime) and options.runtime == fmt.runtime
     assert fmt.adapter_class() is runtimes.adapter_class(fmt.runtime) and fmt.adapter_class().name == fmt.runtime
-    assert fmt.install and (fmt.suffixes or fmt.schemes)
+    assert fmt.install and (fmt.suffixes or fmt.schemes or fmt.reads)
+    assert all(formats.opener(formats.get(name), fmt.runtime) is fmt for name in fmt.reads)
     assert fmt.exporter is not None
 
 

@@ -12,7 +12,8 @@ import dataclasses
 from dataclasses import dataclass
 
 from runtimes import availability
-from runtimes.options import AOTInductorOptions, OnnxRuntimeOptions, PyTorchOptions, RuntimeOptions, TensorRTOptions
+from runtimes.options import (AOTInductorOptions, OnnxRuntimeOptions, OpenVINOOptions, PyTorchOptions, RuntimeOptions,
+                              TensorRTOptions)
 from sunet_deploy import formats
 from sunet_deploy.formats import AotiRecipe, EngineRecipe, Int8Recipe, OnnxRecipe
 
@@ -37,7 +38,7 @@ class Variant:
     onnx: OnnxRecipe | None = None
 
     def __post_init__(self) -> None:
-        if self.format != formats.by_runtime(self.options.runtime).name:
+        if formats.opener(formats.get(self.format), self.options.runtime) is None:
             raise ValueError(f"{self.name}: a {self.format} artifact is not opened by the "
                              f"{self.options.runtime} runtime")
 
@@ -83,6 +84,9 @@ VARIANTS = {
         Variant("onnxruntime-cpu-argmax", OnnxRuntimeOptions(), OnnxRecipe(argmax=True)),
         Variant("onnxruntime-cpu-int8", OnnxRuntimeOptions(), ONNX_RUNTIME_INT8),
         Variant("aoti-cpu", AOTInductorOptions(), AotiRecipe()),
+        Variant("openvino-cpu", OpenVINOOptions(), OnnxRecipe()),
+        Variant("openvino-cpu-bf16", OpenVINOOptions(inference_precision="bf16"), OnnxRecipe()),
+        Variant("openvino-cpu-int8", OpenVINOOptions(), ONNX_RUNTIME_INT8),
         Variant(f"{REFERENCE}-cuda", CUDA),
         Variant("pytorch-fp16-cuda", dataclasses.replace(CUDA, precision="fp16")),
         Variant("pytorch-fp16-channels-last-cuda", CUDA_FP16_CL),
