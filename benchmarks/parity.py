@@ -262,9 +262,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add_flag(parser, "--limit", default=50, help="compare on the first N images (0: all; default 50)")
     add_flag(parser, "--device", choices=("cpu", "cuda"), default="cpu")
     add_flag(parser, "--variants", help="comma-separated variant names (default: all of the device, none with --artifact)")
-    parser.add_argument("--artifact", action="append", default=[], metavar="PATH_OR_URI",
-                        help="an existing artifact to check: .onnx, .pt2, .engine/.plan, triton://HOST:PORT/MODEL or "
-                        "triton+grpc://HOST:PORT/MODEL (repeatable)")
+    add_flag(parser, "--artifact", metavar="PATH_OR_URI", help="an existing artifact to check: .onnx, .pt2, "
+             ".engine/.plan, triton://HOST:PORT/MODEL or triton+grpc://HOST:PORT/MODEL (repeatable)")
     add_flag(parser, "--threads", default=os.cpu_count())
     add_flag(parser, "--engine")
     parser.add_argument("--max-delta-miou", action="append", default=[], metavar="PRECISION=POINTS",

@@ -4,7 +4,7 @@
     python -m benchmarks.select ckpt.safetensors -o deploy/ --size 512x512 --threads 2 --max-drop 0.2 --triton
     python -m benchmarks.select ckpt.safetensors -o deploy/ --tile 512 --strategy latency-budget=250
 
-1. Builds every candidate this machine can run (benchmarks.variants for --device plus the ones only
+1. Builds every candidate this machine can run (benchmarks.harness.variants for --device plus the ones only
    selection builds: torch.compile, INT8 with int8 activations for CPU runtimes; --artifact adds existing
    files, each with every runtime that opens it), cached by recipe in --workdir as the latency and parity
    harnesses cache them. One that cannot be built or run here is listed with the reason.
@@ -21,7 +21,7 @@
    (latency against mIoU drop, the choice marked), and with --triton a Triton repository for it. An
    existing non-empty OUTDIR is refused without --overwrite.
 
-A second run reuses every cached artifact and gate result and says so; --force rebuilds them.
+A second run reuses every cached artifact and gate result and says so; --rebuild rebuilds them.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ GATE_CACHE = "gates"
 
 
 def build(candidate: Candidate, args: argparse.Namespace, shape: tuple[int, int, int, int]) -> None:
-    """The candidate's artifact from the cache or built now (--force: rebuilt); sets path, cached, build_s."""
+    """The candidate's artifact from the cache or built now (--rebuild: rebuilt); sets path, cached, build_s."""
     variant = candidate.variant
     if candidate.given is not None:
         candidate.path, candidate.cached, candidate.build_s = candidate.given, None, 0.0
@@ -70,7 +70,7 @@ def build(candidate: Candidate, args: argparse.Namespace, shape: tuple[int, int,
         candidate.path, candidate.cached, candidate.build_s = args.checkpoint, None, 0.0
         return
     expected = expected_path(candidate, args, shape)
-    if args.force and expected is not None and expected.is_file() and expected not in args.rebuilt:
+    if args.rebuild and expected is not None and expected.is_file() and expected not in args.rebuilt:
         expected.unlink()
         args.rebuilt.add(expected)
     if expected in args.built_now:  # another candidate built this file in this run
@@ -109,7 +109,7 @@ def gate_all(candidates: list[Candidate], args: argparse.Namespace, meta, datase
     for c in candidates:
         c.key = gate_key(c, args, images, protocol)
         stored = cache / f"{c.key}.json"
-        if stored.is_file() and not args.force:
+        if stored.is_file() and not args.rebuild:
             data = json.loads(stored.read_text())
             c.gate, c.precision, c.gate_cached = data["gate"], data["precision"], True
         else:
@@ -216,8 +216,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add_flag(parser, "--limit", default=50, help="gate on the first N validation images (0: all)")
     parser.add_argument("--only", help="comma-separated candidate names (default: every one of --device)")
     parser.add_argument("--exclude", default="", help="comma-separated candidate names to leave out")
-    parser.add_argument("--artifact", action="append", type=Path, default=[], metavar="FILE",
-                        help="also consider this existing .onnx/.pt2/.engine file (repeatable)")
+    add_flag(parser, "--artifact", metavar="FILE", help="also consider this existing .onnx/.pt2/.engine file "
+             "(repeatable)")
     parser.add_argument("--measure-rejected", action="store_true", help="time rejected candidates too (never chosen)")
     parser.add_argument("--triton", action="store_true", help="also write a Triton model repository for the winner")
     add_flag(parser, "--warmup", default=1.0, help="warm-up seconds per candidate")
@@ -225,11 +225,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add_flag(parser, "--min-iterations", dest="iterations", default=10, help="timed iterations per candidate, at least")
     add_flag(parser, "--rounds", default=3, help="interleave the candidates in this many rounds")
     add_flag(parser, "--workdir", default=Path("runs/bench/work"), help="artifact and gate cache")
-    parser.add_argument("--force", action="store_true", help="rebuild cached artifacts and gate results")
+    parser.add_argument("--rebuild", action="store_true", help="rebuild cached artifacts and gate results (the "
+                        "cache is kept otherwise; --overwrite is about the deploy folder)")
     add_flag(parser, "--overwrite", help="replace an earlier selection in OUTDIR")
     add_dataset_flags(parser, "the images the gate runs: the validation set the checkpoint records, changed by "
                       "these flags")
-    add_protocol_flags(parser)
+    add_protocol_flags(parser, batch_is_images=True)
     args = parser.parse_args(argv)
     if args.limit < 0 or args.threads < 1 or args.batch < 1 or args.rounds < 1:
         parser.error("--limit must be 0 or positive; --threads, --batch and --rounds positive")
@@ -251,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         protocol = protocol_from_args(args, read_checkpoint_info(args.checkpoint))
         split = lambda text: [n for n in (text or "").split(",") if n]  # noqa: E731
         candidates = candidate_variants(args.device, split(args.only) or None, split(args.exclude))
-        candidates += given_candidates(args.artifact, args.device)
+        candidates += given_candidates([Path(a) for a in args.artifact], args.device)
     except (ArtifactError, DatasetError, ProtocolError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE

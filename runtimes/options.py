@@ -163,6 +163,14 @@ class OpenVINOOptions(RuntimeOptions):
     def __post_init__(self) -> None:
         check_choices(self)
 
+    @classmethod
+    def _common(cls, name: str, value, values: dict) -> dict:
+        if name == "device" and parse_device(value, cls.runtime)[0] == "cpu":
+            return {}  # the CPU plugin is the only one this adapter runs
+        if name == "device":
+            raise ValueError(f"the openvino runtime cannot take device={value!r}: it runs on the CPU only")
+        return super()._common(name, value, values)
+
     @property
     def precision(self) -> str | None:
         return "bf16" if self.inference_precision == "bf16" else None

@@ -216,7 +216,7 @@ def runtime_options(args: argparse.Namespace, fmt: Format) -> RuntimeOptions:
     runtime honours it."""
     row = formats.opener(fmt, args.runtime) if args.runtime else fmt
     if row is None:
-        raise ValueError(f"the {args.runtime} runtime does not open {args.model} (a {fmt.name} file)")
+        raise ArtifactError(args.model, f"is a {fmt.runtime} artifact, not one the {args.runtime} runtime opens")
     cls = row.options_class()
     fields = {f.name for f in dataclasses.fields(cls)}
     foreign = given_flags(args) - fields - set(COMMON)

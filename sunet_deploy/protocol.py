@@ -135,9 +135,10 @@ PROTOCOL_FLAGS = ("--protocol", "--multi-scale", "--tile", "--tile-overlap", "--
                   "--tile-batch")  # fmt: skip
 
 
-def add_protocol_flags(parser: argparse.ArgumentParser, letterbox: bool = False) -> None:
+def add_protocol_flags(parser: argparse.ArgumentParser, letterbox: bool = False, batch_is_images: bool = False) -> None:
     """PROTOCOL_FLAGS (sunet_deploy.flags), the same in every command that runs the protocol (and
-    predict's --letterbox); the old spellings --window, --stride, --batch are refused."""
+    predict's --letterbox); the old spellings --window, --stride, and --batch (windows per call, now
+    --tile-batch) are refused, the last unless the command's own --batch means images per call."""
     group = parser.add_argument_group("inference protocol: windows, scales, flips (docs/inference.md); any of "
                                       "--protocol, --multi-scale, --tile, --tile-overlap, --scales, --base-size, --flip "
                                       "runs it")  # fmt: skip
@@ -148,7 +149,7 @@ def add_protocol_flags(parser: argparse.ArgumentParser, letterbox: bool = False)
             add_flag(group, name)
     if letterbox:
         add_flag(group, "--letterbox")
-    add_renamed(group, "--window", "--stride", here={"--batch": "--tile-batch"})
+    add_renamed(group, "--window", "--stride", here={} if batch_is_images else {"--batch": "--tile-batch"})
 
 
 def protocol_asked(args: argparse.Namespace) -> bool:

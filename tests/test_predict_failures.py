@@ -99,6 +99,19 @@ def file_cases() -> list[Case]:
     ]
 
 
+READERS = [  # a runtime that reads another format's files (OpenVINO: .onnx), chosen by its options / --runtime
+    Case("openvino", "missing", ".onnx", ArtifactError, "open", "no such file"),
+    Case("openvino", "folder", ".onnx", ArtifactError, "open", "is a folder, not a model file"),
+    Case("openvino", "empty", ".onnx", ArtifactError, "open", "has no sunet-deploy metadata"),
+    Case("openvino", "pickle", ".onnx", ArtifactError, "open", "not a readable ONNX model"),
+    Case("openvino", "random", ".onnx", ArtifactError, "open", "not a readable ONNX model"),
+    Case("openvino", "truncated", ".onnx", ArtifactError, "open", "not a readable ONNX model"),
+    Case("openvino", "no-metadata", ".onnx", ArtifactError, "open", "has no sunet-deploy metadata"),
+    Case("openvino", "checkpoint-file", ".safetensors", ArtifactError, "open",
+         "is a pytorch artifact, not one the openvino runtime opens"),
+]
+"""Each reader's cells, run with its options (open_runtime) or `--runtime NAME` (predict)."""
+
 SERVED = [
     Case("triton", "no-server", "triton", ArtifactError, "open", "cannot read the served model's configuration"),
     Case("triton", "no-server-grpc", "triton+grpc", ArtifactError, "open", "cannot read the served model's config"),
@@ -106,12 +119,21 @@ SERVED = [
     Case("triton", "foreign-model", "triton", ArtifactError, "open", "served without sunet-deploy metadata"),
     Case("triton", "no-port", "triton", ArtifactError, "open", r"expected triton://HOST:PORT/MODEL"),
 ]
-CASES = file_cases() + SERVED
+CASES = file_cases() + READERS + SERVED
+
+
+def chosen_runtime(case: Case) -> str | None:
+    """The runtime a reader's cell asks for; None: the file's own."""
+    fmt = formats.get(case.format)
+    if fmt.reads and fmt.runtime == "openvino":
+        pytest.importorskip("openvino", reason="the [openvino] extra is not installed")
+    return fmt.runtime if fmt.reads else None
 
 
 def test_every_format_of_the_table_has_its_cells():
     assert {case.format for case in CASES} == {f.name for f in formats.formats()}
     assert {case.suffix for case in CASES} >= set(formats.suffixes())
+    assert {case.format for case in READERS} == {f.name for f in formats.formats() if f.reads}
     assert len({case.id for case in CASES}) == len(CASES)
 
 
@@ -200,7 +222,7 @@ def make_target(case: Case, folder: Path, sources: dict[str, bytes], fake_port: 
     if kind == "folder":
         path.mkdir()
     elif kind == "truncated":
-        whole = sources["exported-program" if case.format == "aoti" else case.format]
+        whole = sources[{"aoti": "exported-program", "openvino": "onnx"}.get(case.format, case.format)]
         path.write_bytes(whole[: len(whole) // 2])
     elif kind == "no-compiled-model":  # an AOTInductor package's layout and metadata, without the compiled model
         with zipfile.ZipFile(path, "w") as archive:
@@ -213,7 +235,8 @@ def make_target(case: Case, folder: Path, sources: dict[str, bytes], fake_port: 
         path.write_bytes(sources["random"])
         path.with_name(path.name + ".json").write_text("{not json")
     else:
-        data = {"empty": b"", "onnx-inside": sources["onnx"], "checkpoint-inside": sources["checkpoint"]}
+        data = {"empty": b"", "onnx-inside": sources["onnx"], "checkpoint-inside": sources["checkpoint"],
+                "checkpoint-file": sources["checkpoint"]}
         path.write_bytes(data[kind] if kind in data else sources[kind])
     return str(path)
 
@@ -239,9 +262,10 @@ def cell(case: Case):
 
 @pytest.mark.parametrize("case, target", [cell(c) for c in CASES], indirect=["target"])
 def test_python_callers_get_one_line_naming_the_model(case, target):
-    when = "open"
+    when, runtime_name = "open", chosen_runtime(case)
+    options = formats.by_runtime(runtime_name).options_class()() if runtime_name else None
     with pytest.raises(Exception) as raised:
-        runtime = open_runtime(target)
+        runtime = open_runtime(target, options)
         when = "load"
         with runtime:
             pass
@@ -304,7 +328,9 @@ def predict_cli():
 @pytest.mark.parametrize("case, target", [cell(c) for c in CASES], indirect=["target"])
 def test_predict_says_one_line_exits_2_and_writes_nothing(case, target, photo, tmp_path, predict_cli):
     out = tmp_path / "out"
-    status, stdout, stderr = predict_cli([target, str(photo), "-o", str(out)], tmp_path)
+    runtime_name = chosen_runtime(case)
+    status, stdout, stderr = predict_cli([target, str(photo), "-o", str(out),
+                                          *(["--runtime", runtime_name] if runtime_name else [])], tmp_path)
     lines = stderr.strip().splitlines()
     assert (status, len(lines)) == (2, 1), stderr
     assert lines[0].startswith(f"error: {target}") and re.search(case.message, lines[0]), lines[0]

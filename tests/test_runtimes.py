@@ -195,7 +195,7 @@ REFUSED = {  # what a runtime that cannot honour a common option says, in one li
     "triton": {"threads": "the triton runtime cannot take threads=1: a served model computes with the server's",
                "device": "the triton runtime cannot take device='cpu': a served model runs where the server's"},
 }
-RUNS = {"checkpoint": REFERENCE, "onnx": "onnxruntime-cpu", "aoti": "aoti-cpu"}
+RUNS = {"checkpoint": REFERENCE, "onnx": "onnxruntime-cpu", "aoti": "aoti-cpu", "openvino": "openvino-cpu"}
 """The formats that run here with threads=1, device="cpu": the benchmark variant whose artifact they open."""
 
 
@@ -214,7 +214,13 @@ def test_every_format_opens_with_the_common_options(fmt, artifacts, checkpoint, 
             assert open_runtime(target, device="cuda:1").options.device_id == 1
         return
     path = checkpoint if fmt.name == "checkpoint" else artifacts(VARIANTS[RUNS[fmt.name]])
-    runtime = open_runtime(path, threads=1, device="cpu")
+    if fmt.reads:  # a runtime that reads another format's files is chosen by its options
+        opener = lambda **common: open_runtime(path, fmt.options_class().create(**common))  # noqa: E731
+    else:
+        opener = lambda **common: open_runtime(path, **common)  # noqa: E731
+    if fmt.reads and fmt.runtime == "openvino":
+        pytest.importorskip("openvino", reason="the [openvino] extra is not installed")
+    runtime = opener(threads=1, device="cpu")
     assert (runtime.options.threads, runtime.options.device) == (1, "cpu")
     seen = []
     infer = runtime._infer
@@ -228,11 +234,14 @@ def test_every_format_opens_with_the_common_options(fmt, artifacts, checkpoint, 
         after = torch.get_num_threads()
         torch.set_num_threads(1)
     assert after == 2  # another runtime's (or the caller's) setting is left as it was
-    if fmt.runtime != "onnxruntime":
+    if fmt.runtime not in ("onnxruntime", "openvino"):
         assert seen == [2] and runtime.options.threads == 1  # _infer sets them itself, inside
-    if not torch.cuda.is_available() or fmt.runtime == "onnxruntime":
+    if fmt.runtime == "openvino":
+        with pytest.raises(ValueError, match="^the openvino runtime cannot take device='cuda': it runs on the CPU"):
+            opener(device="cuda")
+    elif not torch.cuda.is_available() or fmt.runtime == "onnxruntime":
         with pytest.raises(RuntimeUnavailable, match=f"^the {fmt.runtime} runtime cannot run here: "):
-            open_runtime(path, device="cuda").activate()
+            opener(device="cuda").activate()
 
 
 def test_torch_threads_are_the_runtimes_while_it_computes(checkpoint, monkeypatch):

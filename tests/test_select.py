@@ -8,7 +8,7 @@ import pytest
 
 import benchmarks.select as select
 from benchmarks.harness.selection import Candidate, Gate, Strategy
-from benchmarks.variants import VARIANTS
+from benchmarks.harness.variants import VARIANTS
 from factory import blank_calibrated_int8, validated_checkpoint
 
 FAST = ["--limit", "3", "--threads", "1", "--warmup", "0.05", "--duration", "0.2", "--min-iterations", "2", "--rounds", "1"]
@@ -72,7 +72,7 @@ def test_a_second_run_reuses_the_cache_and_an_earlier_selection_is_kept(made_to_
     gates = {c["name"]: c["miou_delta"] for c in second["candidates"]}
     assert gates == {c["name"]: c["miou_delta"] for c in first["candidates"]}
 
-    assert select.main([*args, "-o", str(tmp_path / "first"), "--overwrite", "--force"]) == 0
+    assert select.main([*args, "-o", str(tmp_path / "first"), "--overwrite", "--rebuild"]) == 0
     forced = json.loads((tmp_path / "first" / "selection.json").read_text())
     assert forced["cache"]["artifacts_built"] == 1 and forced["cache"]["gates_measured"] == 3
 
