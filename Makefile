@@ -31,7 +31,8 @@ DEMO := runs/demo
 # The end-to-end demo on built-in synthetic data (CPU, no download): train, evaluate, export,
 # predict on image files, check every runtime against PyTorch FP32 (single scale, then under the inference
 # protocol: scales, flips and 96-pixel windows, docs/inference.md), then serve the model on Triton
-# (python backend, CPU) and predict through the server.
+# (python backend, CPU) and predict through the server; last, benchmarks.select: every candidate artifact gated by
+# mIoU against PyTorch FP32 and timed, the fastest that keeps mIoU written to $(DEMO)/deploy.
 demo: setup serve-venv
 	@if [ -e $(DEMO) ]; then echo "$(DEMO) holds an earlier demo run, kept as it is: remove it with 'make clean-demo', or run 'make demo DEMO=runs/demo2'" >&2; exit 2; fi
 	$(PY) -m train --config demo --out-dir $(DEMO)
@@ -45,6 +46,7 @@ demo: setup serve-venv
 	$(PY) -m export.triton $(DEMO)/model.onnx -o $(DEMO)/model_repository --backend python --io tensor
 	$(SERVE_PY) -m runtimes.serve $(DEMO)/model_repository -- \
 		$(PY) -m runtimes.predict triton://127.0.0.1:8000/sunet $(DEMO)/samples/images -o $(DEMO)/served_predictions --tile
+	$(PY) -m benchmarks.select $(DEMO)/best.safetensors -o $(DEMO)/deploy --warmup 0.5 --duration 1
 
 # CPU latency report: SUNet-64 OS16, 512x512, batch 1, every CPU runtime against PyTorch FP32.
 bench: setup
