@@ -266,6 +266,8 @@ def by_runtime(runtime: str) -> Format:
 
 def opener(fmt: Format, runtime: str) -> Format | None:
     """The row whose adapter opens `fmt`'s files as `runtime`: fmt's own, or one that reads them; None if none does."""
+    if runtime == fmt.runtime:
+        return fmt
     found = by_runtime(runtime)
     return found if found.name == fmt.name or fmt.name in found.reads else None
 
