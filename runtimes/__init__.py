@@ -70,6 +70,15 @@ def availability(options: RuntimeOptions) -> str | None:
         return str(exc)
 
 
+def runtime_row(path: str | Path, fmt: formats.Format, runtime: str) -> formats.Format:
+    """The row whose adapter opens `path` (a file of format `fmt`) as `runtime`: the file's own, or one that
+    reads its format too (OpenVINO: .onnx); ArtifactError, one line naming the file, where none does."""
+    row = formats.opener(fmt, runtime)
+    if row is None:
+        raise ArtifactError(path, f"is a {fmt.runtime} artifact, not one the {runtime} runtime opens")
+    return row
+
+
 def options_for(path: str | Path | formats.Format, **options) -> RuntimeOptions:
     """The options of the adapter that opens `path` (or of the Format given), from keyword arguments: its
     own, and the common ones every runtime is asked in the same words (threads, device), refused in one
@@ -92,10 +101,7 @@ def open_runtime(path: str | Path, options: RuntimeOptions | None = None, *, fmt
     if options is not None and kwargs:
         raise TypeError("pass runtime options as an options object or as keyword arguments, not both")
     options = options if options is not None else options_for(fmt, **kwargs)
-    row = formats.opener(fmt, options.runtime)  # the file's own runtime, or one that reads its format too
-    if row is None or not isinstance(options, row.options_class()):
-        raise ArtifactError(path, f"is a {fmt.runtime} artifact, not one the {options.runtime} runtime opens")
-    return _adapter(row)(path, options)
+    return _adapter(runtime_row(path, fmt, options.runtime))(path, options)
 
 
 __all__ = [
@@ -111,5 +117,6 @@ __all__ = [
     "format_for",
     "open_runtime",
     "options_for",
+    "runtime_row",
     "runtime_for",
 ]

@@ -58,7 +58,7 @@ from sunet_deploy.protocol import (
 )
 from sunet_deploy.tiling import InferModel, segment
 
-from . import ArtifactError, Runtime, RuntimeUnavailable, format_for, open_runtime
+from . import ArtifactError, Runtime, RuntimeUnavailable, format_for, open_runtime, runtime_row
 from .cluster import require_ray, run_cluster
 from .inputs import InputError, Job, existing_outputs, plan_jobs
 from .large import HUGE_FLAG, allow_huge_images, finished, read_whole, run_large
@@ -214,10 +214,7 @@ def runtime_options(args: argparse.Namespace, fmt: Format) -> RuntimeOptions:
     """The options of the runtime that opens args.model (its format `fmt`; --runtime picks another runtime that
     reads it); a flag of another runtime is an error, and a common one (--threads, --device) is taken as that
     runtime honours it."""
-    row = formats.opener(fmt, args.runtime) if args.runtime else fmt
-    if row is None:
-        raise ArtifactError(args.model, f"is a {fmt.runtime} artifact, not one the {args.runtime} runtime opens")
-    cls = row.options_class()
+    cls = (runtime_row(args.model, fmt, args.runtime) if args.runtime else fmt).options_class()
     fields = {f.name for f in dataclasses.fields(cls)}
     foreign = given_flags(args) - fields - set(COMMON)
     if foreign:
