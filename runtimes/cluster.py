@@ -35,6 +35,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from sunet_deploy.cli import first_line
 from sunet_deploy.lifetime import die_with_parent
 from sunet_deploy.progress import progress
 
@@ -141,11 +142,13 @@ class PredictWorker:
                     self.predictor.run(job)
                     pixels = _pixels(job)
                 else:
-                    run = self.large.get(index) or self.large.setdefault(index, attach_large(self.predictor, job))
+                    if index not in self.large:
+                        self.large[index] = attach_large(self.predictor, job)
+                    run = self.large[index]
                     run_stripe(self.predictor, run, c0)
                     pixels = run.stripe_pixels(c0)
             except Exception as exc:  # one bad input must not stop the others
-                error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                error = first_line(exc)
             for key, value in (("job", index), ("stripe", c0), ("error", error), ("pixels", pixels),
                                ("seconds", time.perf_counter() - start), ("worker", self.name)):  # fmt: skip
                 rows[key].append(value)
@@ -213,7 +216,7 @@ def _plan(jobs: list[Job], predictor: Any, resume: bool, failures: list[str]) ->
             else:
                 units.append((index, -1))
         except Exception as exc:
-            failures.append(f"{job.source}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+            failures.append(f"{job.source}: {first_line(exc)}")
     return units, larges
 
 

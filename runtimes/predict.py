@@ -39,7 +39,7 @@ import numpy as np
 from tqdm import tqdm
 
 from sunet_deploy import formats
-from sunet_deploy.cli import EXIT_FAILED, EXIT_OK, EXIT_STATUS_HELP, EXIT_USAGE
+from sunet_deploy.cli import EXIT_FAILED, EXIT_OK, EXIT_STATUS_HELP, EXIT_USAGE, first_line
 from sunet_deploy.flags import add_flag
 from sunet_deploy.formats import Format
 from sunet_deploy.pipeline.images import ImageError
@@ -238,13 +238,8 @@ def opening(model: str, runtime: str, step: str) -> Iterator[None]:
     except RuntimeUnavailable as exc:
         raise RuntimeUnavailable(f"{model}: {exc}") from exc
     except Exception as exc:  # an engine's own error types (ORT, torch, TensorRT, tritonclient)
-        reason = _first_line(exc).removeprefix(f"{model}: ")
+        reason = first_line(exc).removeprefix(f"{model}: ")
         raise ArtifactError(model, f"cannot be {step} by the {runtime} runtime ({reason})") from exc
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def prepare(args: argparse.Namespace) -> tuple[list[Job], Runtime, Protocol | None]:
@@ -292,10 +287,10 @@ def run_jobs(jobs: list[Job], runtime: Runtime, out_dir: Path, protocol: Protoco
                     predictor.run(job)
                     written += 1
                 except Exception as exc:  # one bad input must not stop the others
-                    failures.append(f"{job.source}: {_first_line(exc)}")
+                    failures.append(f"{job.source}: {first_line(exc)}")
                     tqdm.write(f"skipped: {failures[-1]}", file=sys.stderr)
     except BaseException as exc:  # an interrupt, or the runtime failing to close
-        stopped = _first_line(exc)
+        stopped = first_line(exc)
         raise
     finally:
         summary = _summary(jobs, runtime, predictor, written, failures, stopped)

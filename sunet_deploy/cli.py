@@ -42,6 +42,12 @@ EXIT_STATUS_HELP = "exit status: 0 ok, 1 a check failed (details on stderr), 2 b
 """The epilog of every command's --help."""
 
 
+def first_line(exc: BaseException) -> str:
+    """What one `skipped:` or `error:` line says of an exception: its message's first line, else its type."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 # ---------------------------------------------------------------- a missing extra, said in one line
 
 PACKAGES = ("sunet_deploy", "train", "export", "runtimes", "benchmarks")
