@@ -40,6 +40,7 @@ from tqdm import tqdm
 
 from sunet_deploy import formats
 from sunet_deploy.cli import EXIT_FAILED, EXIT_OK, EXIT_STATUS_HELP, EXIT_USAGE, first_line
+from sunet_deploy.fileio import atomic_path, atomic_write_bytes
 from sunet_deploy.flags import add_flag
 from sunet_deploy.formats import Format
 from sunet_deploy.pipeline.images import ImageError
@@ -113,10 +114,15 @@ class Predictor:
         return output_to_mask(out, self.runtime.output_kind, geometries)[0]
 
     def write_image_result(self, image: np.ndarray, mask: np.ndarray, job: Job) -> None:
-        job.stem.parent.mkdir(parents=True, exist_ok=True)
-        save_palette_png(job.mask_path, mask, self.palette)
-        blended = overlay(image, mask, self.palette)
-        cv2.imwrite(str(job.outputs()[1]), cv2.cvtColor(blended, cv2.COLOR_RGB2BGR))
+        """The mask and the overlay, each whole or not at all (a killed run leaves nothing --resume takes as done)."""
+        mask_path, overlay_path = job.outputs()
+        mask_path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(mask_path) as tmp:
+            save_palette_png(tmp, mask, self.palette)
+        blended = cv2.cvtColor(overlay(image, mask, self.palette), cv2.COLOR_RGB2BGR)
+        with atomic_path(overlay_path) as tmp:
+            if not cv2.imwrite(str(tmp), blended):
+                raise OSError(f"{overlay_path}: OpenCV could not write the overlay")
 
     def check_size(self, image: np.ndarray, job: Job) -> None:
         """Warn (one line, first time) when an image run whole is much larger than the training crop."""
@@ -294,8 +300,12 @@ def run_jobs(jobs: list[Job], runtime: Runtime, out_dir: Path, protocol: Protoco
         raise
     finally:
         summary = _summary(jobs, runtime, predictor, written, failures, stopped)
-        (out_dir / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
+        write_summary(out_dir, summary)
     return summary
+
+
+def write_summary(out_dir: Path, summary: dict) -> None:
+    atomic_write_bytes(out_dir / SUMMARY, (json.dumps(summary, indent=2) + "\n").encode())
 
 
 def _summary(jobs: list[Job], runtime: Runtime, predictor: Predictor | None, written: int, failures: list[str],
@@ -341,7 +351,7 @@ def predict_on_cluster(args: argparse.Namespace, jobs: list[Job], runtime: Runti
         summary, _ = run_cluster(args.cluster, jobs, runtime, protocol, args.resume, args.output, predictor_for, _summary)
     finally:
         summary = summary or _summary(jobs, runtime, None, 0, [], f"the cluster run stopped: {sys.exc_info()[1]}")
-        (args.output / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
+        write_summary(args.output, summary)
     return summary
 
 

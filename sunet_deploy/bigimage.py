@@ -27,7 +27,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .fileio import atomic_write_bytes
+from .fileio import atomic_path, atomic_write_bytes
 from .pipeline.palettes import overlay
 
 LAZY_SUFFIXES = (".tif", ".tiff", ".zarr")
@@ -235,11 +235,9 @@ def write_tiff_mask(mask: Any, path: str | os.PathLike, palette: np.ndarray, til
                 block[: part.shape[0], : part.shape[1]] = part
                 yield block
 
-    tmp = path.with_name(f".{path.name}.partial")
-    with tifffile.TiffWriter(tmp, bigtiff=True) as writer:
+    with atomic_path(path) as tmp, tifffile.TiffWriter(tmp, bigtiff=True) as writer:
         writer.write(tiles(), shape=(height, width), dtype=np.uint8, tile=(tile, tile), photometric="palette",
                      colormap=colormap(palette), compression="zlib")  # fmt: skip
-    os.replace(tmp, path)
     return path
 
 

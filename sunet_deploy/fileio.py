@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -28,6 +30,24 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A name beside `path` to write to, renamed to `path` when the block ends without an error.
+
+    A process killed mid-write leaves `path` as it was (or absent), never half written, so a resumed run
+    sees the output as missing and writes it again. The name keeps the suffix, for writers that choose the
+    format by it, and is the same every time: a later write of `path` replaces what a killed one left.
+    No fsync: this guards against a killed process, not a power cut (atomic_write_bytes does both).
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def apply_umask(path: str | os.PathLike) -> None:

@@ -2,6 +2,9 @@
 on disk stripe by stripe (the same pixels as the in-memory path), --resume, and Pillow's huge-image guard."""
 
 import json
+import signal
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -129,6 +132,40 @@ def test_resume_skips_finished_images_and_redoes_unfinished_ones(onnx, scene, tm
     result = summary(out)
     assert result["resumed"] == [str(folder / "im0.png"), str(folder / "im2.png")] and result["written"] == 3
     assert (out / "im1_overlay.jpg").exists()
+
+
+DIES_WRITING_THE_SECOND_OVERLAY = """
+import os, signal, sys, cv2
+from runtimes.predict import main
+real, calls = cv2.imwrite, []
+def dying(path, image, *args):
+    calls.append(path)
+    if len(calls) == 2:  # half the JPEG's bytes, then the process is killed mid-write
+        data = cv2.imencode(".jpg", image)[1].tobytes()
+        with open(path, "wb") as f:
+            f.write(data[: len(data) // 2])
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(path, image, *args)
+cv2.imwrite = dying
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_run_killed_mid_write_leaves_no_half_output_for_resume_to_take_as_done(onnx, scene, tmp_path):
+    folder, out = tmp_path / "in", tmp_path / "out"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"im{i}.png").write_bytes((scene / "png" / "scene.png").read_bytes())
+    killed = subprocess.run([sys.executable, "-c", DIES_WRITING_THE_SECOND_OVERLAY, onnx, str(folder), "-o", str(out)],
+                            capture_output=True, text=True)  # fmt: skip
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert (out / "im0_overlay.jpg").exists() and not (out / "im1_overlay.jpg").exists()
+    assert main([onnx, str(folder), "-o", str(out), "--resume"]) == 0
+    assert summary(out)["resumed"] == [str(folder / "im0.png")] and summary(out)["written"] == 3
+    assert main([onnx, str(folder), "-o", str(tmp_path / "clean")]) == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "clean").iterdir())  # the killed write's partial file is gone
+    assert all((out / n).read_bytes() == (tmp_path / "clean" / n).read_bytes() for n in names if n.startswith("im"))
 
 
 def test_pillow_s_huge_image_guard_is_named_in_the_skip_line_and_lifted_by_a_flag(onnx, scene, tmp_path, monkeypatch, capsys):
