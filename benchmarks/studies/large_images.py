@@ -9,7 +9,8 @@ Synthetic scenes with known labels (sunet_deploy.data.mosaic) written as tiled B
    (RLIMIT_AS, default 1 GiB, set in the child before exec; MALLOC_ARENA_MAX=2 so that glibc does not
    reserve 64 MiB of address space per thread) smaller than the largest scene's uncompressed RGB:
    peak RSS (the child's ru_maxrss), Mpx/s; the largest one's mIoU against its labels, and the same
-   protocol on in-memory crops (PNG crops of the scene, read whole) against the same pixels of it;
+   protocol on the same scene read whole (one PNG, the in-memory path, no limit): its mask pixel for
+   pixel against the lazy one, its mIoU and its peak RSS;
 3. the middle size killed (SIGKILL) once half of its stripes are done, then `--resume`: the mask's
    bytes against the uninterrupted run's, and the resume's time against the full run's.
 
@@ -19,6 +20,7 @@ Writes report.json and report.md to --out. Seconds and Mpx/s depend on the machi
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import signal
@@ -30,6 +32,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from runtimes.large import HUGE_FLAG
 from sunet_deploy.bigimage import open_lazy, read_mask
 from sunet_deploy.data.mosaic import SyntheticMosaic
 from sunet_deploy.flags import add_flag
@@ -58,8 +61,6 @@ def predict(model: str, source: Path, out: Path, flags: list[str], limit: int | 
     proc.returncode = os.waitstatus_to_exitcode(status)
     seconds = time.perf_counter() - start
     summary_path = out / "predict_summary.json"
-    import json
-
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     if proc.returncode != 0:
         print(output[-2000:], file=sys.stderr)
@@ -77,26 +78,6 @@ def miou(mask, mosaic: SyntheticMosaic, regions: list[tuple[int, int, int, int]]
                 b, d = min(r1, a + t), min(c1, c + t)
                 cm.update(np.asarray(mask[a:b, c:d]), mosaic.region(a, b, c, d)[1])
     return float(cm.scores().miou)
-
-
-def pixel_model(source: str, path: Path) -> str:
-    """A 1x1 convolution (3 -> the model's classes) with `source`'s inputs, outputs and metadata: the
-    pipeline's cost, not a network's, on a slow CPU."""
-    import onnx
-    from onnx import helper, numpy_helper
-
-    model = onnx.load(source)
-    inp, out = model.graph.input[0], model.graph.output[0]
-    from runtimes import open_runtime
-
-    classes = open_runtime(source).metadata.num_classes
-    weights = np.random.default_rng(0).normal(size=(classes, 3, 1, 1)).astype(np.float32)
-    graph = helper.make_graph([helper.make_node("Conv", [inp.name, "w"], [out.name])], "pixel", [inp], [out],
-                              initializer=[numpy_helper.from_array(weights, "w")])  # fmt: skip
-    pixel = helper.make_model(graph, opset_imports=list(model.opset_import), ir_version=model.ir_version)
-    pixel.metadata_props.extend(model.metadata_props)
-    onnx.save(pixel, path)
-    return str(path)
 
 
 def lazy_mask(path: Path):
@@ -123,7 +104,7 @@ def scene_pair(model: str, work: Path, size: tuple[int, int], flags: list[str]) 
             "miou_png": miou(a, mosaic), "miou_tiff": miou(b, mosaic)}  # fmt: skip
 
 
-def sizes_run(model: str, work: Path, sides: list[int], flags: list[str], limit: int, crops: int) -> list[dict]:
+def sizes_run(model: str, work: Path, sides: list[int], flags: list[str], limit: int) -> list[dict]:
     rows = []
     for side in sides:
         mosaic = SyntheticMosaic((side, side), 512, distinct=16)
@@ -139,30 +120,26 @@ def sizes_run(model: str, work: Path, sides: list[int], flags: list[str], limit:
         if side == max(sides) and run["rc"] == 0:
             mask = lazy_mask(work / f"out_s{side}" / f"s{side}_mask.tif")
             row["miou"] = miou(mask, mosaic)
-            row["crops"] = crop_check(model, work, mosaic, mask, flags, crops)
+            row["in_memory"] = whole_check(model, work, mosaic, mask, flags)
         rows.append(row)
         print(row, flush=True)
     return rows
 
 
-def crop_check(model: str, work: Path, mosaic: SyntheticMosaic, mask, flags: list[str], count: int) -> dict:
-    """The same protocol on in-memory crops (PNGs read whole) against the same pixels of the lazy run."""
-    side, regions = min(2048, mosaic.size[0] // 2), []
-    folder = work / "crops"
+def whole_check(model: str, work: Path, mosaic: SyntheticMosaic, mask, flags: list[str]) -> dict:
+    """The same protocol on the same scene read whole (one PNG, --allow-huge-images, no memory limit):
+    its mask against the lazy run's, pixel for pixel, its mIoU, and its peak RSS beside the lazy one's."""
+    side = mosaic.size[0]
+    folder = work / f"s{side}_png"
     folder.mkdir(exist_ok=True)
-    for k in range(count):
-        r0 = c0 = (k + 1) * (mosaic.size[0] - side) // (count + 1) // 512 * 512
-        regions.append((r0, r0 + side, c0, c0 + side))
-        cv2.imwrite(str(folder / f"crop{k}.png"), cv2.cvtColor(mosaic.region(*regions[-1])[0], cv2.COLOR_RGB2BGR))
-    run = predict(model, folder, work / "out_crops", flags)
-    cm_mem, agree = ConfusionMatrix(mosaic.num_classes), 0
-    for k, region in enumerate(regions):
-        crop_mask = read_label_png(work / "out_crops" / f"crop{k}_mask.png")
-        cm_mem.update(crop_mask, mosaic.region(*region)[1])
-        agree += int((crop_mask == np.asarray(mask[region[0] : region[1], region[2] : region[3]])).sum())
-    return {"regions": regions, "rc": run["rc"], "miou_in_memory_crops": float(cm_mem.scores().miou),
-            "miou_lazy_same_pixels": miou(mask, mosaic, regions),
-            "pixel_agreement": agree / (count * side * side)}  # fmt: skip
+    source = folder / f"s{side}.png"
+    if not source.exists():
+        cv2.imwrite(str(source), cv2.cvtColor(mosaic.region(0, side, 0, mosaic.size[1])[0], cv2.COLOR_RGB2BGR))
+    run = predict(model, source, work / f"out_s{side}_png", [*flags, HUGE_FLAG])
+    whole = read_label_png(work / f"out_s{side}_png" / f"s{side}_mask.png")
+    different = sum(int((whole[a : a + 2048] != np.asarray(mask[a : a + 2048])).sum()) for a in range(0, side, 2048))
+    return {"rc": run["rc"], "seconds": run["seconds"], "peak_rss_mib": run["peak_rss_mib"],
+            "miou_in_memory": miou(whole, mosaic), "pixels_different": different}  # fmt: skip
 
 
 def resume_run(model: str, work: Path, side: int, flags: list[str], full_seconds: float) -> dict:
@@ -205,7 +182,7 @@ def markdown(result: dict) -> str:
     scene, rows, resume = result["scene"], result["sizes"], result["resume"]
     lines = ["# Images larger than memory", "", f"Model: `{result['model']}`; flags: `{' '.join(result['flags'])}`; "
              f"{result['cpus']} CPUs (shared; load average at start {result['load']}).", "",
-             f"## Same scene, PNG vs tiled BigTIFF ({scene['size'][1]}x{scene['size'][0]}, `{result['scene_model']}`)", "",
+             f"## Same scene, PNG vs tiled BigTIFF ({scene['size'][1]}x{scene['size'][0]})", "",
              f"- masks identical: **{scene['identical']}** ({scene['pixels_different']} pixels differ); "
              f"scene_overview.png beside the TIFF mask: {scene['overview_beside_tiff_mask']}",
              f"- mIoU vs labels: PNG {scene['miou_png']:.4f}, TIFF {scene['miou_tiff']:.4f}",
@@ -217,13 +194,12 @@ def markdown(result: dict) -> str:
     lines += [f"| {r['side']} | {r['uncompressed_mib']} | {r['file_mib']} | {r['limit_mib']} | {r['rc']} | "
               f"{r['peak_rss_mib']} | {r['mpx_per_s']} | {r['seconds']} |" for r in rows]  # fmt: skip
     big = rows[-1]
-    if "crops" in big:
-        c = big["crops"]
-        lines += ["", f"Largest: mIoU vs labels {big['miou']:.4f}. In-memory crops ({len(c['regions'])} crops, "
-                  f"PNGs read whole): mIoU {c['miou_in_memory_crops']:.4f}; the lazy mask on the same pixels "
-                  f"{c['miou_lazy_same_pixels']:.4f}; pixel agreement {c['pixel_agreement']:.4f} (1 for a model whose "
-                  "output at a pixel depends on that pixel alone; otherwise a crop's windows start at its own "
-                  "corner and its border pixels see other windows)."]  # fmt: skip
+    if "in_memory" in big:
+        m = big["in_memory"]
+        lines += ["", f"Largest: mIoU vs labels {big['miou']:.4f}. The same scene as one PNG read whole (the in-memory "
+                  f"path, {HUGE_FLAG} and no memory limit): mIoU {m['miou_in_memory']:.4f}, {m['pixels_different']} pixels "
+                  f"differ from the tiled BigTIFF's mask; peak RSS {m['peak_rss_mib']} MiB against "
+                  f"{big['peak_rss_mib']} MiB, {m['seconds']} s against {big['seconds']} s."]  # fmt: skip
     lines += ["", f"## Killed (SIGKILL) after half the stripes, then --resume ({resume['side']}^2)", "",
               f"- killed after {resume['killed_after_s']} s with {resume['stripes_done_at_kill']} of {resume['stripes']} "
               f"stripes done; the resume reused {resume['stripes_resumed']} and took {resume['resume_seconds']} s "
@@ -242,21 +218,13 @@ def main(argv: list[str] | None = None) -> int:
     add_flag(parser, "--scene", default=(4000, 6000))
     parser.add_argument("--predict-tile", default="256", metavar="SIZE|HxW", help="predict's --tile (default 256)")
     parser.add_argument("--limit-mib", type=int, default=1024, help="RLIMIT_AS of each sized run (default 1024)")
-    parser.add_argument("--crops", type=int, default=2)
-    parser.add_argument("--scene-model", help="the model of step 1 (default: MODEL)")
-    parser.add_argument("--pixel", action="store_true", help="steps 2-3 on a 1x1 convolution with MODEL's metadata "
-                        "(step 1 on MODEL)")
     args = parser.parse_args(argv)
     args.workdir.mkdir(parents=True, exist_ok=True)
-    if args.pixel:
-        args.scene_model = args.scene_model or args.model
-        args.model = pixel_model(args.model, args.workdir / "pixel.onnx")
     flags = ["--tile", args.predict_tile]
     result = {"model": args.model, "flags": flags, "cpus": os.cpu_count(), "load": round(os.getloadavg()[0], 1)}
-    result["scene_model"] = args.scene_model or args.model
-    result["scene"] = scene_pair(result["scene_model"], args.workdir, tuple(args.scene), flags)
+    result["scene"] = scene_pair(args.model, args.workdir, tuple(args.scene), flags)
     print(result["scene"], flush=True)
-    result["sizes"] = sizes_run(args.model, args.workdir, args.sides, flags, args.limit_mib * 2**20, args.crops)
+    result["sizes"] = sizes_run(args.model, args.workdir, args.sides, flags, args.limit_mib * 2**20)
     middle = result["sizes"][1]
     result["resume"] = resume_run(args.model, args.workdir, middle["side"], flags, middle["seconds"])
     args.output.mkdir(parents=True, exist_ok=True)
