@@ -19,6 +19,7 @@ kills the processes with that tag when the driver ends, however it ends (SIGKILL
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import signal
@@ -120,20 +121,47 @@ class LocalCluster:
 # ---------------------------------------------------------------- the workers
 
 
+class WorkerLoadError(RuntimeError):
+    """A worker could not open or load the model: the run stops (every worker would fail alike)."""
+
+
+def on_actor_gpu(options: Any) -> Any:
+    """The options as a GPU actor must give them: Ray shows an actor only its own GPU (CUDA_VISIBLE_DEVICES),
+    as device 0, whichever GPU the driver's options named."""
+    if not options.on_cuda:
+        return options
+    names = {f.name for f in dataclasses.fields(options)}
+    if "device_id" in names:
+        return dataclasses.replace(options, device_id=0)
+    return dataclasses.replace(options, device="cuda:0") if "device" in names else options
+
+
 class PredictWorker:
     """A Ray Data actor: one loaded runtime; runs units (job index, stripe column or -1 for a whole input)."""
 
     def __init__(self, model: str, options: Any, protocol: Any, jobs: list[Job], make_predictor: Callable) -> None:
         from . import open_runtime
 
-        runtime = open_runtime(model, options)
-        runtime.activate()
-        self.predictor = make_predictor(runtime, protocol)
         self.jobs = jobs
         self.large: dict[int, Any] = {}
         self.name = f"{os.uname().nodename}:{os.getpid()}"
+        if options.on_cuda:
+            import ray
+
+            self.name += f" GPU {','.join(map(str, ray.get_gpu_ids()))}"
+        # A constructor that raises has Ray print its traceback at every retry; the first unit raises instead.
+        self.predictor, self.load_error = None, ""
+        try:
+            runtime = open_runtime(model, on_actor_gpu(options))
+            runtime.activate()
+            self.predictor = make_predictor(runtime, protocol)
+        except Exception as exc:
+            self.load_error = (f"{model}: cannot be loaded by worker {self.name} "
+                               f"({first_line(exc).removeprefix(f'{model}: ')})")  # fmt: skip
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
+        if self.load_error:
+            raise WorkerLoadError(self.load_error)
         rows: dict[str, list] = defaultdict(list)
         for index, c0 in zip(batch["job"].tolist(), batch["stripe"].tolist()):
             job, start, error, pixels = self.jobs[index], time.perf_counter(), "", 0
@@ -176,11 +204,15 @@ def run_cluster(address: str, jobs: list[Job], runtime: Any, protocol: Any, resu
     predictor = make_predictor(runtime, protocol, resume)  # plans here; the workers infer
     workers: dict[str, list[float]] = defaultdict(lambda: [0, 0.0, 0])
     units, larges = _plan(jobs, predictor, resume, failures)
+    runtime.deactivate()  # each worker loads its own
     cluster = LocalCluster() if address == "local" and units else None
     try:
         if address != "local" and units:
             ray.init(address=address, log_to_driver=False, logging_level="ERROR")
-        results = _run_units(units, jobs, runtime, protocol, make_predictor, workers)
+        try:
+            results = _run_units(units, jobs, runtime, protocol, make_predictor, workers)
+        except Exception as exc:
+            raise _load_error(exc) or exc
         for index, run in larges.items():
             errors = [results[(index, c0)][0] for c0 in run.todo if results[(index, c0)][0]]
             if errors:
@@ -201,6 +233,22 @@ def run_cluster(address: str, jobs: list[Job], runtime: Any, protocol: Any, resu
         {"worker": name, "units": int(n), "mpx": round(px / 1e6, 3), "busy_s": round(s, 2),
          "mpx_per_s": round(px / 1e6 / s, 3) if s else None} for name, (px, s, n) in sorted(workers.items())]}  # fmt: skip
     return summary, failures
+
+
+def _load_error(exc: BaseException) -> WorkerLoadError | None:
+    """The WorkerLoadError behind Ray's error, as one line: Ray reports an actor that died in its constructor
+    with an ActorDiedError that keeps the constructor's error only as text (its traceback's last line)."""
+    marker = f"{WorkerLoadError.__module__}.{WorkerLoadError.__name__}: "
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, WorkerLoadError):
+            return exc
+        for line in str(exc).splitlines():
+            if line.startswith(marker):
+                return WorkerLoadError(line.removeprefix(marker))
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def _plan(jobs: list[Job], predictor: Any, resume: bool, failures: list[str]) -> tuple[list[tuple[int, int]], dict]:
@@ -231,12 +279,15 @@ def _run_units(units: list[tuple[int, int]], jobs: list[Job], runtime: Any, prot
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False  # ours is the one bar
     context.print_on_execution_start = False
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
-    gpus = int(ray.cluster_resources().get("GPU", 0)) if runtime.options.device == "cuda" else 0
+    logging.getLogger("ray.data").setLevel(logging.CRITICAL)  # its errors reach the user as our lines
+    gpus = int(ray.cluster_resources().get("GPU", 0)) if runtime.options.on_cuda else 0
+    if runtime.options.on_cuda and not gpus:
+        raise ClusterUnavailable(f"{runtime.path} runs on CUDA and the cluster has no GPU")
     pool = gpus or max(1, int(ray.cluster_resources().get("CPU", 1)))
     items = [{"job": i, "stripe": c0} for i, c0 in units]
     data = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
-        PredictWorker, batch_size=1, concurrency=min(pool, len(items)), num_gpus=1 if gpus else 0, num_cpus=0 if gpus else 1,
+        PredictWorker, batch_size=1, compute=ray.data.ActorPoolStrategy(size=min(pool, len(items))),
+        num_gpus=1 if gpus else 0, num_cpus=0 if gpus else 1,
         fn_constructor_kwargs={"model": str(runtime.path), "options": runtime.options, "protocol": protocol,
                                "jobs": jobs, "make_predictor": make_predictor})  # fmt: skip
     whole = sum(1 for _, c0 in units if c0 < 0)

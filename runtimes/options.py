@@ -92,6 +92,11 @@ class RuntimeOptions:
         return "cpu"
 
     @property
+    def on_cuda(self) -> bool:
+        """Whether the computation runs on a CUDA device ("cuda" or "cuda:N")."""
+        return str(self.device).partition(":")[0] == "cuda"
+
+    @property
     def precision(self) -> str | None:
         """The precision the runtime computes in when the options choose it (else the artifact's)."""
         return None

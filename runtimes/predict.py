@@ -60,7 +60,7 @@ from sunet_deploy.protocol import (
 from sunet_deploy.tiling import InferModel, segment
 
 from . import ArtifactError, Runtime, RuntimeUnavailable, format_for, open_runtime, runtime_row
-from .cluster import require_ray, run_cluster
+from .cluster import WorkerLoadError, require_ray, run_cluster
 from .inputs import InputError, Job, existing_outputs, plan_jobs
 from .large import HUGE_FLAG, allow_huge_images, finished, read_whole, run_large
 from .options import COMMON, RuntimeOptions, add_flags, given_flags, values_from_args
@@ -332,20 +332,25 @@ def main(argv: list[str] | None = None) -> int:
         if args.cluster:
             require_ray()
         jobs, runtime, protocol = prepare(args)
-        load(runtime)
-    except (InputError, ArtifactError, RuntimeUnavailable, ValueError, OSError) as exc:
+        if args.cluster:
+            summary = predict_on_cluster(args, jobs, runtime, protocol)
+        else:
+            load(runtime)
+    except (InputError, ArtifactError, RuntimeUnavailable, ValueError, OSError, WorkerLoadError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    if args.cluster:
-        summary = predict_on_cluster(args, jobs, runtime, protocol)
-    else:
+    if not args.cluster:
         summary = run_jobs(jobs, runtime, args.output, protocol, args.resume)
     print(_describe(summary, args.output))
     return EXIT_FAILED if summary["skipped"] else EXIT_OK
 
 
 def predict_on_cluster(args: argparse.Namespace, jobs: list[Job], runtime: Runtime, protocol: Protocol | None) -> dict:
-    """run_jobs on Ray (runtimes.cluster); the summary is written as run_jobs writes it."""
+    """run_jobs on Ray (runtimes.cluster); the summary is written as run_jobs writes it. The model is loaded
+    here first, as by run_jobs, unless it runs on CUDA: the GPU workers load that (this machine may have no
+    GPU); a worker that cannot load it stops the run (WorkerLoadError)."""
+    if not runtime.options.on_cuda:
+        load(runtime)
     summary: dict = {}
     try:
         summary, _ = run_cluster(args.cluster, jobs, runtime, protocol, args.resume, args.output, predictor_for, _summary)
