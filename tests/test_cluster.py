@@ -1,11 +1,15 @@
 """predict --cluster local on Ray: the single process's masks byte for byte, a killed worker retried with every
-input counted once, --resume, and no Ray process left behind, even when the driver is SIGKILLed.
+input counted once, --resume, and no Ray process left behind, even when the driver is SIGKILLed; the workers
+of every CPU runtime (ONNX Runtime, OpenVINO, Triton clients of a real server) and, rehearsed with the
+TensorRT and pycuda fakes (tests/fakes/gpu_workers.py), a TensorRT engine on GPU workers, one GPU each,
+and a worker that cannot load the model as one error line.
 
 Slow: each run starts a Ray cluster (about 4 s on an idle machine, up to a minute on the shared 2 cores),
 in a child process marked by an environment variable so that the test can find every process it left."""
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -19,11 +23,18 @@ import pytest
 pytest.importorskip("ray.data")
 pytest.importorskip("zarr")
 
+from runtimes.cluster import on_actor_gpu  # noqa: E402
+from runtimes.options import OnnxRuntimeOptions, OpenVINOOptions, PyTorchOptions, TensorRTOptions  # noqa: E402
 from runtimes.predict import main  # noqa: E402
+from export.triton import export_repository_model  # noqa: E402
+from factory import several_class_checkpoint  # noqa: E402
 from sunet_deploy.data.mosaic import SyntheticMosaic  # noqa: E402
+from sunet_deploy.formats import TritonRecipe  # noqa: E402
+from test_triton_server import serve_python  # noqa: E402, F401  (a fixture)
 
 pytestmark = pytest.mark.slow
 MARK = "SUNET_TEST_CLUSTER_MARK"
+TESTS = Path(__file__).parent
 
 
 @pytest.fixture(scope="module")
@@ -122,3 +133,90 @@ def test_a_driver_killed_with_sigkill_leaves_no_ray_process(onnx, tmp_path):
     assert linger is not None, f"still running 15 s after the driver died: {marked(mark)}"
     print(f"every Ray process of the killed driver ended {linger:.1f} s after it")
     assert linger < 5
+
+
+# ---------------------------------------------------------------- every runtime's workers
+
+
+@pytest.fixture(scope="module")
+def served(serve_python, tmp_path_factory):  # noqa: F811
+    """A real Triton server (runtimes.serve) of a tensor model: its URI."""
+    from test_served_client import Server
+
+    root = tmp_path_factory.mktemp("cluster_served")
+    checkpoint = several_class_checkpoint(root / "model.safetensors")
+    export_repository_model(checkpoint, root / "repository", TritonRecipe(name="sunet", backend="python", io="tensor"))
+    server = Server(serve_python, root / "repository", root)
+    server.start()
+    try:
+        yield server.uri("http")
+    finally:
+        server.launcher.kill()
+        server.launcher.wait()
+
+
+@pytest.mark.parametrize("runtime", ["openvino", "triton"])
+def test_openvino_and_triton_client_workers_write_the_single_process_masks(runtime, request, onnx, tmp_path):
+    if runtime == "openvino":
+        pytest.importorskip("openvino", reason="openvino is not installed (pip install 'sunet-deploy[openvino]')")
+        model, flags = onnx, ["--runtime", "openvino"]
+    else:
+        pytest.importorskip("tritonclient.http", reason="tritonclient is not installed: pip install 'sunet-deploy[serve]'")
+        model, flags = request.getfixturevalue("served"), []
+    folder = images(tmp_path / "in", 6, large=True)
+    flags += ["--tile", "16"]
+    assert main([model, str(folder), "-o", str(tmp_path / "single"), *flags]) == 0
+    assert main([model, str(folder), "-o", str(tmp_path / "cluster"), *flags, "--cluster", "local"]) == 0
+    single, cluster = masks(tmp_path / "single"), masks(tmp_path / "cluster")
+    assert len(single) == 7 and cluster == single
+    result = summary(tmp_path / "cluster")
+    assert result["runtime"] == summary(tmp_path / "single")["runtime"] == runtime
+    assert sum(w["units"] for w in result["cluster"]["workers"]) == 6 + 4
+
+
+FAKE_GPU_DRIVER = """
+import functools, sys, ray
+from fakes.gpu_workers import install
+install()
+ray.init = functools.partial(ray.init, num_gpus=2,
+                             runtime_env={"worker_process_setup_hook": "fakes.gpu_workers.install"})
+from runtimes.predict import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_tensorrt_engine_runs_on_gpu_workers_and_a_worker_that_cannot_load_it_is_one_line(tmp_path):
+    """Rehearsed with the fakes in the driver and in every Ray worker (a cluster told of 2 GPUs): each actor
+    loads the engine on its own GPU; the driver, whose machine may have none, does not load it."""
+    from fakes.gpu_workers import NO_PYCUDA
+    from test_trt_runtime import write_engine
+
+    engine = write_engine(tmp_path / "model.engine")
+    folder = images(tmp_path / "in", 6)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))}
+
+    def run(out: str, *flags: str, **extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", FAKE_GPU_DRIVER, str(engine), str(folder), "-o",
+                               str(tmp_path / out), "--tile", "32", "--buffers", "pycuda", *flags],
+                              env={**env, **extra}, capture_output=True, text=True, timeout=600)  # fmt: skip
+
+    single, cluster = run("single"), run("cluster", "--cluster", "local")
+    assert single.returncode == 0 and cluster.returncode == 0, (single.stderr + cluster.stderr)[-3000:]
+    assert len(masks(tmp_path / "single")) == 6 and masks(tmp_path / "cluster") == masks(tmp_path / "single")
+    assert "predict on 2 worker(s)" in cluster.stderr  # a pool of one actor per GPU
+    workers = summary(tmp_path / "cluster")["cluster"]["workers"]
+    assert sum(w["units"] for w in workers) == 6 and all(re.fullmatch(r".+:\d+ GPU [01]", w["worker"]) for w in workers)
+    broken = run("broken", "--cluster", "local", **{NO_PYCUDA: "1"})
+    lines = broken.stderr.strip().splitlines()
+    assert broken.returncode == 2 and "Traceback" not in broken.stderr, broken.stderr[-3000:]
+    assert lines[-1].startswith(f"error: {engine}: cannot be loaded by worker ") and "pycuda" in lines[-1], lines[-1]
+    assert "stopped" in summary(tmp_path / "broken") and not masks(tmp_path / "broken")
+
+
+def test_a_gpu_actor_names_its_one_visible_gpu_as_device_0():
+    """Ray sets CUDA_VISIBLE_DEVICES to the actor's GPU: whichever GPU the driver's options named, it is 0 there."""
+    assert on_actor_gpu(TensorRTOptions(device_id=1)).device_id == 0
+    assert on_actor_gpu(OnnxRuntimeOptions(provider="cuda", device_id=3)).device_id == 0
+    assert on_actor_gpu(PyTorchOptions(device="cuda:2")).device == "cuda:0"
+    for cpu in (OnnxRuntimeOptions(device_id=3), PyTorchOptions(), OpenVINOOptions()):
+        assert on_actor_gpu(cpu) is cpu
