@@ -6,7 +6,9 @@
 - garbage answers give one "skipped" line per image, exit 1, no traceback, in bounded time: over HTTP an
   HTML 502 page, a body shorter than its Content-Length, a byte count that does not match the shape, no
   answer; over gRPC (a fake on tritonclient's own service stubs, replaying the real server's configuration)
-  a gateway's UNAVAILABLE, a byte count that does not match the shape, no answer;
+  a gateway's UNAVAILABLE, a byte count that does not match the shape, no answer, and the answers of a model
+  replaced under the same name mid-run (retrained with other classes, re-exported with its argmax built in),
+  which are not taken for the configured model's;
 - nothing listening is one `error:` line, exit 2;
 - runtimes.serve's console shows tritonserver's warnings only, its whole log goes to the file it names.
 """
@@ -40,6 +42,7 @@ triton_grpc = pytest.importorskip("tritonclient.grpc",
                                   reason="tritonclient is not installed: pip install 'sunet-deploy[serve]'")
 import grpc  # noqa: E402  (tritonclient[grpc] brings it)
 from tritonclient.grpc import service_pb2, service_pb2_grpc  # noqa: E402
+from tritonclient.utils import np_to_triton_dtype  # noqa: E402
 
 NUM_IMAGES = 20
 PAUSED_AT = 5
@@ -236,16 +239,25 @@ class FakeGrpcTriton(service_pb2_grpc.GRPCInferenceServiceServicer):
         if self.mode == "unavailable":  # what a gateway (Envoy) answers with no server behind it
             context.abort(grpc.StatusCode.UNAVAILABLE, "upstream connect error or disconnect/reset before headers")
         batch, _, height, width = request.inputs[0].shape
-        logits = np.zeros((batch, self.config.config.output[0].dims[0], height, width), np.float32)
-        raw = logits.tobytes()[:16] if self.mode == "wrong size" else logits.tobytes()
-        output = service_pb2.ModelInferResponse.InferOutputTensor(name=request.outputs[0].name, datatype="FP32",
-                                                                  shape=logits.shape)
+        array = self.output(batch, height, width)
+        raw = array.tobytes()[:16] if self.mode == "wrong size" else array.tobytes()
+        output = service_pb2.ModelInferResponse.InferOutputTensor(
+            name=request.outputs[0].name, datatype=np_to_triton_dtype(array.dtype), shape=array.shape)
         return service_pb2.ModelInferResponse(model_name=request.model_name, outputs=[output],
                                               raw_output_contents=[raw])
+
+    def output(self, batch: int, height: int, width: int) -> np.ndarray:
+        """The configured logits, or the output of a model replaced under the same name while the job runs."""
+        if self.mode == "labels":  # re-exported with its argmax built in
+            return np.zeros((batch, height, width), np.uint8)
+        classes = 3 if self.mode == "other classes" else self.config.config.output[0].dims[0]  # retrained
+        return np.zeros((batch, classes, height, width), np.float32)
 
 
 @pytest.mark.parametrize(("mode", "says"), [("unavailable", "[StatusCode.UNAVAILABLE] upstream connect error"),
                                             ("wrong size", "cannot reshape array of size 4 into shape"),
+                                            ("other classes", "not float32 [1, 5, ?, ?] as configured"),
+                                            ("labels", "as uint8 [1, 160, 160], not float32 [1, 5, ?, ?]"),
                                             ("no answer", "[StatusCode.DEADLINE_EXCEEDED]")])
 def test_garbage_grpc_answers_skip_each_image(mode, says, server, images, tmp_path):
     client = triton_grpc.InferenceServerClient(f"127.0.0.1:{server.grpc}")
