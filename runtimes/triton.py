@@ -182,7 +182,20 @@ class TritonRuntime(Runtime):
         if self.takes_images:
             raise ValueError(f"{self.path} takes encoded images, not tensors (an --io image model): use masks()")
         out = self._request(batch)
+        self.check_output(out, batch.shape[0])
         return out, Timing(0.0)
+
+    def check_output(self, out: np.ndarray, batch: int) -> None:
+        """Refuse an output unlike the configured one: a model replaced under the same name while a job runs
+        (retrained with other classes, or re-exported with its argmax built in) would otherwise be taken for
+        the configured one, its masks written in silence or failing far from the cause."""
+        configured = tensor_info(self.config["output"][0])
+        shape = (batch, *configured.shape[1:])
+        fits = out.ndim == len(shape) and all(d in ("?", n) for d, n in zip(shape, out.shape))
+        if out.dtype != configured.dtype or not fits:
+            raise ValueError(f"the server answered {configured.name} as {out.dtype} {list(out.shape)}, not "
+                             f"{configured.dtype} [{', '.join(map(str, shape))}] as configured at the start (was the "
+                             "model replaced?)")
 
     def _request(self, data: np.ndarray) -> np.ndarray:
         if data.shape[0] > self.max_batch:

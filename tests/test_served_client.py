@@ -1,10 +1,14 @@
 """What a batch job of runtimes.predict against a served model can count on, shown with a real Triton server
-(runtimes.serve in the serving environment, one per module) and a fake one on loopback:
+(runtimes.serve in the serving environment, one per module) and fake ones on loopback:
 
 - a server stopped mid-run and restarted on the same ports 3 s later loses no image, over HTTP (our own
   client, runtimes.triton_io.HttpTensors) and gRPC (tritonclient);
-- garbage answers (an HTML 502 page, a body shorter than its Content-Length, a byte count that does not
-  match the shape) give one "skipped" line per image, exit 1, no traceback, in bounded time;
+- garbage answers give one "skipped" line per image, exit 1, no traceback, in bounded time: over HTTP an
+  HTML 502 page, a body shorter than its Content-Length, a byte count that does not match the shape, no
+  answer; over gRPC (a fake on tritonclient's own service stubs, replaying the real server's configuration)
+  a gateway's UNAVAILABLE, a byte count that does not match the shape, no answer, and the answers of a model
+  replaced under the same name mid-run (retrained with other classes, re-exported with its argmax built in),
+  which are not taken for the configured model's;
 - nothing listening is one `error:` line, exit 2;
 - runtimes.serve's console shows tritonserver's warnings only, its whole log goes to the file it names.
 """
@@ -20,6 +24,7 @@ import sys
 import threading
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +38,11 @@ from runtimes.triton_io import INFER_HEADER
 from sunet_deploy.formats import TritonRecipe
 from test_triton_server import READY_TIMEOUT, free_port, serve_python  # noqa: F401  (a fixture)
 
-pytest.importorskip("tritonclient.grpc", reason="tritonclient is not installed: pip install 'sunet-deploy[serve]'")
+triton_grpc = pytest.importorskip("tritonclient.grpc",
+                                  reason="tritonclient is not installed: pip install 'sunet-deploy[serve]'")
+import grpc  # noqa: E402  (tritonclient[grpc] brings it)
+from tritonclient.grpc import service_pb2, service_pb2_grpc  # noqa: E402
+from tritonclient.utils import np_to_triton_dtype  # noqa: E402
 
 NUM_IMAGES = 20
 PAUSED_AT = 5
@@ -186,24 +195,91 @@ def test_garbage_answers_skip_each_image(mode, server, images, tmp_path):
     fake = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=fake.serve_forever, daemon=True)
     thread.start()
-    folder = tmp_path / "images"
-    folder.mkdir()
-    for path in sorted(images.iterdir())[:3]:
-        (folder / path.name).write_bytes(path.read_bytes())
     try:
-        started = time.monotonic()
-        # an answer is waited for, and a server that goes away mid-answer is waited for: 2 s here
-        run = predict(f"triton://127.0.0.1:{fake.server_port}/sunet", folder, tmp_path / "out", "--server-timeout", "2")
-        out, err = run.communicate(timeout=90)
+        skipped_each_image(f"triton://127.0.0.1:{fake.server_port}/sunet", images, tmp_path)
     finally:
         handler.done.set()
         fake.shutdown()
         fake.server_close()
+
+
+def skipped_each_image(uri: str, images: Path, tmp_path: Path) -> list[str]:
+    """Predict three images against `uri` and check that each is skipped, with exit 1, no traceback and no mask,
+    in bounded time (an answer, and a server gone mid-answer, are waited for 2 s); returns the skipped lines."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for path in sorted(images.iterdir())[:3]:
+        (folder / path.name).write_bytes(path.read_bytes())
+    started = time.monotonic()
+    run = predict(uri, folder, tmp_path / "out", "--server-timeout", "2")
+    out, err = run.communicate(timeout=90)
     assert run.returncode == 1, err
-    assert "Traceback" not in err and sorted(re.findall(r"^skipped: .*?(\d+\.png):", err, re.M)) == \
+    skipped = re.findall(r"^skipped: .*$", err, re.M)
+    assert "Traceback" not in err and sorted(re.search(r"(\d+\.png):", line)[1] for line in skipped) == \
         ["00.png", "01.png", "02.png"], err  # fmt: skip
     assert "0 of 3 inputs written" in out and masks(tmp_path / "out") == 0
     assert time.monotonic() - started < 60
+    return skipped
+
+
+class FakeGrpcTriton(service_pb2_grpc.GRPCInferenceServiceServicer):
+    """Triton's gRPC protocol as far as runtimes.triton uses it: the model's real configuration, then an
+    answer to every inference request spoilt as `mode` says."""
+
+    def __init__(self, config: service_pb2.ModelConfigResponse, mode: str) -> None:
+        self.config, self.mode, self.done = config, mode, threading.Event()
+
+    def ModelConfig(self, request, context) -> service_pb2.ModelConfigResponse:
+        return self.config
+
+    def ModelInfer(self, request, context) -> service_pb2.ModelInferResponse:
+        if self.mode == "no answer":
+            self.done.wait(60)
+            context.abort(grpc.StatusCode.CANCELLED, "the test is over")
+        if self.mode == "unavailable":  # what a gateway (Envoy) answers with no server behind it
+            context.abort(grpc.StatusCode.UNAVAILABLE, "upstream connect error or disconnect/reset before headers")
+        batch, _, height, width = request.inputs[0].shape
+        array = self.output(batch, height, width)
+        raw = array.tobytes()[:16] if self.mode == "wrong size" else array.tobytes()
+        output = service_pb2.ModelInferResponse.InferOutputTensor(
+            name=request.outputs[0].name, datatype=np_to_triton_dtype(array.dtype), shape=array.shape)
+        return service_pb2.ModelInferResponse(model_name=request.model_name, outputs=[output],
+                                              raw_output_contents=[raw])
+
+    def output(self, batch: int, height: int, width: int) -> np.ndarray:
+        """The configured logits, or the output of a model replaced under the same name while the job runs."""
+        if self.mode == "labels":  # re-exported with its argmax built in
+            return np.zeros((batch, height, width), np.uint8)
+        classes = 3 if self.mode == "other classes" else self.config.config.output[0].dims[0]  # retrained
+        return np.zeros((batch, classes, height, width), np.float32)
+
+
+GRPC_SKIPPED = {  # mode: what each of its skipped lines says
+    "unavailable": "[StatusCode.UNAVAILABLE] upstream connect error",
+    "wrong size": "cannot reshape array of size 4 into shape",
+    "other classes": "not float32 [1, 5, ?, ?] as configured",
+    "labels": "as uint8 [1, 160, 160], not float32 [1, 5, ?, ?]",
+    "no answer": "[StatusCode.DEADLINE_EXCEEDED]",
+}
+
+
+@pytest.mark.parametrize("mode", list(GRPC_SKIPPED))
+def test_garbage_grpc_answers_skip_each_image(mode, server, images, tmp_path):
+    client = triton_grpc.InferenceServerClient(f"127.0.0.1:{server.grpc}")
+    try:
+        servicer = FakeGrpcTriton(client.get_model_config("sunet", client_timeout=10), mode)
+    finally:
+        client.close()
+    fake = grpc.server(ThreadPoolExecutor(max_workers=4))
+    service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, fake)
+    port = fake.add_insecure_port("127.0.0.1:0")
+    fake.start()
+    try:
+        skipped = skipped_each_image(f"triton+grpc://127.0.0.1:{port}/sunet", images, tmp_path)
+    finally:
+        servicer.done.set()
+        fake.stop(None)
+    assert all(GRPC_SKIPPED[mode] in line for line in skipped), skipped
 
 
 # ---------------------------------------------------------------- a restart
