@@ -109,7 +109,10 @@ class ServedModel:
         request.set_data_from_numpy(data)
         extra = {"client_timeout": timeout} if self.protocol == "grpc" else {}
         result = client.infer(self.model, [request], outputs=[module.InferRequestedOutput(output)], **extra)
-        return result.as_numpy(output)
+        out = result.as_numpy(output)
+        if out is None:
+            raise ValueError(f"the server's answer has no output {output!r}")
+        return out
 
 
 def unreachable(exc: BaseException) -> bool:
