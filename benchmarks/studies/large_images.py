@@ -32,7 +32,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from runtimes.large import HUGE_FLAG
+from runtimes.large import HUGE_FLAG, allow_huge_images
 from sunet_deploy.bigimage import open_lazy, read_mask
 from sunet_deploy.data.mosaic import SyntheticMosaic
 from sunet_deploy.flags import add_flag
@@ -136,6 +136,7 @@ def whole_check(model: str, work: Path, mosaic: SyntheticMosaic, mask, flags: li
     if not source.exists():
         cv2.imwrite(str(source), cv2.cvtColor(mosaic.region(0, side, 0, mosaic.size[1])[0], cv2.COLOR_RGB2BGR))
     run = predict(model, source, work / f"out_s{side}_png", [*flags, HUGE_FLAG])
+    allow_huge_images()  # the mask PNG is as large as the scene
     whole = read_label_png(work / f"out_s{side}_png" / f"s{side}_mask.png")
     different = sum(int((whole[a : a + 2048] != np.asarray(mask[a : a + 2048])).sum()) for a in range(0, side, 2048))
     return {"rc": run["rc"], "seconds": run["seconds"], "peak_rss_mib": run["peak_rss_mib"],
