@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..cli import parse_size
+from ..fileio import atomic_path
 from .synthetic import DEFAULT_CLASSES, DEFAULT_SEED, SyntheticSegmentation
 
 
@@ -70,11 +71,11 @@ class SyntheticMosaic:
                 yield self.tile_sample(i, j)[1 if labels else 0]
 
     def write_tiff(self, path: str | os.PathLike, labels: bool = False, compression: str | None = "zlib") -> Path:
-        """The scene (or its labels) as a tiled BigTIFF, one tile in memory at a time."""
+        """The scene (or its labels) as a tiled BigTIFF, one tile in memory at a time (whole or not at all)."""
         import tifffile
 
         shape = self.size if labels else (*self.size, 3)
-        with tifffile.TiffWriter(path, bigtiff=True) as writer:
+        with atomic_path(path) as tmp, tifffile.TiffWriter(tmp, bigtiff=True) as writer:
             writer.write(self.tiles(labels), shape=shape, dtype=np.uint8, tile=(self.tile, self.tile),
                          photometric="minisblack" if labels else "rgb", compression=compression)  # fmt: skip
         return Path(path)
