@@ -192,7 +192,7 @@ class TritonRuntime(Runtime):
         """Refuse an output unlike the configured one: a model replaced under the same name while a job runs
         (retrained with other classes, or re-exported with its argmax built in) would otherwise be taken for
         the configured one, its masks written in silence or failing far from the cause."""
-        configured = tensor_info(self.config["output"][0])
+        configured = self.outputs()[0]
         shape = (batch, *configured.shape[1:])
         fits = out.ndim == len(shape) and all(d in ("?", n) for d, n in zip(shape, out.shape))
         if out.dtype != configured.dtype or not fits:
