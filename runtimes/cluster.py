@@ -236,14 +236,12 @@ def run_cluster(address: str, jobs: list[Job], runtime: Any, protocol: Any, resu
 
 
 def _load_error(exc: BaseException) -> WorkerLoadError | None:
-    """The WorkerLoadError behind Ray's error, as one line: Ray reports an actor that died in its constructor
-    with an ActorDiedError that keeps the constructor's error only as text (its traceback's last line)."""
+    """The WorkerLoadError a worker raised, as one line. Ray Data re-raises a unit's error as a
+    RayTaskError(UserCodeException) that keeps the worker's error only as text (its traceback's last line)."""
     marker = f"{WorkerLoadError.__module__}.{WorkerLoadError.__name__}: "
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
-        if isinstance(exc, WorkerLoadError):
-            return exc
         for line in str(exc).splitlines():
             if line.startswith(marker):
                 return WorkerLoadError(line.removeprefix(marker))
