@@ -37,7 +37,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from sunet_deploy.cli import first_line
-from sunet_deploy.lifetime import die_with_parent
+from sunet_deploy.lifetime import die_with_parent, processes_with
 from sunet_deploy.progress import progress
 
 from .inputs import Job
@@ -62,25 +62,11 @@ def require_ray() -> None:
 # ---------------------------------------------------------------- the local cluster's lifetime
 
 
-def tagged_processes(tag: str) -> list[int]:
-    """Pids of the processes whose environment carries `TAG_VAR=tag` (those of one local cluster)."""
-    marker = f"{TAG_VAR}={tag}".encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if marker in (entry / "environ").read_bytes().split(b"\0"):
-                    found.append(int(entry.name))
-            except OSError:  # gone, or not ours
-                continue
-    return found
-
-
 def guard(tag: str, driver: int) -> None:
     """The guard's body: on SIGTERM (the driver ended, or ended it), SIGKILL every tagged process but the driver."""
 
     def end(*_: object) -> None:
-        for pid in tagged_processes(tag):
+        for pid in processes_with(TAG_VAR, tag):
             if pid not in (driver, os.getpid()):
                 try:
                     os.kill(pid, signal.SIGKILL)

@@ -26,10 +26,8 @@ pytest.importorskip("zarr")
 from runtimes.cluster import on_actor_gpu  # noqa: E402
 from runtimes.options import OnnxRuntimeOptions, OpenVINOOptions, PyTorchOptions, TensorRTOptions  # noqa: E402
 from runtimes.predict import main  # noqa: E402
-from export.triton import export_repository_model  # noqa: E402
-from factory import several_class_checkpoint  # noqa: E402
 from sunet_deploy.data.mosaic import SyntheticMosaic  # noqa: E402
-from sunet_deploy.formats import TritonRecipe  # noqa: E402
+from sunet_deploy.lifetime import command_line, processes_with  # noqa: E402
 from test_triton_server import serve_python  # noqa: E402, F401  (a fixture)
 
 pytestmark = pytest.mark.slow
@@ -55,14 +53,7 @@ def images(folder: Path, count: int, large: bool = False) -> Path:
 
 def marked(mark: str) -> list[tuple[int, str]]:
     """(pid, command line) of every process whose environment has MARK=mark."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and f"{MARK}={mark}".encode() in (entry / "environ").read_bytes().split(b"\0"):
-                found.append((int(entry.name), (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()))
-        except OSError:
-            continue
-    return found
+    return [(pid, command_line(pid)) for pid in processes_with(MARK, mark)]
 
 
 def start(args: list[str], mark: str) -> subprocess.Popen:
@@ -141,18 +132,11 @@ def test_a_driver_killed_with_sigkill_leaves_no_ray_process(onnx, tmp_path):
 @pytest.fixture(scope="module")
 def served(serve_python, tmp_path_factory):  # noqa: F811
     """A real Triton server (runtimes.serve) of a tensor model: its URI."""
-    from test_served_client import Server
+    from test_served_client import serving, tensor_repository  # it skips without tritonclient
 
     root = tmp_path_factory.mktemp("cluster_served")
-    checkpoint = several_class_checkpoint(root / "model.safetensors")
-    export_repository_model(checkpoint, root / "repository", TritonRecipe(name="sunet", backend="python", io="tensor"))
-    server = Server(serve_python, root / "repository", root)
-    server.start()
-    try:
+    with serving(serve_python, tensor_repository(root), root) as server:
         yield server.uri("http")
-    finally:
-        server.launcher.kill()
-        server.launcher.wait()
 
 
 @pytest.mark.parametrize("runtime", ["openvino", "triton"])

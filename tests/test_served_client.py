@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import re
@@ -24,6 +25,7 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -48,13 +50,16 @@ NUM_IMAGES = 20
 PAUSED_AT = 5
 
 
-@pytest.fixture(scope="module")
-def repository(tmp_path_factory) -> Path:
-    """One tensor model ("sunet": float32 in, logits out) on the python backend."""
-    root = tmp_path_factory.mktemp("served_client")
+def tensor_repository(root: Path) -> Path:
+    """One tensor model ("sunet": float32 in, logits out) on the python backend, in root/repository."""
     checkpoint = several_class_checkpoint(root / "model.safetensors")
     export_repository_model(checkpoint, root / "repository", TritonRecipe(name="sunet", backend="python", io="tensor"))
     return root / "repository"
+
+
+@pytest.fixture(scope="module")
+def repository(tmp_path_factory) -> Path:
+    return tensor_repository(tmp_path_factory.mktemp("served_client"))
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +104,14 @@ class Server:
 
 @pytest.fixture(scope="module")
 def server(serve_python, repository, tmp_path_factory):  # noqa: F811
-    server = Server(serve_python, repository, tmp_path_factory.mktemp("server"))
+    with serving(serve_python, repository, tmp_path_factory.mktemp("server")) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def serving(python: Path, repository: Path, folder: Path) -> Iterator[Server]:
+    """A started Server, killed at the end of the block if it still runs."""
+    server = Server(python, repository, folder)
     server.start()
     try:
         yield server

@@ -24,7 +24,7 @@ import cv2
 
 from sunet_deploy.data.synthetic import SyntheticSegmentation
 from sunet_deploy.flags import add_flag
-from sunet_deploy.lifetime import die_with_parent
+from sunet_deploy.lifetime import command_line, die_with_parent, processes_with
 
 from ..harness.report import write_json
 
@@ -32,14 +32,7 @@ MARK = "SUNET_BENCH_CLUSTER_MARK"
 
 
 def marked(mark: str) -> list[tuple[int, str]]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and f"{MARK}={mark}".encode() in (entry / "environ").read_bytes().split(b"\0"):
-                found.append((int(entry.name), (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()[:80]))
-        except OSError:
-            continue
-    return found
+    return [(pid, command_line(pid)[:80]) for pid in processes_with(MARK, mark)]
 
 
 def run(model: str, folder: Path, out: Path, flags: list[str], kill_after: int | None = None) -> dict:
