@@ -30,7 +30,7 @@ from sunet_deploy.models import ModelSpec, build_model
 
 from .harness.env import environment, format_environment
 from .harness.flops import spec_gflops
-from .harness.report import write_json
+from .harness.report import save_report
 
 MODELS = ("sunet64", "sunet7_128")
 STRIDES = (8, 16, 32)
@@ -152,10 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         rows += measure_model(arch, args)
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     result = {"environment": environment(args.threads), "settings": settings, "rows": rows}
-    args.output.mkdir(parents=True, exist_ok=True)
-    (args.output / "output-stride.md").write_text(markdown(result))
-    print(markdown(result))
-    print(f"wrote {write_json(result, args.output / 'output-stride.json')} and {args.output / 'output-stride.md'}")
+    save_report(result, markdown(result), args.output, "output-stride")
     return 0
 
 

@@ -60,7 +60,7 @@ from sunet_deploy.tolerance import Tolerance
 
 from .harness.artifacts import failure_reason, open_variant
 from .harness.env import environment, format_environment
-from .harness.report import nothing_measured, skipped_md, write_json
+from .harness.report import nothing_measured, save_report, skipped_md
 from .harness.variants import reference_name, split_available, variants_for, with_threads
 
 
@@ -314,10 +314,7 @@ def main(argv: list[str] | None = None) -> int:
               "dataset": spec.describe(), "reference_miou": 100 * stats[reference].confusion.scores().miou,
               "protocol": protocol.to_dict() if protocol else None,
               "runtimes": records, "skipped": skipped}  # fmt: skip
-    args.output.mkdir(parents=True, exist_ok=True)
-    (args.output / "parity.md").write_text(markdown(result))
-    print(markdown(result))
-    print(f"wrote {write_json(result, args.output / 'parity.json')} and {args.output / 'parity.md'}")
+    save_report(result, markdown(result), args.output, "parity")
     failed = [name for name, r in records.items() if not r["passed"]]
     if failed:
         print(f"outside tolerance: {', '.join(failed)}", file=sys.stderr)

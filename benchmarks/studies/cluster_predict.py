@@ -26,7 +26,7 @@ from sunet_deploy.data.synthetic import SyntheticSegmentation
 from sunet_deploy.flags import add_flag
 from sunet_deploy.lifetime import command_line, die_with_parent, processes_with
 
-from ..harness.report import write_json
+from ..harness.report import save_report
 
 MARK = "SUNET_BENCH_CLUSTER_MARK"
 
@@ -86,8 +86,6 @@ def main(argv: list[str] | None = None) -> int:
     for key in ("single", "cluster", "cluster_killed"):
         result[key]["images_per_s"] = round(args.synthetic_samples / result[key]["seconds"], 2)
         result[key]["mpx_per_s"] = round(mpx / result[key]["seconds"], 3)
-    args.output.mkdir(parents=True, exist_ok=True)
-    write_json(result, args.output / "report.json")
     lines = ["# predict --cluster local (Ray, 2 workers) against one process", "",
              f"{args.synthetic_samples} images of {args.synthetic_size[0]}x{args.synthetic_size[1]}, model `{args.model}`, {result['cpus']} CPUs shared "
              f"(load average {result['load_at_start']} at start). Wall time includes Ray's start and stop.", "",
@@ -99,8 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"| {key}{' (worker ' + str(r['killed_worker']) + ' killed)' if r['killed_worker'] else ''} | "
                      f"{r['rc']} | {r['seconds']} | {r['images_per_s']} | {r['mpx_per_s']} | {r['written']}/{r['inputs']} | "
                      f"{r.get('masks_identical_to_single', '-')} | {len(r['left_after_1s'])} | {per} |")  # fmt: skip
-    (args.output / "report.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    save_report(result, "\n".join(lines) + "\n", args.output, "report")
     return 0
 
 

@@ -40,7 +40,7 @@ from sunet_deploy.lifetime import die_with_parent
 from sunet_deploy.metrics import ConfusionMatrix
 from sunet_deploy.pipeline.palettes import read_label_png
 
-from ..harness.report import write_json
+from ..harness.report import save_report
 
 
 def predict(model: str, source: Path, out: Path, flags: list[str], limit: int | None = None) -> dict:
@@ -228,10 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     result["sizes"] = sizes_run(args.model, args.workdir, args.sides, flags, args.limit_mib * 2**20)
     middle = result["sizes"][1]
     result["resume"] = resume_run(args.model, args.workdir, middle["side"], flags, middle["seconds"])
-    args.output.mkdir(parents=True, exist_ok=True)
-    write_json(result, args.output / "report.json")
-    (args.output / "report.md").write_text(markdown(result))
-    print(markdown(result))
+    save_report(result, markdown(result), args.output, "report")
     return 0
 
 
