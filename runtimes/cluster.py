@@ -10,9 +10,10 @@ whole, to the same bytes, when it is retried). Outputs and the model are read fr
 worker sees (a shared filesystem on a real cluster; on one machine, the same paths).
 
 `--cluster local` starts a cluster of LOCAL_WORKERS CPUs for the run and shuts it down after. Ray
-cannot be told to end its processes with the driver, so every process it starts carries a tag in its
-environment, and a small guard process (a child that dies with the driver: sunet_deploy.lifetime)
-kills the processes with that tag when the driver ends, however it ends (SIGKILL included).
+cannot be told to end its processes with the driver, so the processes ray.init starts carry a tag in
+their environment, and a small guard process (a child that dies with the driver: sunet_deploy.lifetime)
+notes them and the processes they start (Ray's agents, started without the tag), and kills them all
+when the driver ends, however it ends (SIGKILL included).
 `--cluster ADDRESS` joins a running cluster (`ray start --head` on one machine, `ray start
 --address=HEAD:6379` on the others) and leaves it running.
 """
@@ -37,7 +38,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from sunet_deploy.cli import first_line
-from sunet_deploy.lifetime import die_with_parent, processes_with
+from sunet_deploy.lifetime import descendants, die_with_parent, process_table, processes_with
 from sunet_deploy.progress import progress
 
 from .inputs import Job
@@ -45,6 +46,8 @@ from .large import attach_large, finish_large, finished, open_large, run_stripe
 
 LOCAL_WORKERS = 2
 TAG_VAR = "SUNET_CLUSTER_TAG"
+GUARD_SECONDS = 10  # the most the guard spends ending a cluster
+GUARD_POLL = 0.5  # seconds between the guard's notes of the cluster's processes
 CLUSTER_HINT = "pip install 'sunet-deploy[cluster]' (Ray Data)"
 
 
@@ -63,22 +66,37 @@ def require_ray() -> None:
 
 
 def guard(tag: str, driver: int) -> None:
-    """The guard's body: on SIGTERM (the driver ended, or ended it), SIGKILL every tagged process but the driver."""
+    """The guard's body. It notes every tagged process and every process those start: Ray starts its agents
+    with an environment of its own, without the tag, and they may outlive the raylet that started them. On
+    SIGTERM (the driver ended, or ended it) it SIGKILLs every one it noted that still runs, noting again
+    until none is left: a process Ray was starting during one pass is found by the next."""
+    me, noted = os.getpid(), {}  # pid -> start time: the pid's process, not a later one with the same pid
+
+    def note() -> dict[int, tuple[int, int]]:
+        table = process_table()
+        tagged = set(processes_with(TAG_VAR, tag)) - {driver, me}
+        noted.update({pid: table[pid][1] for pid in tagged | descendants(tagged, table) if pid in table})
+        for pid in [pid for pid, start in noted.items() if table.get(pid, (0, -1))[1] != start]:
+            del noted[pid]  # ended
+        return table
 
     def end(*_: object) -> None:
-        for pid in processes_with(TAG_VAR, tag):
-            if pid not in (driver, os.getpid()):
+        deadline = time.monotonic() + GUARD_SECONDS
+        while note() and noted and time.monotonic() < deadline:
+            for pid in list(noted):
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except OSError:
                     pass
+            time.sleep(0.1)
         os._exit(0)
 
     signal.signal(signal.SIGTERM, end)
     if os.getppid() != driver:
         end()
     while True:
-        signal.pause()
+        note()
+        time.sleep(GUARD_POLL)
 
 
 class LocalCluster:

@@ -3,7 +3,7 @@
 Used as (part of) a subprocess `preexec_fn`: the served Triton server (runtimes.serve) and the GPU
 report's steps (benchmarks.harness.budget). Linux only (prctl PR_SET_PDEATHSIG); elsewhere a no-op.
 For processes started by others (a Ray cluster's), `processes_with` finds them by a variable they
-inherit.
+inherit, and `process_table` and `descendants` find the ones they start in turn.
 """
 
 from __future__ import annotations
@@ -37,6 +37,35 @@ def processes_with(variable: str, value: str) -> list[int]:
                     found.append(int(entry.name))
             except OSError:  # gone, or not ours
                 continue
+    return found
+
+
+def process_table() -> dict[int, tuple[int, int]]:
+    """Every live process (zombies left out): pid -> (parent pid, start time in clock ticks since boot; with
+    the pid it names one process, not a later one given the same pid)."""
+    table = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()  # after "pid (name)"
+            except OSError:
+                continue
+            if fields[0] not in ("Z", "X"):
+                table[int(entry.name)] = (int(fields[1]), int(fields[19]))
+    return table
+
+
+def descendants(roots: set[int], table: dict[int, tuple[int, int]]) -> set[int]:
+    """The children of `roots`, their children, and so on, in a process_table."""
+    children: dict[int, list[int]] = {}
+    for pid, (parent, _) in table.items():
+        children.setdefault(parent, []).append(pid)
+    found, stack = set(), list(roots)
+    while stack:
+        for child in children.get(stack.pop(), []):
+            if child not in found:
+                found.add(child)
+                stack.append(child)
     return found
 
 
